@@ -1,0 +1,68 @@
+"""The `prefixrl` command line: one subcommand per stage, each a flat dataclass whose field docs are --help.
+
+Bad input (files, names, values) ends with a one-line `prefixrl: error: ...` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import tyro
+
+from prefixrl.demo import DemoConfig, run_demo
+from prefixrl.pretrain import PretrainConfig, pretrain
+from prefixrl.stages import (CollectConfig, EvalConfig, PrefixesConfig, TrainConfig, run_collect, run_eval,
+                             run_prefixes, run_train)
+from prefixrl.store import BadInput
+
+COMMANDS = {
+    "demo": DemoConfig,
+    "pretrain": PretrainConfig,
+    "collect": CollectConfig,
+    "prefixes": PrefixesConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = tyro.extras.subcommand_cli_from_dict(
+            COMMANDS, args=argv,
+            description="PrefixRL: RL on hard problems, conditioned on prefixes of correct off-policy traces.",
+        )
+    except ValueError as e:  # a config's __post_init__ rejected the values
+        print(f"prefixrl: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        if isinstance(cfg, DemoConfig):
+            report = run_demo(cfg)
+            print(f"{report['verdict']}\nreport: {cfg.out / 'report.md'}")
+        elif isinstance(cfg, PretrainConfig):
+            pretrain(cfg)
+            print(f"base model: {cfg.out}")
+        elif isinstance(cfg, CollectConfig):
+            s = run_collect(cfg)
+            print(f"{s['solved']} of {s['problems']} problems have a trace ({s['samples']} samples, "
+                  f"{s['flops']:.3e} FLOPs): {cfg.out}")
+        elif isinstance(cfg, PrefixesConfig):
+            s = run_prefixes(cfg)
+            for msg in s["rejected"]:
+                print(f"excluded: {msg}", file=sys.stderr)
+            print(f"{s['prefixes']} prefixes from {s['traces']} traces: {cfg.out}")
+        elif isinstance(cfg, TrainConfig):
+            r = run_train(cfg)
+            last = r["curve"][-1]
+            print(f"{r['steps']} steps, unprefixed hard-train pass@1 {last['train_acc_unprefixed']:.4f}, "
+                  f"{last['flops']:.3e} FLOPs: {cfg.out}")
+        elif isinstance(cfg, EvalConfig):
+            print(json.dumps(run_eval(cfg), indent=2))
+    except (BadInput, FileNotFoundError, ValueError) as e:
+        print(f"prefixrl: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""`prefixrl collect`: rejection sampling with the base model (paper §3.2), and trace import.
+
+Per hard problem, sample in rounds until the first verified-correct response or the cap; keep that one
+trace, token-exact, with what it cost. Every sample counts in the FLOPs ledger, including those spent on
+problems that were never solved: that compute is the price PrefixRL is charged in comparisons.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from prefixrl.engine import Engine, SamplingParams
+from prefixrl.flops import Ledger
+from prefixrl.render import decode_response, encode_response, render_prompt, tokenizer_fingerprint
+from prefixrl.store import BadInput
+from prefixrl.tasks.base import Problem, Task, Verdict
+from prefixrl.traces import Trace
+
+
+@dataclass
+class Collection:
+    traces: list[Trace]
+    samples: dict[str, int]  # problem id -> samples drawn (solved or not)
+    flops: dict[str, float]  # problem id -> FLOPs spent
+    ledger: Ledger = field(default_factory=Ledger)
+
+    def summary(self) -> dict:
+        return {"problems": len(self.samples), "solved": len(self.traces), "samples": sum(self.samples.values()),
+                "flops": sum(self.flops.values())}
+
+
+def rejection_sample(
+    engine: Engine, tokenizer, task: Task, problems: list[Problem], params: SamplingParams, source: str,
+    cap: int = 1024, per_round: int = 32, seed: int = 0, progress: bool = True,
+) -> Collection:
+    """Sample `per_round` responses per unsolved problem per round, until solved or `cap` samples."""
+    if cap < 1 or per_round < 1:
+        raise BadInput("collect: cap and per_round must be >= 1")
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    col = Collection([], {p.id: 0 for p in problems}, {p.id: 0.0 for p in problems})
+    open_ = list(problems)
+    bar = tqdm(total=len(problems), desc="collect (solved)", disable=not progress)
+    rnd = 0
+    while open_:
+        n = min(per_round, cap - col.samples[open_[0].id])  # all open problems have drawn the same count
+        prompts = [render_prompt(tokenizer, p.question) for p in open_]
+        gens = engine.generate(prompts, n, params, seed=seed * 1_000_003 + rnd)
+        col.ledger.add("collect/prefill", gens.prefill_flops)
+        col.ledger.add("collect/decode", gens.decode_flops)
+        per_prompt = [len(pr) for pr in prompts]
+        round_tokens = _round_tokens(per_prompt, gens)
+        still_open = []
+        for p, plen, group in zip(open_, per_prompt, gens.samples):
+            # This problem's share of the round's FLOPs, in proportion to its prompt and decoded tokens.
+            tokens = plen * len(group) + sum(len(s.tokens) for s in group)
+            col.samples[p.id] += len(group)
+            col.flops[p.id] += gens.flops * tokens / max(1, round_tokens)
+            hit = next((s for s in group if task.verify(p, decode_response(tokenizer, s.tokens)) is Verdict.CORRECT), None)
+            if hit is not None:
+                ids = hit.tokens[:-1] if hit.tokens and hit.tokens[-1] == tokenizer.eos_token_id else hit.tokens
+                col.traces.append(Trace(p.id, p.question, p.answer, decode_response(tokenizer, ids), ids, fingerprint,
+                                        source, params.temperature, params.top_p, col.samples[p.id], col.flops[p.id]))
+                bar.update(1)
+            elif col.samples[p.id] < cap:
+                still_open.append(p)
+        open_, rnd = still_open, rnd + 1
+        bar.set_postfix(round=rnd, open=len(open_))
+    bar.close()
+    return col
+
+
+def _round_tokens(per_prompt: list[int], gens) -> int:
+    return sum(plen * len(g) + sum(len(s.tokens) for s in g) for plen, g in zip(per_prompt, gens.samples))
+
+
+def import_traces(path: str | Path, task: Task, tokenizer, problems: list[Problem]) -> tuple[list[Trace], list[str]]:
+    """Traces made elsewhere: a JSONL of {"problem_id", "trace"} (text). Tokenised with the policy's
+    tokenizer and re-verified; rows that fail verification are reported and skipped."""
+    path = Path(path)
+    by_id = {p.id: p for p in problems}
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    traces, rejected = [], []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({e.strerror})") from None
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise BadInput(f"{path}: row {i}: not valid JSON") from None
+        for name in ("problem_id", "trace"):
+            if not isinstance(row.get(name), str) or not row[name]:
+                raise BadInput(f"{path}: row {i}: field {name}: expected a non-empty string")
+        if row["problem_id"] not in by_id:
+            raise BadInput(f"{path}: row {i}: field problem_id: unknown problem {row['problem_id']!r}")
+        p = by_id[row["problem_id"]]
+        ids = encode_response(tokenizer, row["trace"], eos=False)
+        text = decode_response(tokenizer, ids)
+        if task.verify(p, text) is not Verdict.CORRECT:
+            rejected.append(f"{path}: row {i}: trace for {p.id} fails verification")
+            continue
+        traces.append(Trace(p.id, p.question, p.answer, text, ids, fingerprint, f"import:{path.name}", 0.0, 0.0, 1, 0.0))
+    return traces, rejected

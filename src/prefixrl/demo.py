@@ -1,0 +1,177 @@
+"""`prefixrl demo`: the whole method on the embedded task, end to end, in one folder.
+
+pretrain → base pass@k → collect (rejection sampling) → prefixes → RL with PrefixRL → standard RL given
+the same total FLOPs (rejection sampling included) → final pass@1 on hard-train and hard-heldout → report.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from prefixrl.collect import rejection_sample
+from prefixrl.engine import Sampler, SamplingParams
+from prefixrl.evaluate import evaluate
+from prefixrl.model import load, param_count
+from prefixrl.prefixes import cut_prefixes, save_prefixes
+from prefixrl.pretrain import PretrainConfig, pretrain
+from prefixrl.report import plot_curves, write_report
+from prefixrl.store import BadInput
+from prefixrl.tasks.chain import ChainTask
+from prefixrl.train import RLSettings, train_rl
+from prefixrl.traces import save_traces
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    out: Path = Path("runs/demo")
+    """Output folder: base model, traces, prefixes, runs, report.md, report.json, curve.png."""
+    quick: bool = False
+    """A smaller run (fewer problems and steps) that finishes in about 3 minutes."""
+    seed: int = 0
+    """Seed for problems, pretraining, sampling and RL."""
+    train_problems: int = 64
+    """Hard-train problems (rejection sampling and RL)."""
+    heldout_problems: int = 128
+    """Hard-heldout problems (evaluation only)."""
+    pretrain_steps: int = 500
+    """Pretraining steps for the base model."""
+    base_samples: int = 64
+    """Samples per problem for the base model's pass@k."""
+    collect_cap: int = 1024
+    """Most samples drawn per problem in rejection sampling."""
+    rl_steps: int = 300
+    """PrefixRL steps; standard RL then runs until it has spent the same total FLOPs."""
+    rl_lr: float = 3e-5
+    """RL learning rate (shared by every method)."""
+    hard_steps: int = 16
+    """Steps in a hard chain (the difficulty knob); easy chains have 1 to hard_steps steps."""
+    teacher_accuracy: float = 0.65
+    """Per-step accuracy of the imperfect teacher the base model is pretrained on (sets its pass rate)."""
+    final_samples: int = 16
+    """Samples per problem for the final pass@1."""
+    progress: bool = True
+    """Show progress bars."""
+
+    def resolved(self) -> "DemoConfig":
+        if not self.quick:
+            return self
+        return replace(self, train_problems=16, heldout_problems=32, pretrain_steps=400, base_samples=16,
+                       rl_steps=60, final_samples=8)
+
+
+def _pass_at_ks(result, ks):
+    return {str(k): result.pass_at(k) for k in ks if k <= result.n}
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    cfg = cfg.resolved()
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    task = ChainTask(easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)
+    pcfg = PretrainConfig(out=out / "base", steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy,
+                          easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps, seed=cfg.seed)
+
+    # 1. the base model (reused when the same configuration was pretrained before in this folder)
+    meta = out / "base" / "prefixrl.json"
+    same = meta.is_file() and json.loads(meta.read_text())["pretrain"] == json.loads(json.dumps(asdict(pcfg), default=str))
+    if not same:
+        pretrain(pcfg, progress=cfg.progress)
+    model, tok = load(out / "base")
+    engine = Sampler(model, tok.eos_token_id, tok.pad_token_id)
+    params = SamplingParams(max_new_tokens=2 * task.slots + 4)
+    splits = {s: task.problems(s, n, cfg.seed) for s, n in
+              [("easy", cfg.heldout_problems), ("hard_train", cfg.train_problems), ("hard_heldout", cfg.heldout_problems)]}
+
+    # 2. base pass@k on unprefixed problems
+    ks = [1, 8, 64]
+    base = {"pass@1": {}, "pass@k": {}}
+    for split, probs in splits.items():
+        r = evaluate(engine, tok, task, probs, cfg.base_samples, params, seed=cfg.seed + 1)
+        base["pass@1"][split] = r.pass_at(1)
+        for k, v in _pass_at_ks(r, ks).items():
+            base["pass@k"].setdefault(k, {})[split] = v
+
+    # 3. rejection sampling with the base model
+    col = rejection_sample(engine, tok, task, splits["hard_train"], params, source=str(out / "base"),
+                           cap=cfg.collect_cap, seed=cfg.seed, progress=cfg.progress)
+    save_traces(out / "traces.parquet", col.traces)
+    (out / "traces.json").write_text(json.dumps(col.summary(), indent=2))
+    if not col.traces:
+        raise BadInput(f"rejection sampling found no correct trace in {cfg.collect_cap} samples per problem; "
+                       "raise --collect-cap or --teacher-accuracy, or lower --hard-steps")
+    rs_flops = col.ledger.total()
+
+    # 4. prefixes (paper rule: 3 cuts per trace at U[0.4, 0.8] of its tokens)
+    prefixes = cut_prefixes(col.traces, task, tok, seed=cfg.seed)
+    save_prefixes(out / "prefixes.parquet", prefixes)
+    traced = [t.problem for t in col.traces]
+    prefix_success = {}
+    for f in (0.2, 0.4, 0.6, 0.8):
+        pre = [t.token_ids[: int(f * len(t.token_ids))] for t in col.traces]
+        r = evaluate(engine, tok, task, traced, cfg.base_samples // 2 or 1, params, seed=cfg.seed + 2, prefixes=pre)
+        prefix_success[f"{int(f * 100)}%"] = r.pass_at(1)
+
+    # 5. PrefixRL, then standard RL with the same total FLOPs
+    rl = RLSettings(steps=cfg.rl_steps, lr=cfg.rl_lr, seed=cfg.seed, max_new_tokens=params.max_new_tokens)
+    methods, runs = {}, {}
+    for name in ("prefixrl", "rl"):
+        policy, _ = load(out / "base")
+        if name == "prefixrl":
+            settings, charged = replace(rl, method="prefixrl"), rs_flops
+        else:
+            budget = runs["prefixrl"]["curve"][-1]["flops"]
+            # ~15 curve points whatever the number of steps the budget buys (sampling dominates a step)
+            led = runs["prefixrl"]["ledger"]
+            per_step = (led.get("rl/prefill", 0) + led.get("rl/decode", 0)) / max(1, runs["prefixrl"]["steps"])
+            every = max(rl.eval_every, int(budget / max(per_step, 1.0) / 15))
+            settings = replace(rl, method="rl", steps=cfg.rl_steps * 50, flops_budget=budget, eval_every=every)
+            charged = 0.0
+        runs[name] = train_rl(policy, tok, task, settings, splits["hard_train"], prefixes, out / "runs" / name,
+                              charged_flops=charged, progress=cfg.progress)
+        eng = Sampler(policy, tok.eos_token_id, tok.pad_token_id)
+        final = {f"{s}_pass@1": evaluate(eng, tok, task, splits[s], cfg.final_samples, params, seed=cfg.seed + 3).pass_at(1)
+                 for s in ("hard_train", "hard_heldout")}
+        methods[name] = {"curve": runs[name]["curve"], "final": final, "flops_total": runs[name]["curve"][-1]["flops"],
+                         "steps": runs[name]["steps"]}
+
+    # 6. report
+    rl_steps = [json.loads(l) for l in (out / "runs" / "rl" / "metrics.jsonl").read_text().splitlines()]
+    rl_steps = [r for r in rl_steps if r["kind"] == "step"][:100]
+    gates = {"rl_steps_checked": len(rl_steps),
+             "rl_steps_with_signal": sum(r["zero_adv_groups"] < 1.0 for r in rl_steps),
+             "collect_solved_share": col.summary()["solved"] / max(1, col.summary()["problems"]),
+             "prefix80_success": prefix_success["80%"]}
+    report = {
+        "seed": cfg.seed,
+        "config": {**json.loads(json.dumps(asdict(cfg), default=str)), "task": task.name,
+                   "task_config": {"hard_steps": task.hard_steps, "easy_steps": [task.easy_min_steps, task.easy_max_steps],
+                                   "ops": task.ops},
+                   "rl": asdict(rl)},
+        "model": {"n_params": param_count(model), "path": str(out / "base")},
+        "base": base,
+        "prefix_success": prefix_success,
+        "collection": col.summary(),
+        "methods": methods,
+        "gates": gates,
+        "seconds": time.time() - t0,
+    }
+    report["verdict"] = verdict(methods)
+    plot_curves(methods, out / "curve.png", "PrefixRL vs standard RL at equal FLOPs", charged={"prefixrl": rs_flops})
+    write_report(out, report)
+    return report
+
+
+def verdict(methods: dict) -> str:
+    p, r = methods["prefixrl"]["final"], methods["rl"]["final"]
+    parts = []
+    for key, label in (("hard_train_pass@1", "hard-train"), ("hard_heldout_pass@1", "hard-heldout")):
+        word = "above" if p[key] > r[key] else ("equal to" if p[key] == r[key] else "BELOW")
+        parts.append(f"on {label}, PrefixRL ends {word} standard RL ({p[key]:.4f} vs {r[key]:.4f})")
+    return ("At equal total FLOPs (rejection sampling charged to PrefixRL): " + "; ".join(parts) + ".")

@@ -1,0 +1,61 @@
+"""pass@k on unprefixed problems, by the unbiased estimator of Chen et al. (2021), and the
+`prefixrl eval` stage. Evaluation FLOPs go to the ledger under "eval/" and never into a method's curve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefixrl.engine import Engine, SamplingParams
+from prefixrl.flops import Ledger
+from prefixrl.render import decode_response, render_prompt
+from prefixrl.tasks.base import Problem, Task, Verdict
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k for one problem with c correct out of n samples: 1 − C(n−c, k) / C(n, k).
+
+    Computed as a running product to avoid huge binomials; equals 1 when n − c < k.
+    """
+    if not 0 <= c <= n:
+        raise ValueError(f"need 0 <= c <= n, got c={c}, n={n}")
+    if not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 1 <= k <= n, got k={k}, n={n}")
+    if n - c < k:
+        return 1.0
+    prod = 1.0
+    for i in range(n - c + 1, n + 1):
+        prod *= 1.0 - k / i
+    return 1.0 - prod
+
+
+@dataclass
+class EvalResult:
+    n: int  # samples per problem
+    correct: list[int]  # per problem
+    verdicts: dict[str, int]  # verdict name -> count
+
+    def pass_at(self, k: int) -> float:
+        return sum(pass_at_k(self.n, c, k) for c in self.correct) / max(1, len(self.correct))
+
+
+def evaluate(
+    engine: Engine, tokenizer, task: Task, problems: list[Problem], n: int, params: SamplingParams, seed: int,
+    ledger: Ledger | None = None, prefixes: list[list[int]] | None = None, category: str = "eval",
+) -> EvalResult:
+    """Sample n completions per problem (after an optional prefix) and verify prefix + completion."""
+    prefixes = prefixes or [[] for _ in problems]
+    prompts = [render_prompt(tokenizer, p.question) + pre for p, pre in zip(problems, prefixes)]
+    gens = engine.generate(prompts, n, params, seed)
+    if ledger is not None:
+        ledger.add(f"{category}/prefill", gens.prefill_flops)
+        ledger.add(f"{category}/decode", gens.decode_flops)
+    correct, counts = [], {v.value: 0 for v in Verdict}
+    for prob, pre, group in zip(problems, prefixes, gens.samples):
+        c = 0
+        for s in group:
+            v = task.verify(prob, decode_response(tokenizer, pre + s.tokens))
+            counts[v.value] += 1
+            c += v is Verdict.CORRECT
+        correct.append(c)
+    return EvalResult(n, correct, counts)

@@ -1,0 +1,54 @@
+"""The embedded base model: a small Llama from transformers, random-init, saved with save_pretrained.
+
+Any Hugging Face causal LM works with the rest of the pipeline; this module only builds and loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    hidden: int = 128
+    layers: int = 3
+    heads: int = 4
+    ffn: int = 384
+    max_positions: int = 256
+
+
+def build_model(tokenizer: PreTrainedTokenizerBase, shape: ModelShape = ModelShape(), seed: int = 0) -> LlamaForCausalLM:
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=shape.hidden,
+        intermediate_size=shape.ffn,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.heads,
+        max_position_embeddings=shape.max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def param_count(model: torch.nn.Module) -> int:
+    """N in the 2ND / 6ND FLOPs rule: every distinct parameter (tied embeddings counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def load(path: str | Path):
+    """Load a model folder written by save_pretrained (ours or any HF causal LM) and its tokenizer."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: not a model folder (no config.json); run `prefixrl pretrain` first")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return model, tokenizer

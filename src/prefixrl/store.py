@@ -1,0 +1,54 @@
+"""Parquet record files, written atomically: a reader sees the old file or the new one, never half.
+
+Records are flat dicts of Parquet-friendly values (str, int, float, bool, list[int]). Validation of
+their meaning belongs to the module that owns the record (traces, prefixes).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class BadInput(ValueError):
+    """Bad user input: the CLI prints the message on one line and exits with code 2."""
+
+
+def write_records(path: str | Path, records: list[dict], schema: pa.Schema) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(records, schema=schema)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pq.write_table(table, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on one filesystem
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_records(path: str | Path, schema: pa.Schema) -> list[dict]:
+    """Rows of a Parquet file, after checking that every field of `schema` is present."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: no such file")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise BadInput(f"{path}: not a readable Parquet file ({e})") from None
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    if missing:
+        raise BadInput(f"{path}: missing field(s) {', '.join(missing)}")
+    return table.select([f.name for f in schema]).to_pylist()

@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from prefixrl.engine import Sampler, SamplingParams
+from prefixrl.losses import token_logprobs
+from prefixrl.mask import make_batch
+from prefixrl.model import param_count
+
+PROMPTS = [[1, 4, 12, 13, 5], [1, 4, 14, 5, 20, 21, 22]]  # the second ends with "prefix" ids
+
+
+def _sampler(model, tok):
+    return Sampler(model, tok.eos_token_id, tok.pad_token_id)
+
+
+def test_same_seed_same_samples_different_seed_differs(tiny_model, tok):
+    s = _sampler(tiny_model, tok)
+    p = SamplingParams(max_new_tokens=12)
+    a, b, c = s.generate(PROMPTS, 4, p, seed=3), s.generate(PROMPTS, 4, p, seed=3), s.generate(PROMPTS, 4, p, seed=4)
+    tokens = lambda g: [x.tokens for grp in g.samples for x in grp]  # noqa: E731
+    assert tokens(a) == tokens(b)
+    assert [x.logprobs for grp in a.samples for x in grp] == [x.logprobs for grp in b.samples for x in grp]
+    assert tokens(a) != tokens(c)
+
+
+def test_shapes_lengths_and_flops(tiny_model, tok):
+    g = _sampler(tiny_model, tok).generate(PROMPTS, 3, SamplingParams(max_new_tokens=7), seed=0)
+    assert len(g.samples) == 2 and all(len(grp) == 3 for grp in g.samples)
+    n = param_count(tiny_model)
+    generated = 0
+    for grp in g.samples:
+        for x in grp:
+            assert 1 <= len(x.tokens) <= 7 and len(x.logprobs) == len(x.tokens)
+            assert x.truncated == (tok.eos_token_id not in x.tokens)
+            if not x.truncated:
+                assert x.tokens[-1] == tok.eos_token_id and x.tokens.count(tok.eos_token_id) == 1
+            generated += len(x.tokens)
+    assert g.prefill_flops == 2 * n * 3 * (5 + 7)  # each sample prefills its own prompt here
+    assert g.decode_flops == 2 * n * generated
+
+
+def test_logprobs_match_a_full_forward(tiny_model, tok):
+    """The KV-cached, left-padded sampler computes the same log-probs as one unpadded forward."""
+    g = _sampler(tiny_model, tok).generate(PROMPTS, 2, SamplingParams(max_new_tokens=10), seed=1)
+    for prompt, grp in zip(PROMPTS, g.samples):
+        for x in grp:
+            b = make_batch([prompt], [x.tokens], tok.pad_token_id)
+            with torch.no_grad():
+                lp, _ = token_logprobs(tiny_model, b)
+            assert torch.allclose(lp[0][b.mask[0] > 0], torch.tensor(x.logprobs), atol=1e-4)
+
+
+def test_top_p_keeps_only_the_nucleus(tiny_model, tok):
+    # With a tiny top_p only the most likely token survives: sampling becomes greedy.
+    s = _sampler(tiny_model, tok)
+    p = SamplingParams(max_new_tokens=6, top_p=1e-6)
+    a = s.generate(PROMPTS[:1], 3, p, seed=0).samples[0]
+    b = s.generate(PROMPTS[:1], 3, p, seed=9).samples[0]
+    assert a[0].tokens == a[1].tokens == a[2].tokens == b[0].tokens
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": 0}, {"top_p": 0}, {"top_p": 1.5}, {"max_new_tokens": 0}])
+def test_bad_sampling_params(kwargs):
+    with pytest.raises(ValueError):
+        SamplingParams(**kwargs)

@@ -1,0 +1,95 @@
+"""The pipeline through the real CLI, at toy size: pretrain → collect → prefixes → train → eval."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from prefixrl.cli import main
+from prefixrl.stages import task_of
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    args = ["pretrain", "--out", str(d / "base"), "--steps", "40", "--hidden", "32", "--layers", "1", "--heads", "2",
+            "--ffn", "64", "--easy-max-steps", "4", "--hard-steps", "4"]
+    assert main(args) == 0
+    return d
+
+
+def test_stages_end_to_end(base, capsys):
+    d, model = base, str(base / "base")
+    task = task_of(base / "base")
+    assert task.hard_steps == 4
+    # real rejection sampling (a 40-step model solves little; the ledger must still count every sample)
+    assert main(["collect", "--model", model, "--out", str(d / "sampled.parquet"), "--problems", "4", "--cap", "8",
+                 "--per-round", "4", "--data-seed", "0"]) == 0
+    summary = json.loads((d / "sampled.json").read_text())
+    assert summary["problems"] == 4 and summary["samples"] >= 8 and summary["flops"] > 0
+    # traces made elsewhere (the reference solver), imported as text and re-verified
+    probs = task.problems("hard_train", 4, 0)
+    (d / "ext.jsonl").write_text("\n".join(json.dumps({"problem_id": p.id, "trace": task.solution(p)}) for p in probs))
+    assert main(["collect", "--model", model, "--out", str(d / "traces.parquet"), "--problems", "4",
+                 "--import-file", str(d / "ext.jsonl")]) == 0
+    assert main(["prefixes", "--model", model, "--traces", str(d / "traces.parquet"), "--out", str(d / "prefixes.parquet")]) == 0
+    assert "12 prefixes from 4 traces" in capsys.readouterr().out
+    for method in ("prefixrl", "rl", "prefixrl-only"):
+        out = d / method
+        assert main(["train", "--model", model, "--method", method, "--prefixes", str(d / "prefixes.parquet"),
+                     "--traces", str(d / "traces.parquet"), "--problems", "4", "--steps", "3", "--prompts-per-step", "4",
+                     "--samples-per-prompt", "4", "--eval-every", "2", "--out", str(out)]) == 0
+        steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert [s["step"] for s in steps if s["kind"] == "step"] == [1, 2, 3]
+        assert (out / "final" / "config.json").is_file()
+        rows = [s for s in steps if s["kind"] == "step"]
+        if method == "rl":
+            assert all(s["reward_prefixed"] is None for s in rows)
+        if method == "prefixrl-only":
+            assert all(s["reward_unprefixed"] is None for s in rows)
+        ledger = json.loads((out / "ledger.json").read_text())
+        assert ledger["rl/decode"] > 0 and ledger["rl/prefill"] > 0
+    capsys.readouterr()
+    assert main(["eval", "--model", str(d / "prefixrl" / "final"), "--split", "hard_heldout", "--problems", "4",
+                 "--samples", "4", "--k", "1", "2", "4"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res) >= {"pass@1", "pass@2", "pass@4", "verdicts"} and sum(res["verdicts"].values()) == 16
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "--method", "nope"], "unknown method"),
+    (["train", "--model", "/nonexistent/model"], "model folder not found"),
+    (["eval", "--model", "/nonexistent", "--samples", "4", "--k", "8"], "k <= samples"),
+    (["prefixes", "--traces", "/nonexistent.parquet"], "model folder not found"),
+])
+def test_bad_input_is_one_line_exit_2(args, needle, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and err.startswith("prefixrl: error:") and "\n" not in err
+
+
+@pytest.mark.slow
+def test_demo_cli_at_toy_size(tmp_path):
+    """`prefixrl demo` as a user runs it, shrunk: every stage, the report files and their schema."""
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "prefixrl.cli", "demo", "--out", str(out), "--hard-steps", "4", "--teacher-accuracy",
+           "0.9", "--pretrain-steps", "300", "--train-problems", "8", "--heldout-problems", "8", "--base-samples", "8",
+           "--collect-cap", "64", "--rl-steps", "4", "--final-samples", "4", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rep = json.loads((out / "report.json").read_text())
+    assert {"seed", "config", "base", "collection", "methods"} <= set(rep)
+    assert set(rep["base"]["pass@1"]) == {"easy", "hard_train", "hard_heldout"}
+    assert set(rep["base"]["pass@k"]["8"]) == {"easy", "hard_train", "hard_heldout"}
+    assert {"problems", "solved", "samples", "flops"} <= set(rep["collection"]) and rep["collection"]["solved"] > 0
+    for name in ("prefixrl", "rl"):
+        m = rep["methods"][name]
+        assert {"step", "flops", "train_acc_unprefixed", "train_acc_prefixed"} <= set(m["curve"][0])
+        assert set(m["final"]) == {"hard_train_pass@1", "hard_heldout_pass@1"} and m["flops_total"] > 0
+    # PrefixRL's curve starts at the rejection-sampling FLOPs; standard RL's at zero
+    assert rep["methods"]["prefixrl"]["curve"][0]["flops"] == pytest.approx(rep["collection"]["flops"])
+    assert rep["methods"]["rl"]["curve"][0]["flops"] == 0
+    # equal total FLOPs: standard RL stops within one step of PrefixRL's total
+    assert rep["methods"]["rl"]["flops_total"] >= rep["methods"]["prefixrl"]["flops_total"]
+    assert (out / "curve.png").stat().st_size > 0 and "Verdict" in (out / "report.md").read_text()

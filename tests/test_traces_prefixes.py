@@ -1,0 +1,122 @@
+import json
+import random
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prefixrl.collect import import_traces, rejection_sample
+from prefixrl.engine import Sampler, SamplingParams
+from prefixrl.prefixes import cut_prefixes, load_prefixes, prefixed_prompt, save_prefixes
+from prefixrl.render import decode_response, encode_response, render_prompt, tokenizer_fingerprint
+from prefixrl.store import BadInput
+from prefixrl.traces import TRACE_SCHEMA, Trace, load_traces, save_traces
+
+
+def _traces(task, tok, n=6):
+    out = []
+    for p in task.problems("hard_train", n, seed=0):
+        ids = encode_response(tok, task.solution(p), eos=False)
+        out.append(Trace(p.id, p.question, p.answer, decode_response(tok, ids), ids, tokenizer_fingerprint(tok),
+                         "test", 1.0, 1.0, 5, 123.0))
+    return out
+
+
+def test_store_round_trip_and_reverification(task, tok, tmp_path):
+    traces = _traces(task, tok)
+    bad_ids = encode_response(tok, "1 2 3 4 5 6 #6", eos=False)
+    traces[2] = Trace(**{**traces[2].__dict__, "token_ids": bad_ids, "response": decode_response(tok, bad_ids)})
+    save_traces(tmp_path / "t.parquet", traces)
+    loaded, rejected = load_traces(tmp_path / "t.parquet", task, tok)
+    assert [t.problem_id for t in loaded] == [t.problem_id for i, t in enumerate(traces) if i != 2]
+    assert loaded[0] == traces[0]
+    assert len(rejected) == 1 and "row 2" in rejected[0] and "re-verification" in rejected[0]
+
+
+def test_trace_from_another_tokenizer_is_an_error(task, tok, tmp_path):
+    traces = _traces(task, tok, 2)
+    traces[1] = Trace(**{**traces[1].__dict__, "tokenizer": "0123456789abcdef"})
+    save_traces(tmp_path / "t.parquet", traces)
+    with pytest.raises(BadInput, match=r"t.parquet: row 1: field tokenizer"):
+        load_traces(tmp_path / "t.parquet", task, tok)
+
+
+def test_missing_field_and_unreadable_file(task, tok, tmp_path):
+    pq.write_table(pa.table({"problem_id": ["a"]}), tmp_path / "x.parquet")
+    with pytest.raises(BadInput, match="missing field"):
+        load_traces(tmp_path / "x.parquet", task, tok)
+    (tmp_path / "y.parquet").write_text("not parquet")
+    with pytest.raises(BadInput, match="not a readable Parquet"):
+        load_traces(tmp_path / "y.parquet", task, tok)
+
+
+def test_prefixed_prompt_is_problem_ids_plus_prefix_ids(task, tok):
+    for pre in cut_prefixes(_traces(task, tok), task, tok, seed=0):
+        ids = prefixed_prompt(tok, pre.question, pre.prefix_ids)
+        head = render_prompt(tok, pre.question)
+        assert ids == head + pre.prefix_ids  # token-exact: never re-tokenised
+        assert head[-1] == tok.convert_tokens_to_ids("<|assistant|>")  # the prefix opens the response
+
+
+def test_paper_rule_three_cuts_in_band_fixed_by_seed(task, tok):
+    traces = _traces(task, tok)
+    a = cut_prefixes(traces, task, tok, seed=5)
+    assert len(a) == 3 * len(traces)
+    assert a == cut_prefixes(traces, task, tok, seed=5)
+    assert a != cut_prefixes(traces, task, tok, seed=6)
+    assert cut_prefixes(list(reversed(traces)), task, tok, seed=5)[:3] == [p for p in a if p.problem_id == traces[-1].problem_id]
+    for p in a:
+        assert 0.4 <= p.fraction <= 0.8
+        assert p.cut <= int(p.fraction * p.trace_len)
+        t = next(t for t in traces if t.problem_id == p.problem_id)
+        assert p.prefix_ids == t.token_ids[: p.cut]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.integers(0, 10_000))
+def test_a_prefix_never_holds_the_final_answer(task, tok, a, b, seed):
+    low, high = min(a, b), max(a, b)
+    for p in cut_prefixes(_traces(task, tok, 3), task, tok, low=low, high=high, seed=seed):
+        text = decode_response(tok, p.prefix_ids)
+        assert task.extract_answer(text) is None and "#" not in text
+
+
+def test_prefix_file_checks(task, tok, tmp_path):
+    pres = cut_prefixes(_traces(task, tok, 2), task, tok, seed=0)
+    save_prefixes(tmp_path / "p.parquet", pres)
+    assert load_prefixes(tmp_path / "p.parquet", task, tok) == pres
+    rows = [dict(p.__dict__) for p in pres]
+    rows[1]["cut"] = rows[1]["trace_len"] = len(rows[1]["prefix_ids"]) - 1
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "bad.parquet")
+    with pytest.raises(BadInput, match=r"bad.parquet: row 1: field cut"):
+        load_prefixes(tmp_path / "bad.parquet", task, tok)
+    full = encode_response(tok, task.solution(pres[0].problem), eos=False)
+    rows = [{**pres[0].__dict__, "prefix_ids": full, "cut": len(full), "trace_len": len(full)}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "ans.parquet")
+    with pytest.raises(BadInput, match="already contains the final answer"):
+        load_prefixes(tmp_path / "ans.parquet", task, tok)
+
+
+def test_import_reverifies_and_reports(task, tok, tmp_path):
+    probs = task.problems("hard_train", 3, seed=0)
+    lines = [{"problem_id": probs[0].id, "trace": task.solution(probs[0])},
+             {"problem_id": probs[1].id, "trace": "0 0 0 0 0 0 #0"}]
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
+    traces, rejected = import_traces(tmp_path / "t.jsonl", task, tok, probs)
+    assert [t.problem_id for t in traces] == [probs[0].id] and len(rejected) == 1
+    (tmp_path / "u.jsonl").write_text('{"problem_id": "nope", "trace": "1"}\n')
+    with pytest.raises(BadInput, match=r"u.jsonl: row 0: field problem_id"):
+        import_traces(tmp_path / "u.jsonl", task, tok, probs)
+
+
+def test_rejection_sampling_accounts_every_sample(task, tok, tiny_model):
+    probs = task.problems("hard_train", 3, seed=0)
+    eng = Sampler(tiny_model, tok.eos_token_id, tok.pad_token_id)
+    col = rejection_sample(eng, tok, task, probs, SamplingParams(max_new_tokens=16), source="tiny",
+                           cap=10, per_round=4, seed=0, progress=False)
+    # an untrained model solves nothing: every problem draws exactly the cap, in rounds of 4, 4, 2
+    assert col.samples == {p.id: 10 for p in probs} and col.traces == []
+    assert sum(col.flops.values()) == pytest.approx(col.ledger.total())
+    assert col.summary()["flops"] == pytest.approx(col.ledger.total())
