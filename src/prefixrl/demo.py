@@ -7,6 +7,7 @@ the same total FLOPs (rejection sampling included) → final pass@1 on hard-trai
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,6 +29,8 @@ from prefixrl.traces import save_traces
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """The whole method end to end: pretrain, collect, prefixes, PrefixRL vs standard RL, report."""
+
     out: Path = Path("runs/demo")
     """Output folder: base model, traces, prefixes, runs, report.md, report.json, curve.png."""
     quick: bool = False
@@ -38,7 +41,7 @@ class DemoConfig:
     """Hard-train problems (rejection sampling and RL)."""
     heldout_problems: int = 128
     """Hard-heldout problems (evaluation only)."""
-    pretrain_steps: int = 500
+    pretrain_steps: int = PretrainConfig.steps
     """Pretraining steps for the base model."""
     base_samples: int = 64
     """Samples per problem for the base model's pass@k."""
@@ -46,11 +49,11 @@ class DemoConfig:
     """Most samples drawn per problem in rejection sampling."""
     rl_steps: int = 300
     """PrefixRL steps; standard RL then runs until it has spent the same total FLOPs."""
-    rl_lr: float = 3e-5
+    rl_lr: float = RLSettings.lr
     """RL learning rate (shared by every method)."""
     hard_steps: int = 16
     """Steps in a hard chain (the difficulty knob); easy chains have 1 to hard_steps steps."""
-    teacher_accuracy: float = 0.65
+    teacher_accuracy: float = PretrainConfig.teacher_accuracy
     """Per-step accuracy of the imperfect teacher the base model is pretrained on (sets its pass rate)."""
     final_samples: int = 16
     """Samples per problem for the final pass@1."""
@@ -93,7 +96,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     ks = [1, 8, 64]
     base = {"pass@1": {}, "pass@k": {}}
     for split, probs in splits.items():
-        r = evaluate(engine, tok, task, probs, cfg.base_samples, params, seed=cfg.seed + 1)
+        r = evaluate(engine, tok, task, probs, cfg.base_samples, params, seed=cfg.seed + 1, progress=cfg.progress,
+                     desc=f"base pass@k {split}")
         base["pass@1"][split] = r.pass_at(1)
         for k, v in _pass_at_ks(r, ks).items():
             base["pass@k"].setdefault(k, {})[split] = v
@@ -127,16 +131,17 @@ def run_demo(cfg: DemoConfig) -> dict:
             settings, charged = replace(rl, method="prefixrl"), rs_flops
         else:
             budget = runs["prefixrl"]["curve"][-1]["flops"]
-            # ~15 curve points whatever the number of steps the budget buys (sampling dominates a step)
+            # ~25 curve points whatever the number of steps the budget buys (sampling dominates a step)
             led = runs["prefixrl"]["ledger"]
             per_step = (led.get("rl/prefill", 0) + led.get("rl/decode", 0)) / max(1, runs["prefixrl"]["steps"])
-            every = max(rl.eval_every, int(budget / max(per_step, 1.0) / 15))
+            every = max(rl.eval_every, int(budget / max(per_step, 1.0) / 25))
             settings = replace(rl, method="rl", steps=cfg.rl_steps * 50, flops_budget=budget, eval_every=every)
             charged = 0.0
         runs[name] = train_rl(policy, tok, task, settings, splits["hard_train"], prefixes, out / "runs" / name,
                               charged_flops=charged, progress=cfg.progress)
         eng = Sampler(policy, tok.eos_token_id, tok.pad_token_id)
-        final = {f"{s}_pass@1": evaluate(eng, tok, task, splits[s], cfg.final_samples, params, seed=cfg.seed + 3).pass_at(1)
+        final = {f"{s}_pass@1": evaluate(eng, tok, task, splits[s], cfg.final_samples, params, seed=cfg.seed + 3,
+                                         progress=cfg.progress, desc=f"final {name} {s}").pass_at(1)
                  for s in ("hard_train", "hard_heldout")}
         methods[name] = {"curve": runs[name]["curve"], "final": final, "flops_total": runs[name]["curve"][-1]["flops"],
                          "steps": runs[name]["steps"]}
@@ -162,16 +167,21 @@ def run_demo(cfg: DemoConfig) -> dict:
         "gates": gates,
         "seconds": time.time() - t0,
     }
-    report["verdict"] = verdict(methods)
+    report["verdict"] = verdict(methods, {"hard_train": cfg.train_problems * cfg.final_samples,
+                                          "hard_heldout": cfg.heldout_problems * cfg.final_samples})
     plot_curves(methods, out / "curve.png", "PrefixRL vs standard RL at equal FLOPs", charged={"prefixrl": rs_flops})
     write_report(out, report)
     return report
 
 
-def verdict(methods: dict) -> str:
+def verdict(methods: dict, samples: dict[str, int]) -> str:
+    """Plain words for the final comparison. A gap under two standard errors (binomial, over all final
+    samples; it ignores that samples of one problem are correlated, so it is optimistic) is called a tie."""
     p, r = methods["prefixrl"]["final"], methods["rl"]["final"]
     parts = []
-    for key, label in (("hard_train_pass@1", "hard-train"), ("hard_heldout_pass@1", "hard-heldout")):
-        word = "above" if p[key] > r[key] else ("equal to" if p[key] == r[key] else "BELOW")
-        parts.append(f"on {label}, PrefixRL ends {word} standard RL ({p[key]:.4f} vs {r[key]:.4f})")
-    return ("At equal total FLOPs (rejection sampling charged to PrefixRL): " + "; ".join(parts) + ".")
+    for split, label in (("hard_train", "hard-train"), ("hard_heldout", "hard-heldout")):
+        a, b, n = p[f"{split}_pass@1"], r[f"{split}_pass@1"], samples[split]
+        se = math.sqrt((a * (1 - a) + b * (1 - b)) / max(1, n))
+        word = "within noise of" if abs(a - b) < 2 * se else ("above" if a > b else "BELOW")
+        parts.append(f"on {label}, PrefixRL ends {word} standard RL ({a:.4f} vs {b:.4f}, ±{2 * se:.4f} at 2 SE)")
+    return "At equal total FLOPs (rejection sampling charged to PrefixRL): " + "; ".join(parts) + "."

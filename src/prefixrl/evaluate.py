@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tqdm import tqdm
+
 from prefixrl.engine import Engine, SamplingParams
 from prefixrl.flops import Ledger
 from prefixrl.render import decode_response, render_prompt
@@ -42,20 +44,27 @@ class EvalResult:
 def evaluate(
     engine: Engine, tokenizer, task: Task, problems: list[Problem], n: int, params: SamplingParams, seed: int,
     ledger: Ledger | None = None, prefixes: list[list[int]] | None = None, category: str = "eval",
+    progress: bool = False, desc: str = "eval",
 ) -> EvalResult:
-    """Sample n completions per problem (after an optional prefix) and verify prefix + completion."""
+    """Sample n completions per problem (after an optional prefix) and verify prefix + completion.
+
+    Problems go to the engine in chunks of about 2,048 samples, each chunk seeded from (seed, chunk).
+    """
     prefixes = prefixes or [[] for _ in problems]
     prompts = [render_prompt(tokenizer, p.question) + pre for p, pre in zip(problems, prefixes)]
-    gens = engine.generate(prompts, n, params, seed)
-    if ledger is not None:
-        ledger.add(f"{category}/prefill", gens.prefill_flops)
-        ledger.add(f"{category}/decode", gens.decode_flops)
+    per_chunk = max(1, 2048 // n)
     correct, counts = [], {v.value: 0 for v in Verdict}
-    for prob, pre, group in zip(problems, prefixes, gens.samples):
-        c = 0
-        for s in group:
-            v = task.verify(prob, decode_response(tokenizer, pre + s.tokens))
-            counts[v.value] += 1
-            c += v is Verdict.CORRECT
-        correct.append(c)
+    chunks = range(0, len(problems), per_chunk)
+    for c_idx, start in enumerate(tqdm(chunks, desc=desc, disable=not progress)):
+        gens = engine.generate(prompts[start : start + per_chunk], n, params, seed * 1_000_003 + c_idx)
+        if ledger is not None:
+            ledger.add(f"{category}/prefill", gens.prefill_flops)
+            ledger.add(f"{category}/decode", gens.decode_flops)
+        for prob, pre, group in zip(problems[start:], prefixes[start:], gens.samples):
+            c = 0
+            for s in group:
+                v = task.verify(prob, decode_response(tokenizer, pre + s.tokens))
+                counts[v.value] += 1
+                c += v is Verdict.CORRECT
+            correct.append(c)
     return EvalResult(n, correct, counts)

@@ -29,15 +29,17 @@ from prefixrl.tokenizer import build_tokenizer
 
 @dataclass(frozen=True)
 class PretrainConfig:
+    """Pretrain the embedded base model (a tiny Llama) on easy problems from an imperfect teacher."""
+
     out: Path = Path("runs/base")
     """Folder for the base model (Hugging Face format)."""
-    steps: int = 600
+    steps: int = 500
     """Optimizer steps."""
     batch_size: int = 64
     """Sequences per step."""
     lr: float = 3e-3
     """Peak learning rate (linear warm-up, cosine decay)."""
-    teacher_accuracy: float = 0.7
+    teacher_accuracy: float = 0.65
     """Probability that the teacher writes a step's value correctly."""
     easy_min_steps: int = 1
     """Shortest easy chain."""

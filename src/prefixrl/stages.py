@@ -41,11 +41,13 @@ def _params(task, temperature: float, top_p: float) -> SamplingParams:
 
 @dataclass(frozen=True)
 class CollectConfig:
+    """Rejection sampling with the base model: one verified-correct trace per hard-train problem."""
+
     model: Path = Path("runs/base")
     """Base model folder (the sampler of rejection sampling)."""
     out: Path = Path("runs/traces.parquet")
     """Trace store to write; a summary with the FLOPs spent goes next to it as .json."""
-    problems: int = 128
+    problems: int = 64
     """How many hard-train problems."""
     data_seed: int = 0
     """Seed of the problem set (use the same one for `train`)."""
@@ -80,6 +82,8 @@ def run_collect(cfg: CollectConfig) -> dict:
 
 @dataclass(frozen=True)
 class PrefixesConfig:
+    """Cut prefixes from the traces (paper rule: 3 per trace at U[0.4, 0.8] of its tokens)."""
+
     traces: Path = Path("runs/traces.parquet")
     """Trace store from `prefixrl collect`."""
     model: Path = Path("runs/base")
@@ -106,6 +110,8 @@ def run_prefixes(cfg: PrefixesConfig) -> dict:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """On-policy RL: PrefixRL, PrefixRL on prefixed problems only, or standard RL."""
+
     model: Path = Path("runs/base")
     """Starting policy folder (Hugging Face format)."""
     out: Path = Path("runs/train")
@@ -116,22 +122,27 @@ class TrainConfig:
     """Prefix file from `prefixrl prefixes` (not needed by --method rl)."""
     traces: Path | None = Path("runs/traces.parquet")
     """Trace store whose collection FLOPs are charged to methods that use it."""
-    problems: int = 128
+    problems: int = 64
     """How many hard-train problems (same as `collect`)."""
     data_seed: int = 0
-    steps: int = 150
+    steps: int = RLSettings.steps
     """RL steps."""
     flops_budget: float = 0.0
     """Stop once total FLOPs reach this (0 = no budget)."""
-    prompts_per_step: int = 8
-    samples_per_prompt: int = 8
+    prompts_per_step: int = RLSettings.prompts_per_step
+    """Prompts per step (each gets its own group)."""
+    samples_per_prompt: int = RLSettings.samples_per_prompt
     """Group size n."""
-    mix: float = 0.75
+    mix: float = RLSettings.mix
     """Share of prefixed prompts per batch for --method prefixrl (paper: 3 prefixed : 1 unprefixed)."""
-    lr: float = 1e-4
-    temperature: float = 1.0
-    top_p: float = 1.0
-    eval_every: int = 20
+    lr: float = RLSettings.lr
+    """AdamW learning rate."""
+    temperature: float = RLSettings.temperature
+    top_p: float = RLSettings.top_p
+    eval_every: int = RLSettings.eval_every
+    """Evaluate unprefixed (and prefixed) hard-train accuracy every this many steps."""
+    save_every: int = 0
+    """Save the policy in HF format to OUT/step-NNNNNN every this many steps (0: only OUT/final)."""
     seed: int = 0
 
 
@@ -149,7 +160,8 @@ def run_train(cfg: TrainConfig) -> dict:
     settings = RLSettings(method=cfg.method, steps=cfg.steps, flops_budget=cfg.flops_budget,
                           prompts_per_step=cfg.prompts_per_step, samples_per_prompt=cfg.samples_per_prompt,
                           mix=cfg.mix, lr=cfg.lr, temperature=cfg.temperature, top_p=cfg.top_p,
-                          max_new_tokens=params.max_new_tokens, eval_every=cfg.eval_every, seed=cfg.seed)
+                          max_new_tokens=params.max_new_tokens, eval_every=cfg.eval_every,
+                          save_every=cfg.save_every, seed=cfg.seed)
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
     return train_rl(model, tok, task, settings, problems, prefixes, cfg.out, charged_flops=charged)
@@ -157,6 +169,8 @@ def run_train(cfg: TrainConfig) -> dict:
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """Unbiased pass@k of a policy on unprefixed problems."""
+
     model: Path = Path("runs/base")
     """Policy folder to evaluate."""
     split: str = "hard_heldout"
@@ -180,7 +194,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     model, tok, task = load_policy(cfg.model)
     problems = task.problems(cfg.split, cfg.problems, cfg.data_seed)
     r = evaluate(Sampler(model, tok.eos_token_id, tok.pad_token_id), tok, task, problems, cfg.samples,
-                 _params(task, cfg.temperature, cfg.top_p), seed=cfg.seed)
+                 _params(task, cfg.temperature, cfg.top_p), seed=cfg.seed, progress=True)
     res = {"split": cfg.split, "problems": len(problems), "samples": cfg.samples, "verdicts": r.verdicts,
            **{f"pass@{k}": r.pass_at(k) for k in cfg.k}}
     if cfg.out is not None:

@@ -46,12 +46,12 @@ METHOD_MIX = {"prefixrl": None, "rl": 0.0, "prefixrl-only": 1.0}  # None: use th
 @dataclass(frozen=True)
 class RLSettings:
     method: str = "prefixrl"
-    steps: int = 200
+    steps: int = 300
     flops_budget: float = 0.0  # stop once total FLOPs (charged offline cost included) reach this; 0 = off
     prompts_per_step: int = 8
     samples_per_prompt: int = 8
     mix: float = 0.75
-    lr: float = 1e-4
+    lr: float = 3e-5
     grad_clip: float = 1.0
     temperature: float = 1.0
     top_p: float = 1.0
@@ -59,6 +59,7 @@ class RLSettings:
     eval_every: int = 20
     eval_problems: int = 64
     eval_samples: int = 4
+    save_every: int = 0  # also save the policy (HF format) to out/step-NNNNNN every this many steps; 0 = final only
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -173,6 +174,9 @@ def train_rl(
         bar.set_postfix(r_pre=rec["reward_prefixed"], r_un=rec["reward_unprefixed"])
         if step % cfg.eval_every == 0:
             checkpoint_eval(step)
+        if cfg.save_every and step % cfg.save_every == 0:
+            model.save_pretrained(out / f"step-{step:06d}")
+            tokenizer.save_pretrained(out / f"step-{step:06d}")
     if curve[-1]["step"] != done:
         checkpoint_eval(done)
     log.close()
