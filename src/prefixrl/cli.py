@@ -10,6 +10,7 @@ import sys
 
 import tyro
 
+from prefixrl.bench import BenchConfig, run_bench
 from prefixrl.demo import DemoConfig, run_demo
 from prefixrl.pretrain import PretrainConfig, pretrain
 from prefixrl.stages import (CollectConfig, EvalConfig, PrefixesConfig, TrainConfig, run_collect, run_eval,
@@ -23,6 +24,7 @@ COMMANDS = {
     "prefixes": PrefixesConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
+    "bench": BenchConfig,
 }
 
 
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{last['flops']:.3e} FLOPs: {cfg.out}")
         elif isinstance(cfg, EvalConfig):
             print(json.dumps(run_eval(cfg), indent=2))
+        elif isinstance(cfg, BenchConfig):
+            run_bench(cfg)
+            print(f"results: {cfg.out / 'results.md'}")
     except (BadInput, FileNotFoundError, ValueError) as e:
         print(f"prefixrl: error: {e}", file=sys.stderr)
         return 2

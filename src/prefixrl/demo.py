@@ -167,11 +167,36 @@ def run_demo(cfg: DemoConfig) -> dict:
         "gates": gates,
         "seconds": time.time() - t0,
     }
+    report["compute_efficiency"] = compute_efficiency(methods)
     report["verdict"] = verdict(methods, {"hard_train": cfg.train_problems * cfg.final_samples,
                                           "hard_heldout": cfg.heldout_problems * cfg.final_samples})
     plot_curves(methods, out / "curve.png", "PrefixRL vs standard RL at equal FLOPs", charged={"prefixrl": rs_flops})
     write_report(out, report)
     return report
+
+
+def compute_efficiency(methods: dict) -> dict:
+    """The paper's two headline ratios against each baseline the demo runs (here: standard RL).
+
+    flops_ratio_vs_<b>: FLOPs PrefixRL needs to reach b's final hard-train accuracy ÷ b's total FLOPs
+    (None: never reached). final_acc_ratio_vs_rl: PrefixRL's final hard-train pass@1 ÷ standard RL's.
+    """
+    import numpy as np
+
+    from prefixrl.bench import flops_to_reach
+
+    p = methods["prefixrl"]
+    out = {}
+    for name, m in methods.items():
+        if name == "prefixrl":
+            continue
+        target = m["curve"][-1]["train_acc_unprefixed"]
+        grid = np.linspace(0, max(p["flops_total"], m["flops_total"]), 401)
+        reach = flops_to_reach([p["curve"]], "train_acc_unprefixed", target, grid)
+        out[f"flops_ratio_vs_{name}"] = None if reach is None else reach / m["flops_total"]
+    rl_final = methods["rl"]["final"]["hard_train_pass@1"]
+    out["final_acc_ratio_vs_rl"] = p["final"]["hard_train_pass@1"] / rl_final if rl_final > 0 else None
+    return out
 
 
 def verdict(methods: dict, samples: dict[str, int]) -> str:

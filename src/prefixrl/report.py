@@ -62,6 +62,11 @@ def write_report(out: Path, report: dict) -> None:
     for name, m in ms.items():
         lines.append(f"| {name} | {m['steps']} | {fmt_flops(m['flops_total'])} | {m['final']['hard_train_pass@1']:.4f} "
                      f"| {m['final']['hard_heldout_pass@1']:.4f} |")
+    eff = report.get("compute_efficiency", {})
+    fr, ar = eff.get("flops_ratio_vs_rl"), eff.get("final_acc_ratio_vs_rl")
+    lines += ["", f"PrefixRL's FLOPs to reach standard RL's final hard-train accuracy ÷ standard RL's FLOPs: "
+              f"**{'not reached' if fr is None else f'{fr:.2f}'}**; final accuracy ratio PrefixRL ÷ standard RL: "
+              f"**{'n/a' if ar is None else f'{ar:.2f}'}** (the paper reports 0.5 and 3).", ""]
     lines += ["", "![accuracy vs FLOPs](curve.png)", "", "## Verdict", "", report["verdict"], ""]
     gates = report["gates"]
     lines += ["## Regime gates (docs/task.md)", "",
@@ -70,3 +75,124 @@ def write_report(out: Path, report: dict) -> None:
               f"- rejection sampling solved {gates['collect_solved_share']:.0%} of hard-train problems (target: at least half)",
               f"- success after an 80 % prefix: {gates['prefix80_success']:.3f} (target: at least 0.20)", ""]
     (out / "report.md").write_text("\n".join(lines))
+
+
+# --- the bench (issue 3) ---------------------------------------------------------------------------------
+
+
+def _band(ax, xs, ys_by_seed, label):
+    import numpy as np
+
+    import warnings
+
+    arr = np.array(ys_by_seed, dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: before a method's first evaluation
+        mean, lo, hi = np.nanmean(arr, axis=0), np.nanmin(arr, axis=0), np.nanmax(arr, axis=0)
+    (line,) = ax.plot(xs, mean, label=label)
+    if arr.shape[0] > 1:
+        ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
+
+
+def bench_plots(runs: dict, bands: dict, folder: Path) -> None:
+    """accuracy vs FLOPs (mean, min–max band over seeds), heldout pass@k, per-step health, bands."""
+    import numpy as np
+
+    from prefixrl.bench import _grid_curve
+
+    folder.mkdir(parents=True, exist_ok=True)
+    budget = max(p["flops"] for rs in runs.values() for r in rs for p in r["curve"])
+    grid = np.linspace(0, budget, 201)
+    for key, name in (("train_acc_unprefixed", "hard-train"), ("heldout_acc_unprefixed", "hard-heldout")):
+        fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+        for label, rs in runs.items():
+            _band(ax, grid, _grid_curve([r["curve"] for r in rs], key, grid), label)
+        ax.set(xlabel="cumulative FLOPs (rejection sampling charged)", ylabel=f"unprefixed {name} pass@1",
+               title=f"{name}: accuracy vs FLOPs (mean, min–max over seeds)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / f"acc_vs_flops_{name}.png")
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
+    for label, rs in runs.items():
+        ks = [int(k) for k in rs[0]["passk_heldout"]]
+        ax.plot(ks, [np.mean([r["passk_heldout"][str(k)] for r in rs]) for k in ks], marker="o", ms=3, label=label)
+    ax.set(xscale="log", xlabel="k", ylabel="hard-heldout pass@k", title="hard-heldout pass@k (mean over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "passk_heldout.png")
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), dpi=110)
+    for label, rs in runs.items():
+        n = min(len(r["steps"]) for r in rs)
+        for ax, key in zip(axes, ("entropy", "grad_norm", "zero_adv_groups")):
+            ax.plot(range(1, n + 1), [np.mean([r["steps"][i][key] for r in rs]) for i in range(n)], lw=0.8, label=label)
+    for ax, t in zip(axes, ("token entropy (sampled-token estimate)", "gradient norm (0 = no update)",
+                             "share of zero-advantage groups")):
+        ax.set(title=t, xlabel="step", xscale="log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / "health.png")
+    plt.close(fig)
+    if bands:
+        fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
+        for label, curve in bands.items():
+            ax.plot([p["flops"] for p in curve], [p["train_acc_unprefixed"] for p in curve], marker="o", ms=3,
+                    label=f"prefixes at {label}")
+        ax.set(xlabel="cumulative FLOPs", ylabel="unprefixed hard-train pass@1",
+               title="back-generalization: prefixrl-only by prefix band")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / "backgen_bands.png")
+        plt.close(fig)
+
+
+def write_results(path: Path, res: dict) -> None:
+    cfg, table, ratios = res["config"], res["table"], res["ratios"]
+    quick = " --quick" if cfg["quick"] else ""
+    lines = [
+        "# Results: the paper's comparisons on the embedded task", "",
+        f"Generated by `prefixrl bench paper{quick}` in {res['seconds'] / 60:.0f} minutes on this machine "
+        f"({res['torch_threads']} torch threads); every number below comes from that command "
+        "(raw numbers: results.json).", "",
+        f"Setup: {cfg['seeds']} seeds; {cfg['train_problems']} hard-train and {cfg['heldout_problems']} hard-heldout "
+        f"problems; one base model ({res['n_params']:,} parameters); every run stops at "
+        f"{cfg['flops_budget'] / 1e12:.1f} TFLOP, rejection sampling included for the methods that use traces.", "",
+        "Rejection sampling per seed: " + "; ".join(
+            f"{c['solved']}/{c['problems']} solved, {c['samples']:,} samples, {c['flops'] / 1e12:.2f} TFLOP"
+            for c in res["collections"]) + ".", "",
+        "## Final unprefixed pass@1 at equal FLOPs", "",
+        "| method | hard-train (mean ± std) | hard-heldout (mean ± std) | steps per seed | zero-adv groups | grad-norm mean ± std |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m, t in table.items():
+        lines.append(f"| {m} | {t['hard_train_mean']:.3f} ± {t['hard_train_std']:.3f} | {t['hard_heldout_mean']:.3f} ± "
+                     f"{t['hard_heldout_std']:.3f} | {', '.join(map(str, t['steps']))} | {t['zero_adv_share']:.2f} | "
+                     f"{t['grad_norm_mean']:.3f} ± {t['grad_norm_std']:.3f} |")
+    lines += ["", "![train](results/acc_vs_flops_hard-train.png)", "", "![heldout](results/acc_vs_flops_hard-heldout.png)",
+              "", "## Headline ratios (the paper: 2× less compute than SFT→RL, 3× standard RL's final reward)", ""]
+    for split, r in ratios.items():
+        fr = r.get("flops_ratio")
+        reach = "not reached" if fr is None else f"{fr:.2f}"
+        acc = r.get("final_acc_ratio_vs_rl")
+        lines.append(f"- **{split}**: strongest baseline `{r.get('strongest_baseline')}` ends at {r.get('target', 0):.3f}; "
+                     f"PrefixRL's FLOPs to reach it ÷ its FLOPs = **{reach}**; PrefixRL final ÷ standard RL final = "
+                     f"**{'n/a (RL at 0)' if acc is None else f'{acc:.2f}'}**.")
+    ks = list(next(iter(table.values()))["passk_heldout"])
+    lines += ["", "## Hard-heldout pass@k", "", "| method | " + " | ".join(f"k={k}" for k in ks) + " |",
+              "|---|" + "---|" * len(ks)]
+    for m, t in table.items():
+        lines.append(f"| {m} | " + " | ".join(f"{t['passk_heldout'][k]:.3f}" for k in ks) + " |")
+    lines += ["", "![pass@k](results/passk_heldout.png)", "", "## Training health per step", "",
+              "![health](results/health.png)", ""]
+    if res["bands"]:
+        lines += ["## Back-generalization by prefix band (prefixrl-only, first seed)", "",
+                  "| band | final unprefixed hard-train | final unprefixed hard-heldout |", "|---|---|---|"]
+        for b, curve in res["bands"].items():
+            lines.append(f"| {b} | {curve[-1]['train_acc_unprefixed']:.3f} | {curve[-1].get('heldout_acc_unprefixed', float('nan')):.3f} |")
+        lines += ["", "![bands](results/backgen_bands.png)", ""]
+    path.write_text("\n".join(lines) + "\n")

@@ -8,6 +8,7 @@ pieces in the other modules. The task of a model folder is read from its prefixr
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from prefixrl.prefixes import cut_prefixes, load_prefixes, save_prefixes
 from prefixrl.store import BadInput
 from prefixrl.tasks import get_task
 from prefixrl.traces import load_traces, save_traces
-from prefixrl.train import METHOD_MIX, RLSettings, train_rl
+from prefixrl.train import METHODS, RLSettings, train_rl
 
 
 def task_of(model_dir: Path):
@@ -117,7 +118,9 @@ class TrainConfig:
     out: Path = Path("runs/train")
     """Run folder: metrics.jsonl, ledger.json, config.json and the final policy in final/."""
     method: str = "prefixrl"
-    """prefixrl (prefixed + unprefixed pool), prefixrl-only (prefixed only) or rl (standard RL)."""
+    """prefixrl, prefixrl-only (prefixed problems only), rl (standard RL), sft-rl (SFT on the traces,
+    then RL), offpolicy (traces in the group, clipped importance weights) or luffy (traces in the group,
+    policy shaping)."""
     prefixes: Path | None = Path("runs/prefixes.parquet")
     """Prefix file from `prefixrl prefixes` (not needed by --method rl)."""
     traces: Path | None = Path("runs/traces.parquet")
@@ -143,16 +146,30 @@ class TrainConfig:
     """Evaluate unprefixed (and prefixed) hard-train accuracy every this many steps."""
     save_every: int = 0
     """Save the policy in HF format to OUT/step-NNNNNN every this many steps (0: only OUT/final)."""
+    sft_epochs: int = RLSettings.sft_epochs
+    """sft-rl: passes over the traces before RL."""
+    sft_lr: float = RLSettings.sft_lr
+    """sft-rl: SFT learning rate."""
+    is_clip: float = RLSettings.is_clip
+    """offpolicy: upper clip of the token-level importance weights."""
+    shaping_gamma: float = RLSettings.shaping_gamma
+    """luffy: γ of the policy shaping p/(p+γ)."""
     seed: int = 0
 
 
 def run_train(cfg: TrainConfig) -> dict:
-    if cfg.method not in METHOD_MIX:
-        raise BadInput(f"unknown method {cfg.method!r}; choose from {', '.join(METHOD_MIX)}")
+    if cfg.method not in METHODS:
+        raise BadInput(f"unknown method {cfg.method!r}; choose from {', '.join(METHODS)}")
     model, tok, task = load_policy(cfg.model)
     problems = task.problems("hard_train", cfg.problems, cfg.data_seed)
+    method = METHODS[cfg.method]
     uses_traces = cfg.method != "rl"
-    prefixes = load_prefixes(cfg.prefixes, task, tok) if uses_traces and cfg.prefixes else []
+    prefixes = load_prefixes(cfg.prefixes, task, tok) if method.mix != 0.0 and cfg.prefixes else []
+    traces = []
+    if (method.offpolicy or method.sft_first) and cfg.traces is not None:
+        traces, rejected = load_traces(cfg.traces, task, tok)
+        for msg in rejected:
+            print(f"excluded: {msg}", file=sys.stderr)
     charged = 0.0
     if uses_traces and cfg.traces is not None and cfg.traces.with_suffix(".json").is_file():
         charged = float(json.loads(cfg.traces.with_suffix(".json").read_text())["flops"])
@@ -161,10 +178,11 @@ def run_train(cfg: TrainConfig) -> dict:
                           prompts_per_step=cfg.prompts_per_step, samples_per_prompt=cfg.samples_per_prompt,
                           mix=cfg.mix, lr=cfg.lr, temperature=cfg.temperature, top_p=cfg.top_p,
                           max_new_tokens=params.max_new_tokens, eval_every=cfg.eval_every,
-                          save_every=cfg.save_every, seed=cfg.seed)
+                          save_every=cfg.save_every, sft_epochs=cfg.sft_epochs, sft_lr=cfg.sft_lr,
+                          is_clip=cfg.is_clip, shaping_gamma=cfg.shaping_gamma, seed=cfg.seed)
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
-    return train_rl(model, tok, task, settings, problems, prefixes, cfg.out, charged_flops=charged)
+    return train_rl(model, tok, task, settings, problems, prefixes, cfg.out, charged_flops=charged, traces=traces)
 
 
 @dataclass(frozen=True)

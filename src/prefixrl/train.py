@@ -1,21 +1,32 @@
-"""`prefixrl train`: on-policy RL on a pool of prefixed and unprefixed problems (paper §3, Eq. 3.1).
+"""`prefixrl train`: on-policy RL on a pool of prefixed and unprefixed problems (paper §3, Eq. 3.1),
+and the paper's baselines on the same trainer (§6.3).
 
 The algorithm, with every choice the paper leaves open made explicit (docs/choices.md):
 
 * Pool: each step draws `prompts_per_step` prompts, round(mix · B) of them prefixed (a problem plus the
   first tokens of a correct off-policy trace, placed as the start of the assistant's response) and the
-  rest unprefixed. mix = 0.75 is the paper's 3 prefixed : 1 unprefixed; `--method rl` is mix = 0 and
-  `--method prefixrl-only` is mix = 1. Draws are seeded by (seed, step), so a run is a pure function
-  of its seed and resuming needs no sampler state.
+  rest unprefixed. mix = 0.75 is the paper's 3 prefixed : 1 unprefixed. Draws are seeded by
+  (seed, step), so a run is a pure function of its seed and resuming needs no sampler state.
 * Rollouts: n samples per prompt from the current policy; reward = verifier verdict on the *whole*
   response, prefix + completion.
 * Update: REINFORCE with a group-mean baseline, A_i = r_i − mean(r), no std-normalisation, no KL, no
   entropy bonus, no clipping, one optimizer step per batch. Only tokens the policy generated are
   trained (`prefixrl.mask.trained_mask`): the problem and the prefix get exactly zero gradient.
   Groups whose advantages are all zero carry no gradient and are not run through the update at all, so
-  the ledger charges only the compute a real run must spend.
+  the ledger charges only the compute a run must spend.
 * Cost: sampling 2·N per token (prefill of problem + prefix, and decode), update 6·N per token of every
-  updated sequence (prefix included); an offline cost (rejection sampling) can be charged up front.
+  updated sequence (prefix included); an offline cost (rejection sampling) is charged up front.
+
+Methods (only the method's own part differs; task, sampler, optimizer and ledger are shared):
+
+| method        | prefixed share | group                        | off-policy tokens          | before RL   |
+|---------------|----------------|------------------------------|----------------------------|-------------|
+| prefixrl      | mix (0.75)     | n on-policy                  | —                          | —           |
+| prefixrl-only | 1              | n on-policy                  | —                          | —           |
+| rl            | 0              | n on-policy                  | —                          | —           |
+| sft-rl        | 0              | n on-policy                  | —                          | SFT, traces |
+| offpolicy     | 0              | n−1 on-policy + 1 trace      | clipped importance weights | —           |
+| luffy         | 0              | n−1 on-policy + 1 trace      | policy shaping p/(p+γ)     | —           |
 """
 
 from __future__ import annotations
@@ -32,15 +43,34 @@ from tqdm import tqdm
 
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
-from prefixrl.flops import Ledger, train_flops
-from prefixrl.losses import group_advantages, reinforce_loss, token_logprobs
+from prefixrl.flops import Ledger, sample_flops, train_flops
+from prefixrl.losses import (group_advantages, importance_weights, shaping_weights, token_logprobs,
+                             weighted_pg_loss)
 from prefixrl.mask import make_batch
 from prefixrl.model import param_count
 from prefixrl.prefixes import Prefix
 from prefixrl.render import decode_response, render_prompt
+from prefixrl.sft import sft_on_traces
 from prefixrl.tasks.base import Problem, Task, reward
+from prefixrl.traces import Trace
 
-METHOD_MIX = {"prefixrl": None, "rl": 0.0, "prefixrl-only": 1.0}  # None: use the configured mix
+
+@dataclass(frozen=True)
+class Method:
+    mix: float | None  # share of prefixed prompts; None = the configured mix
+    offpolicy: str | None = None  # "importance" | "shaping": one trace joins each group that has one
+    sft_first: bool = False
+
+
+METHODS = {
+    "prefixrl": Method(mix=None),
+    "prefixrl-only": Method(mix=1.0),
+    "rl": Method(mix=0.0),
+    "sft-rl": Method(mix=0.0, sft_first=True),
+    "offpolicy": Method(mix=0.0, offpolicy="importance"),
+    "luffy": Method(mix=0.0, offpolicy="shaping"),
+}
+METHOD_MIX = {k: m.mix for k, m in METHODS.items()}  # kept for callers that only need the mix
 
 
 @dataclass(frozen=True)
@@ -59,12 +89,16 @@ class RLSettings:
     eval_every: int = 20
     eval_problems: int = 64
     eval_samples: int = 4
+    sft_epochs: int = 2  # sft-rl: passes over the traces before RL
+    sft_lr: float = 1e-4  # sft-rl: SFT learning rate
+    is_clip: float = 1.0  # offpolicy: upper clip of the token-level importance weights
+    shaping_gamma: float = 0.1  # luffy: γ of the policy shaping p/(p+γ) (LUFFY's value)
     save_every: int = 0  # also save the policy (HF format) to out/step-NNNNNN every this many steps; 0 = final only
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.method not in METHOD_MIX:
-            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHOD_MIX)}")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if not 0.0 <= self.mix <= 1.0:
             raise ValueError(f"mix must be in [0, 1], got {self.mix}")
         if self.prompts_per_step < 1 or self.samples_per_prompt < 2:
@@ -72,7 +106,7 @@ class RLSettings:
 
     @property
     def prefixed_share(self) -> float:
-        fixed = METHOD_MIX[self.method]
+        fixed = METHODS[self.method].mix
         return self.mix if fixed is None else fixed
 
 
@@ -91,23 +125,57 @@ def draw_batch(unprefixed: list[Problem], prefixed: list[Prefix], share: float, 
     return items
 
 
+def _scatter(values: list[list[float]], mask: torch.Tensor) -> torch.Tensor:
+    """Place each row's per-token values on that row's trained positions (the mask's ones, in order)."""
+    out = torch.zeros_like(mask)
+    for b, vals in enumerate(values):
+        if vals:
+            out[b, mask[b].nonzero().squeeze(-1)] = torch.tensor(vals, dtype=out.dtype)
+    return out
+
+
+@torch.no_grad()
+def base_logprobs(model, tokenizer, traces: list[Trace], ledger: Ledger) -> dict[str, list[float]]:
+    """log π₀ of every trace token (and EOS) under the starting policy: the behaviour side of the
+    importance weights. One forward pass per trace, charged to the ledger."""
+    out, n_params = {}, param_count(model)
+    for t in traces:
+        batch = make_batch([render_prompt(tokenizer, t.question)], [list(t.token_ids) + [tokenizer.eos_token_id]],
+                           tokenizer.pad_token_id)
+        logp, _ = token_logprobs(model, batch)
+        out[t.problem_id] = logp[0][batch.mask[0] > 0].tolist()
+        ledger.add("offpolicy/base_logprobs", sample_flops(n_params, int(batch.lengths.sum())))
+    return out
+
+
 def train_rl(
     model, tokenizer, task: Task, cfg: RLSettings, unprefixed: list[Problem], prefixed: list[Prefix], out: Path,
-    charged_flops: float = 0.0, eval_prefixed: list[Prefix] | None = None, progress: bool = True,
+    charged_flops: float = 0.0, traces: list[Trace] | None = None, eval_prefixed: list[Prefix] | None = None,
+    eval_heldout: list[Problem] | None = None, progress: bool = True,
 ) -> dict:
-    """Run RL; write metrics.jsonl and the final policy (HF format) to `out`. Returns the curve."""
+    """Run one method; write metrics.jsonl, ledger.json and the final policy (HF format) to `out`."""
+    method = METHODS[cfg.method]
+    traces = traces or []
     if cfg.prefixed_share > 0 and not prefixed:
         raise ValueError(f"method {cfg.method} needs prefixes (run `prefixrl prefixes`) or mix = 0")
+    if (method.offpolicy or method.sft_first) and not traces:
+        raise ValueError(f"method {cfg.method} needs traces (run `prefixrl collect`)")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     n_params = param_count(model)
     engine = Sampler(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     ledger = Ledger()
     ledger.add("offline/charged", charged_flops)
+    trace_of = {t.problem_id: t for t in traces} if method.offpolicy else {}
+    logp_base = base_logprobs(model, tokenizer, traces, ledger) if method.offpolicy == "importance" else {}
+    if method.sft_first:
+        sft_on_traces(model, tokenizer, traces, cfg.sft_epochs, 16, cfg.sft_lr, cfg.seed, ledger)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     eval_set = unprefixed[: cfg.eval_problems]
     eval_pre = (eval_prefixed or prefixed)[: cfg.eval_problems]
+    n_on = cfg.samples_per_prompt - (1 if method.offpolicy else 0)  # a trace takes one place in its group
+    norm = cfg.prompts_per_step * cfg.samples_per_prompt * cfg.max_new_tokens  # constant: see losses.py
     curve: list[dict] = []
     log = (out / "metrics.jsonl").open("w")
 
@@ -120,6 +188,9 @@ def train_rl(
             r = evaluate(engine, tokenizer, task, [p.problem for p in eval_pre], cfg.eval_samples, params,
                          seed=cfg.seed + 8, ledger=ledger, prefixes=[list(p.prefix_ids) for p in eval_pre])
             point["train_acc_prefixed"] = r.pass_at(1)
+        if eval_heldout:
+            r = evaluate(engine, tokenizer, task, eval_heldout, cfg.eval_samples, params, seed=cfg.seed + 9, ledger=ledger)
+            point["heldout_acc_unprefixed"] = r.pass_at(1)
         curve.append(point)
         log.write(json.dumps({"kind": "eval", **point}) + "\n")
         log.flush()
@@ -134,25 +205,27 @@ def train_rl(
         # 1. prompts: problem ids (+ prefix ids, token-exact)
         items = draw_batch(unprefixed, prefixed, cfg.prefixed_share, cfg.prompts_per_step, cfg.seed, step)
         prompts = [render_prompt(tokenizer, it.problem.question) + it.prefix_ids for it in items]
-        # 2. rollouts from the current policy
-        gens = engine.generate(prompts, cfg.samples_per_prompt, params, seed=cfg.seed * 1_000_003 + step)
+        # 2. rollouts from the current policy; (offpolicy / luffy) the problem's trace joins its group
+        gens = engine.generate(prompts, n_on, params, seed=cfg.seed * 1_000_003 + step)
         ledger.add("rl/prefill", gens.prefill_flops)
         ledger.add("rl/decode", gens.decode_flops)
-        # 3. reward on the whole response: prefix + completion
-        rewards = torch.tensor([
-            [reward(task.verify(it.problem, decode_response(tokenizer, it.prefix_ids + s.tokens))) for s in group]
-            for it, group in zip(items, gens.samples)
-        ])
-        adv = group_advantages(rewards)  # [G, n]
-        # 4. update on the rows that carry signal; context = prompt + prefix, trained = completion
-        rows = [(g, i) for g in range(len(items)) for i in range(cfg.samples_per_prompt) if adv[g].abs().sum() > 0]
+        groups = [[(s.tokens, None) for s in group] for group in gens.samples]  # (completion ids, trace)
+        for it, group in zip(items, groups):
+            if it.problem.id in trace_of:
+                t = trace_of[it.problem.id]
+                group.append((list(t.token_ids) + [tokenizer.eos_token_id], t))
+        # 3. reward on the whole response (prefix + completion), advantages within each group
+        rewards = [[reward(task.verify(it.problem, decode_response(tokenizer, it.prefix_ids + ids))) for ids, _ in group]
+                   for it, group in zip(items, groups)]
+        advs = [group_advantages(torch.tensor([r]))[0] for r in rewards]
+        # 4. update on the groups that carry signal; context = prompt + prefix, trained = completion
+        rows = [(g, i) for g, a in enumerate(advs) if a.abs().sum() > 0 for i in range(len(groups[g]))]
         grad_norm = 0.0
         if rows:
-            batch = make_batch([prompts[g] for g, _ in rows], [gens.samples[g][i].tokens for g, i in rows],
-                               tokenizer.pad_token_id)
+            batch = make_batch([prompts[g] for g, _ in rows], [groups[g][i][0] for g, i in rows], tokenizer.pad_token_id)
             logp, _ = token_logprobs(model, batch)
-            a = torch.stack([adv[g, i] for g, i in rows])
-            loss = reinforce_loss(logp, batch.mask, a, norm=len(items) * cfg.samples_per_prompt * cfg.max_new_tokens)
+            weights = token_weights(method, cfg, logp, batch.mask, [groups[g][i][1] for g, i in rows], logp_base)
+            loss = weighted_pg_loss(logp, batch.mask, torch.stack([advs[g][i] for g, i in rows]), weights, norm)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
@@ -160,14 +233,14 @@ def train_rl(
                 opt.step()
             ledger.add("rl/train", train_flops(n_params, int(batch.lengths.sum())))
         # 5. log
-        kinds = torch.tensor([bool(it.prefix_ids) for it in items])
-        gen_logps = [lp for grp in gens.samples for s in grp for lp in s.logprobs]
+        kinds = [bool(it.prefix_ids) for it in items]
+        on_logps = [lp for grp in gens.samples for s in grp for lp in s.logprobs]
         rec = {
             "kind": "step", "step": step, "flops": ledger.total() - ledger.total("eval/"),
-            "reward_prefixed": rewards[kinds].mean().item() if kinds.any() else None,
-            "reward_unprefixed": rewards[~kinds].mean().item() if (~kinds).any() else None,
-            "zero_adv_groups": float((adv.abs().sum(1) == 0).float().mean()),
-            "entropy": -sum(gen_logps) / max(1, len(gen_logps)),  # Monte-Carlo estimate from sampled tokens
+            "reward_prefixed": _mean([x for r, k in zip(rewards, kinds) if k for x in r[:n_on]]),
+            "reward_unprefixed": _mean([x for r, k in zip(rewards, kinds) if not k for x in r[:n_on]]),
+            "zero_adv_groups": sum(float(a.abs().sum() == 0) for a in advs) / len(advs),
+            "entropy": -sum(on_logps) / max(1, len(on_logps)),  # Monte-Carlo estimate from sampled tokens
             "grad_norm": grad_norm, "trained_rows": len(rows), "seconds": round(time.time() - t0, 2),
         }
         log.write(json.dumps(rec) + "\n")
@@ -184,3 +257,24 @@ def train_rl(
     tokenizer.save_pretrained(out / "final")
     (out / "ledger.json").write_text(json.dumps(ledger.to_dict(), indent=2))
     return {"curve": curve, "ledger": ledger.to_dict(), "steps": done}
+
+
+def token_weights(method: Method, cfg: RLSettings, logp: torch.Tensor, mask: torch.Tensor,
+                  row_traces: list[Trace | None], logp_base: dict[str, list[float]]) -> torch.Tensor:
+    """w_t on ∇log π: 1 on on-policy rows; the method's weight on rows that are an off-policy trace."""
+    weights = torch.ones_like(logp)
+    off = [b for b, t in enumerate(row_traces) if t is not None]
+    if not off:
+        return weights
+    if method.offpolicy == "shaping":
+        weights[off] = shaping_weights(logp[off], cfg.shaping_gamma)
+    else:
+        base = _scatter([logp_base[row_traces[b].problem_id] for b in off], mask[off])
+        accept = torch.tensor([-math.log(row_traces[b].samples) for b in off])  # log p̂, p̂ = 1 / samples
+        length = torch.tensor([float(len(row_traces[b].token_ids) + 1) for b in off])
+        weights[off] = importance_weights(logp[off], base, accept, length, cfg.is_clip)
+    return weights
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None

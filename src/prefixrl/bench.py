@@ -1,0 +1,198 @@
+"""`prefixrl bench paper`: every method under one total FLOP budget, over seeds → docs/results.md.
+
+One base model (pretrained once); per seed: rejection sampling, prefixes, and one run of each method
+until it has spent the budget (rejection sampling charged to the methods that use the traces). Then
+heldout pass@k, the headline ratios, training-health curves and the back-generalization bands.
+Numbers in results.md come only from this command.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import tyro
+
+from prefixrl.collect import rejection_sample
+from prefixrl.engine import Sampler, SamplingParams
+from prefixrl.evaluate import evaluate
+from prefixrl.model import load, param_count
+from prefixrl.prefixes import cut_prefixes
+from prefixrl.pretrain import PretrainConfig, pretrain
+from prefixrl.report import bench_plots, write_results
+from prefixrl.tasks.chain import ChainTask
+from prefixrl.train import RLSettings, train_rl
+
+# label -> (trainer method, overrides). "rl-n64" is standard RL with 64 samples per prompt (paper §6.3).
+RUNS = {
+    "prefixrl": ("prefixrl", {}),
+    "prefixrl-only": ("prefixrl-only", {}),
+    "rl": ("rl", {}),
+    "rl-n64": ("rl", {"samples_per_prompt": 64, "prompts_per_step": 1}),
+    "sft-rl": ("sft-rl", {}),
+    "offpolicy": ("offpolicy", {}),
+    "luffy": ("luffy", {}),
+}
+BANDS = ((0.0, 0.4), (0.4, 0.8), (0.8, 1.0))
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """The paper's comparisons on the embedded task: all methods, equal FLOPs, several seeds."""
+
+    which: tyro.conf.Positional[str] = "paper"
+    """Which bench (only `paper` for now)."""
+    out: Path = Path("docs")
+    """Where results.md, results.json and the results/ plots go."""
+    work: Path = Path("runs/bench")
+    """Scratch folder: base model, traces, runs."""
+    quick: bool = False
+    """A small version (2 seeds, fewer problems, a smaller budget) for a first look or CI."""
+    seeds: int = 3
+    train_problems: int = 64
+    heldout_problems: int = 128
+    flops_budget: float = 10e12
+    """Total FLOPs per run, rejection sampling included for the methods that use traces."""
+    passk_samples: int = 64
+    """Samples per heldout problem for pass@k (k = 1, 2, 4, …, this)."""
+    methods: tuple[str, ...] = tuple(RUNS)
+    """Methods to run (labels; rl-n64 is standard RL with 64 samples per prompt)."""
+    hard_steps: int = 16
+    """Steps in a hard chain."""
+    teacher_accuracy: float = PretrainConfig.teacher_accuracy
+    """Per-step accuracy of the base model's imperfect teacher."""
+    pretrain_steps: int = PretrainConfig.steps
+    collect_cap: int = 1024
+    """Most samples per problem in rejection sampling."""
+    bands: bool = True
+    """Also run prefixrl-only on prefixes from each length band (back-generalization), first seed only."""
+    progress: bool = True
+
+    def resolved(self) -> "BenchConfig":
+        if not self.quick:
+            return self
+        return replace(self, seeds=2, train_problems=16, heldout_problems=32, flops_budget=2e12, passk_samples=16)
+
+
+def run_bench(cfg: BenchConfig) -> dict:
+    if cfg.which != "paper":
+        raise ValueError(f"unknown bench {cfg.which!r}; choose from: paper")
+    unknown = [m for m in cfg.methods if m not in RUNS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}")
+    cfg = cfg.resolved()
+    t0 = time.time()
+    task = ChainTask(easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)
+    pcfg = PretrainConfig(out=cfg.work / "base", steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy,
+                          easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)
+    meta = cfg.work / "base" / "prefixrl.json"
+    if not (meta.is_file() and json.loads(meta.read_text())["pretrain"] == json.loads(json.dumps(asdict(pcfg), default=str))):
+        pretrain(pcfg, progress=cfg.progress)
+    base, tok = load(cfg.work / "base")
+    params = SamplingParams(max_new_tokens=2 * task.slots + 4)
+    rl = RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25)
+    train_set = task.problems("hard_train", cfg.train_problems, 0)
+    heldout = task.problems("hard_heldout", cfg.heldout_problems, 0)
+    runs: dict[str, list[dict]] = {m: [] for m in cfg.methods}
+    collections, band_runs = [], {}
+    for seed in range(cfg.seeds):
+        engine = Sampler(base, tok.eos_token_id, tok.pad_token_id)
+        col = rejection_sample(engine, tok, task, train_set, params, source=str(cfg.work / "base"), seed=seed,
+                               cap=cfg.collect_cap, progress=cfg.progress)
+        collections.append(col.summary())
+        prefixes = cut_prefixes(col.traces, task, tok, seed=seed)
+        for label in cfg.methods:
+            method, over = RUNS[label]
+            policy, _ = load(cfg.work / "base")
+            settings = replace(rl, method=method, seed=seed, steps=100_000, flops_budget=cfg.flops_budget, **over)
+            charged = col.ledger.total() if method != "rl" else 0.0
+            r = train_rl(policy, tok, task, settings, train_set, prefixes, cfg.work / f"seed{seed}" / label,
+                         charged_flops=charged, traces=col.traces, eval_heldout=heldout[:64], progress=cfg.progress)
+            eng = Sampler(policy, tok.eos_token_id, tok.pad_token_id)
+            final_train = evaluate(eng, tok, task, train_set, 16, params, seed=seed + 3)
+            final_held = evaluate(eng, tok, task, heldout, cfg.passk_samples, params, seed=seed + 4,
+                                  progress=cfg.progress, desc=f"pass@k {label}")
+            ks = [2**i for i in range(int(math.log2(cfg.passk_samples)) + 1)]
+            steps = [json.loads(l) for l in (cfg.work / f"seed{seed}" / label / "metrics.jsonl").read_text().splitlines()]
+            runs[label].append({"seed": seed, "curve": r["curve"], "steps": [s for s in steps if s["kind"] == "step"],
+                                "final": {"hard_train": final_train.pass_at(1), "hard_heldout": final_held.pass_at(1)},
+                                "passk_heldout": {str(k): final_held.pass_at(k) for k in ks}, "charged": charged})
+        if cfg.bands and seed == 0:
+            for lo, hi in BANDS:
+                band = cut_prefixes(col.traces, task, tok, low=lo, high=hi, seed=seed)
+                policy, _ = load(cfg.work / "base")
+                settings = replace(rl, method="prefixrl-only", seed=seed, steps=100_000, flops_budget=cfg.flops_budget)
+                r = train_rl(policy, tok, task, settings, train_set, band, cfg.work / f"band{lo}-{hi}",
+                             charged_flops=col.ledger.total(), traces=col.traces, eval_heldout=heldout[:64],
+                             progress=cfg.progress)
+                band_runs[f"{int(lo * 100)}–{int(hi * 100)} %"] = r["curve"]
+    results = summarise(runs, cfg)
+    results.update({"config": json.loads(json.dumps(asdict(cfg), default=str)), "collections": collections,
+                    "bands": band_runs, "n_params": param_count(base), "seconds": time.time() - t0,
+                    "torch_threads": torch.get_num_threads()})
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    bench_plots(runs, band_runs, cfg.out / "results")
+    (cfg.out / "results.json").write_text(json.dumps(results, indent=2))
+    write_results(cfg.out / "results.md", results)
+    return results
+
+
+def _grid_curve(curves: list[list[dict]], key: str, grid: np.ndarray) -> np.ndarray:
+    """Seeds × grid: each seed's accuracy held constant between evaluations (a step function), NaN before
+    its first point (a method charged for rejection sampling has no policy before that cost is paid)."""
+    out = np.full((len(curves), len(grid)), np.nan)
+    for i, c in enumerate(curves):
+        xs = np.array([p["flops"] for p in c])
+        ys = np.array([p[key] for p in c], dtype=float)
+        idx = np.searchsorted(xs, grid, side="right") - 1
+        out[i] = np.where(idx >= 0, ys[np.clip(idx, 0, len(ys) - 1)], np.nan)
+    return out
+
+
+def flops_to_reach(curves: list[list[dict]], key: str, target: float, grid: np.ndarray) -> float | None:
+    """First budget at which the seed-mean accuracy reaches `target`, or None."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # grid points before any seed's first evaluation
+        mean = np.nanmean(_grid_curve(curves, key, grid), axis=0)
+    hit = np.nonzero(mean >= target)[0]
+    return float(grid[hit[0]]) if len(hit) else None
+
+
+def summarise(runs: dict[str, list[dict]], cfg: BenchConfig) -> dict:
+    grid = np.linspace(0, cfg.flops_budget, 201)
+    table = {}
+    for label, rs in runs.items():
+        fin = {s: [r["final"][s] for r in rs] for s in ("hard_train", "hard_heldout")}
+        table[label] = {
+            **{f"{s}_mean": float(np.mean(v)) for s, v in fin.items()},
+            **{f"{s}_std": float(np.std(v)) for s, v in fin.items()},
+            "passk_heldout": {k: float(np.mean([r["passk_heldout"][k] for r in rs])) for k in rs[0]["passk_heldout"]},
+            "steps": [len(r["steps"]) for r in rs],
+            "zero_adv_share": float(np.mean([s["zero_adv_groups"] for r in rs for s in r["steps"]])),
+            "grad_norm_mean": float(np.mean([s["grad_norm"] for r in rs for s in r["steps"] if s["trained_rows"]] or [0])),
+            "grad_norm_std": float(np.std([s["grad_norm"] for r in rs for s in r["steps"] if s["trained_rows"]] or [0])),
+            "entropy_last": float(np.mean([r["steps"][-1]["entropy"] for r in rs if r["steps"]] or [float("nan")])),
+        }
+    ratios = {}
+    if "prefixrl" in runs:
+        baselines = [m for m in runs if m not in ("prefixrl", "prefixrl-only")]
+        for split, key in (("hard_train", "train_acc_unprefixed"), ("hard_heldout", "heldout_acc_unprefixed")):
+            strongest = max(baselines, key=lambda m: table[m][f"{split}_mean"]) if baselines else None
+            entry = {}
+            if strongest:
+                target = table[strongest][f"{split}_mean"]
+                reach = flops_to_reach([r["curve"] for r in runs["prefixrl"]], key, target, grid)
+                entry.update({"strongest_baseline": strongest, "target": target,
+                              "flops_ratio": None if reach is None else reach / cfg.flops_budget})
+            if "rl" in runs and table["rl"][f"{split}_mean"] > 0:
+                entry["final_acc_ratio_vs_rl"] = table["prefixrl"][f"{split}_mean"] / table["rl"][f"{split}_mean"]
+            else:
+                entry["final_acc_ratio_vs_rl"] = None
+            ratios[split] = entry
+    return {"table": table, "ratios": ratios}

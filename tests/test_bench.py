@@ -1,0 +1,38 @@
+"""`prefixrl bench paper` at toy size: every method runs, every table and plot is written."""
+
+import json
+
+import pytest
+
+from prefixrl.bench import flops_to_reach
+from prefixrl.cli import main
+
+
+def test_flops_to_reach_uses_the_seed_mean_step_curve():
+    import numpy as np
+
+    a = [{"flops": 10.0, "acc": 0.0}, {"flops": 20.0, "acc": 0.4}, {"flops": 30.0, "acc": 0.8}]
+    b = [{"flops": 10.0, "acc": 0.0}, {"flops": 20.0, "acc": 0.2}, {"flops": 30.0, "acc": 0.4}]
+    grid = np.linspace(0, 30, 31)
+    assert flops_to_reach([a, b], "acc", 0.3, grid) == 20.0  # mean at 20 is 0.3
+    assert flops_to_reach([a, b], "acc", 0.6, grid) == 30.0
+    assert flops_to_reach([a, b], "acc", 0.7, grid) is None
+
+
+@pytest.mark.slow
+def test_bench_smoke(tmp_path):
+    out = tmp_path / "docs"
+    args = ["bench", "paper", "--out", str(out), "--work", str(tmp_path / "w"), "--seeds", "2", "--hard-steps", "4",
+            "--teacher-accuracy", "0.9", "--pretrain-steps", "300", "--train-problems", "6", "--heldout-problems", "8",
+            "--flops-budget", "3e10", "--passk-samples", "4", "--collect-cap", "64", "--no-progress"]
+    assert main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["table"]) == {"prefixrl", "prefixrl-only", "rl", "rl-n64", "sft-rl", "offpolicy", "luffy"}
+    for m, t in res["table"].items():
+        assert set(t["passk_heldout"]) == {"1", "2", "4"} and len(t["steps"]) == 2
+    assert set(res["ratios"]) == {"hard_train", "hard_heldout"}
+    assert len(res["bands"]) == 3
+    text = (out / "results.md").read_text()
+    assert "Headline ratios" in text and "Back-generalization" in text
+    for png in ("acc_vs_flops_hard-train", "acc_vs_flops_hard-heldout", "passk_heldout", "health", "backgen_bands"):
+        assert (out / "results" / f"{png}.png").stat().st_size > 0
