@@ -24,7 +24,7 @@ from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
 from prefixrl.model import load, param_count
 from prefixrl.prefixes import cut_prefixes
-from prefixrl.pretrain import PretrainConfig, pretrain
+from prefixrl.pretrain import PretrainConfig, ensure_pretrained
 from prefixrl.report import bench_plots, write_results
 from prefixrl.tasks.chain import ChainTask
 from prefixrl.train import RLSettings, train_rl
@@ -91,9 +91,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     task = ChainTask(easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)
     pcfg = PretrainConfig(out=cfg.work / "base", steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy,
                           easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)
-    meta = cfg.work / "base" / "prefixrl.json"
-    if not (meta.is_file() and json.loads(meta.read_text())["pretrain"] == json.loads(json.dumps(asdict(pcfg), default=str))):
-        pretrain(pcfg, progress=cfg.progress)
+    ensure_pretrained(pcfg, progress=cfg.progress)
     base, tok = load(cfg.work / "base")
     params = SamplingParams(max_new_tokens=2 * task.slots + 4)
     rl = RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25)

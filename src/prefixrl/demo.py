@@ -19,7 +19,7 @@ from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
 from prefixrl.model import load, param_count
 from prefixrl.prefixes import cut_prefixes, save_prefixes
-from prefixrl.pretrain import PretrainConfig, pretrain
+from prefixrl.pretrain import PretrainConfig, ensure_pretrained
 from prefixrl.report import plot_curves, write_report
 from prefixrl.store import BadInput
 from prefixrl.tasks.chain import ChainTask
@@ -82,10 +82,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                           easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps, seed=cfg.seed)
 
     # 1. the base model (reused when the same configuration was pretrained before in this folder)
-    meta = out / "base" / "prefixrl.json"
-    same = meta.is_file() and json.loads(meta.read_text())["pretrain"] == json.loads(json.dumps(asdict(pcfg), default=str))
-    if not same:
-        pretrain(pcfg, progress=cfg.progress)
+    ensure_pretrained(pcfg, progress=cfg.progress)
     model, tok = load(out / "base")
     engine = Sampler(model, tok.eos_token_id, tok.pad_token_id)
     params = SamplingParams(max_new_tokens=2 * task.slots + 4)

@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from prefixrl.flops import Ledger, train_flops
-from prefixrl.losses import sft_loss, token_logprobs
+from prefixrl.flops import Ledger
 from prefixrl.mask import make_batch
 from prefixrl.model import ModelShape, build_model, param_count
 from prefixrl.render import encode_response, render_prompt
+from prefixrl.sft import sft_step
 from prefixrl.tasks.chain import ChainTask
 from prefixrl.tokenizer import build_tokenizer
 
@@ -79,16 +79,9 @@ def pretrain(cfg: PretrainConfig, ledger: Ledger | None = None, progress: bool =
         problems = task.problems("easy", cfg.batch_size, seed=cfg.seed * 1_000_003 + step)
         prompts = [render_prompt(tok, p.question) for p in problems]
         responses = [encode_response(tok, task.noisy_solution(p, cfg.teacher_accuracy, rng)) for p in problems]
-        batch = make_batch(prompts, responses, tok.pad_token_id)
-        logp, _ = token_logprobs(model, batch)
-        loss = sft_loss(logp, batch.mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = sft_step(model, opt, make_batch(prompts, responses, tok.pad_token_id), ledger, "pretrain/train", n_params)
         sched.step()
-        ledger.add("pretrain/train", train_flops(n_params, int(batch.lengths.sum())))
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.set_postfix(loss=f"{loss:.3f}")
     cfg.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(cfg.out)
     tok.save_pretrained(cfg.out)
@@ -98,3 +91,12 @@ def pretrain(cfg: PretrainConfig, ledger: Ledger | None = None, progress: bool =
             "n_params": n_params, "flops": ledger.total("pretrain"), "seconds": round(time.time() - t0, 1)}
     (cfg.out / "prefixrl.json").write_text(json.dumps(meta, indent=2))
     return model, tok
+
+
+def ensure_pretrained(cfg: PretrainConfig, progress: bool = True) -> None:
+    """Pretrain unless `cfg.out` already holds a base model made with exactly this configuration."""
+    meta = cfg.out / "prefixrl.json"
+    wanted = json.loads(json.dumps(asdict(cfg), default=str))
+    if meta.is_file() and json.loads(meta.read_text()).get("pretrain") == wanted:
+        return
+    pretrain(cfg, progress=progress)
