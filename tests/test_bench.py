@@ -36,3 +36,16 @@ def test_bench_smoke(tmp_path):
     assert "Headline ratios" in text and "Back-generalization" in text
     for png in ("acc_vs_flops_hard-train", "acc_vs_flops_hard-heldout", "passk_heldout", "health", "backgen_bands"):
         assert (out / "results" / f"{png}.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_cross_family_smoke(tmp_path):
+    out = tmp_path / "docs"
+    args = ["bench", "cross-family", "--out", str(out), "--work", str(tmp_path / "w"), "--hard-steps", "4",
+            "--teacher-accuracy", "0.9", "--pretrain-steps", "300", "--train-problems", "6", "--heldout-problems", "8",
+            "--flops-budget", "3e10", "--collect-cap", "64", "--no-progress"]
+    assert main(args) == 0
+    res = json.loads((out / "cross_family.json").read_text())
+    assert set(res["runs"]) == {"same-model", "cross-family"}
+    assert "Qwen2" in res["models"]["other"] and res["sources"]["cross-family"]["transferred"] > 0
+    assert (out / "cross_family.md").is_file() and (out / "results" / "cross_family.png").stat().st_size > 0

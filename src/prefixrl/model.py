@@ -6,10 +6,15 @@ Any Hugging Face causal LM works with the rest of the pipeline; this module only
 from __future__ import annotations
 
 from dataclasses import dataclass
+import json
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase,
+                          PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM)
+
+GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
+ARCHS = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
 
 
 @dataclass(frozen=True)
@@ -21,8 +26,14 @@ class ModelShape:
     max_positions: int = 256
 
 
-def build_model(tokenizer: PreTrainedTokenizerBase, shape: ModelShape = ModelShape(), seed: int = 0) -> LlamaForCausalLM:
-    config = LlamaConfig(
+def build_model(tokenizer: PreTrainedTokenizerBase, shape: ModelShape = ModelShape(), seed: int = 0,
+                arch: str = "llama"):
+    """A random-init causal LM: `llama` (the embedded default) or `qwen2` (a second family, for
+    cross-family traces). Both are stock transformers classes."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")
+    config_cls, model_cls = ARCHS[arch]
+    config = config_cls(
         vocab_size=len(tokenizer),
         hidden_size=shape.hidden,
         intermediate_size=shape.ffn,
@@ -36,7 +47,7 @@ def build_model(tokenizer: PreTrainedTokenizerBase, shape: ModelShape = ModelSha
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
-    return LlamaForCausalLM(config)
+    return model_cls(config)
 
 
 def param_count(model: torch.nn.Module) -> int:
@@ -50,5 +61,11 @@ def load(path: str | Path):
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a model folder (no config.json); run `prefixrl pretrain` first")
     tokenizer = AutoTokenizer.from_pretrained(path)
+    tok_cfg = path / "tokenizer_config.json"
+    if tok_cfg.is_file() and json.loads(tok_cfg.read_text()).get("tokenizer_class") in GENERIC_TOKENIZERS:
+        # A generic tokenizer.json (ours): load it exactly as written. transformers 5's AutoTokenizer swaps in
+        # the model type's own class (e.g. Qwen2Tokenizer, with a byte-level pre-tokenizer that drops our
+        # spaces) when config.json names a family; named tokenizer classes still go through AutoTokenizer.
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     return model, tokenizer

@@ -61,9 +61,26 @@ def answer_safe_cut(task: Task, tokenizer, ids: list[int], cut: int) -> int:
     return lo
 
 
+def whitespace_safe_cut(tokenizer, ids: list[int], cut: int) -> int:
+    """The largest cut' <= cut that ends right after whitespace and that the tokenizer reproduces:
+    encode(decode(ids[:cut'])) == ids[:cut']. Used for traces that came through text from another
+    tokenizer, where only such boundaries are the same in both id spaces."""
+    while cut > 0:
+        text = decode_response(tokenizer, ids[:cut])
+        if text[-1:].isspace() and tokenizer.encode(text, add_special_tokens=False) == ids[:cut]:
+            return cut
+        cut -= 1
+    return 0
+
+
 def cut_prefixes(
-    traces: list[Trace], task: Task, tokenizer, k: int = 3, low: float = 0.4, high: float = 0.8, seed: int = 0
+    traces: list[Trace], task: Task, tokenizer, k: int = 3, low: float = 0.4, high: float = 0.8, seed: int = 0,
+    boundary: str = "token",
 ) -> list[Prefix]:
+    """k prefixes per trace. boundary="token" (same-model traces): any token index; "whitespace"
+    (traces from another tokenizer, via text): moved back to the last whitespace boundary."""
+    if boundary not in ("token", "whitespace"):
+        raise BadInput(f"prefix boundary must be token or whitespace, got {boundary!r}")
     if not 0.0 <= low <= high <= 1.0:
         raise BadInput(f"prefix fractions need 0 <= low <= high <= 1, got [{low}, {high}]")
     if k < 1:
@@ -74,6 +91,8 @@ def cut_prefixes(
         for _ in range(k):
             f = rng.uniform(low, high)
             cut = answer_safe_cut(task, tokenizer, t.token_ids, int(f * len(t.token_ids)))
+            if boundary == "whitespace":
+                cut = whitespace_safe_cut(tokenizer, t.token_ids, cut)
             out.append(Prefix(t.problem_id, t.question, t.answer, t.token_ids[:cut], f, cut, len(t.token_ids)))
     return out
 

@@ -47,6 +47,10 @@ class PretrainConfig:
     """Longest easy chain."""
     hard_steps: int = 16
     """Length of hard chains (recorded with the model; used by later stages)."""
+    arch: str = "llama"
+    """Model family: llama (the embedded default) or qwen2 (a second family for cross-family traces)."""
+    tokenizer: str = "char"
+    """Tokenizer: char (one token per character) or pairs (BPE merges; a different id space)."""
     hidden: int = 128
     layers: int = 3
     heads: int = 4
@@ -65,8 +69,8 @@ def pretrain(cfg: PretrainConfig, ledger: Ledger | None = None, progress: bool =
     ledger = ledger if ledger is not None else Ledger()
     torch.manual_seed(cfg.seed)
     task = ChainTask(cfg.easy_min_steps, cfg.easy_max_steps, cfg.hard_steps)
-    tok = build_tokenizer()
-    model = build_model(tok, ModelShape(cfg.hidden, cfg.layers, cfg.heads, cfg.ffn), seed=cfg.seed)
+    tok = build_tokenizer(cfg.tokenizer)
+    model = build_model(tok, ModelShape(cfg.hidden, cfg.layers, cfg.heads, cfg.ffn), seed=cfg.seed, arch=cfg.arch)
     n_params = param_count(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.98))
     warmup = max(1, cfg.steps // 20)

@@ -25,11 +25,23 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
+def build_tokenizer(kind: str = "char") -> PreTrainedTokenizerFast:
+    """`char`: one token per character (the embedded model's). `pairs`: a different tokenizer for
+    cross-family experiments — BPE merges make "<digit><space>", "#<digit>", "<op><digit>" and ".."
+    single tokens (a question slot is still one fixed-size unit), and the id order differs, so its ids
+    mean nothing to a `char` model."""
     specials = [PAD, BOS, EOS, UNK, USER, ASSISTANT]
-    vocab = {tok: i for i, tok in enumerate(specials + list(CHARS))}
-    # BPE with no merges and no pre-tokenizer splits text into single characters.
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=UNK))
+    merges: list[tuple[str, str]] = []
+    pieces = list(CHARS)
+    if kind == "pairs":
+        merges = [(d, " ") for d in "0123456789"] + [("#", d) for d in "0123456789"]
+        merges += [(op, d) for op in "+-*" for d in "0123456789"] + [(".", ".")]
+        pieces = list(reversed(CHARS)) + [a + b for a, b in merges]
+    elif kind != "char":
+        raise ValueError(f"unknown tokenizer kind {kind!r}; choose char or pairs")
+    vocab = {tok: i for i, tok in enumerate(specials + pieces)}
+    # BPE without a pre-tokenizer: the text is one word, split into characters, then merged (if any).
+    core = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=UNK))
     core.decoder = decoders.Fuse()
     tok = PreTrainedTokenizerFast(
         tokenizer_object=core,

@@ -102,3 +102,31 @@ def load_traces(path: str | Path, task: Task, tokenizer) -> tuple[list[Trace], l
             continue
         traces.append(trace)
     return traces, rejected
+
+
+def transfer_traces(path: str | Path, task: Task, policy_tokenizer, source_tokenizer) -> tuple[list[Trace], list[str]]:
+    """Traces sampled by another model family, moved into the policy's id space through text.
+
+    Each trace is decoded with the tokenizer that produced it, re-encoded with the policy's and
+    re-verified; its provenance and cost are kept. Cut prefixes of such traces at whitespace
+    (`cut_prefixes(..., boundary="whitespace")`): a token-exact cut has no meaning across tokenizers.
+    """
+    path = Path(path)
+    source_fp, policy_fp = tokenizer_fingerprint(source_tokenizer), tokenizer_fingerprint(policy_tokenizer)
+    out, rejected = [], []
+    for i, row in enumerate(read_records(path, TRACE_SCHEMA)):
+        _check_row(path, i, row)
+        if row["tokenizer"] != source_fp:
+            raise BadInput(f"{path}: row {i}: field tokenizer: not the source tokenizer's ids ({row['tokenizer']})")
+        text = decode_response(source_tokenizer, row["token_ids"])
+        ids = policy_tokenizer.encode(text, add_special_tokens=False)
+        if decode_response(policy_tokenizer, ids) != text:
+            rejected.append(f"{path}: row {i}: the policy's tokenizer cannot represent the trace text")
+            continue
+        trace = Trace(**{**row, "response": text, "token_ids": ids, "tokenizer": policy_fp,
+                         "source": f"{row['source']} (via text)"})
+        if task.verify(trace.problem, text) is not Verdict.CORRECT:
+            rejected.append(f"{path}: row {i}: trace for {trace.problem_id} fails re-verification")
+            continue
+        out.append(trace)
+    return out, rejected
