@@ -3,6 +3,9 @@
 import pytest
 import torch
 
+from prefixrl.render import decode_response, encode_response, tokenizer_fingerprint
+from prefixrl.traces import Trace
+
 from prefixrl.model import ModelShape, build_model
 from prefixrl.tasks.chain import ChainTask
 from prefixrl.tokenizer import build_tokenizer
@@ -23,3 +26,13 @@ def tiny_model(tok):
 @pytest.fixture(scope="session")
 def task():
     return ChainTask(easy_max_steps=6, hard_steps=6)
+
+
+def reference_traces(task, tok, n=6, seed=0, source="test"):
+    """Correct traces from the task's reference solver, as if rejection sampling had found them."""
+    out = []
+    for p in task.problems("hard_train", n, seed=seed):
+        ids = encode_response(tok, task.solution(p), eos=False)
+        out.append(Trace(p.id, p.question, p.answer, decode_response(tok, ids), ids, tokenizer_fingerprint(tok),
+                         source, 1.0, 1.0, 5, 123.0))
+    return out

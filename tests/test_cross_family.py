@@ -4,19 +4,16 @@ import pytest
 
 from prefixrl.model import ModelShape, build_model
 from prefixrl.prefixes import cut_prefixes, prefixed_prompt
-from prefixrl.render import decode_response, encode_response, render_prompt, tokenizer_fingerprint
+from prefixrl.render import decode_response, render_prompt, tokenizer_fingerprint
 from prefixrl.store import BadInput
 from prefixrl.tokenizer import build_tokenizer
-from prefixrl.traces import Trace, load_traces, save_traces, transfer_traces
+from prefixrl.traces import load_traces, save_traces, transfer_traces
+
+from conftest import reference_traces
 
 
 def _traces(task, tok, n=5):
-    out = []
-    for p in task.problems("hard_train", n, seed=2):
-        ids = encode_response(tok, task.solution(p), eos=False)
-        out.append(Trace(p.id, p.question, p.answer, decode_response(tok, ids), ids, tokenizer_fingerprint(tok),
-                         "qwen2-pairs", 1.0, 1.0, 7, 42.0))
-    return out
+    return reference_traces(task, tok, n, seed=2, source="qwen2-pairs")
 
 
 def test_the_two_tokenizers_differ_but_agree_on_text():

@@ -1,5 +1,4 @@
 import json
-import random
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -10,18 +9,15 @@ from hypothesis import strategies as st
 from prefixrl.collect import import_traces, rejection_sample
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.prefixes import cut_prefixes, load_prefixes, prefixed_prompt, save_prefixes
-from prefixrl.render import decode_response, encode_response, render_prompt, tokenizer_fingerprint
+from prefixrl.render import decode_response, encode_response, render_prompt
 from prefixrl.store import BadInput
-from prefixrl.traces import TRACE_SCHEMA, Trace, load_traces, save_traces
+from prefixrl.traces import Trace, load_traces, save_traces
+
+from conftest import reference_traces
 
 
 def _traces(task, tok, n=6):
-    out = []
-    for p in task.problems("hard_train", n, seed=0):
-        ids = encode_response(tok, task.solution(p), eos=False)
-        out.append(Trace(p.id, p.question, p.answer, decode_response(tok, ids), ids, tokenizer_fingerprint(tok),
-                         "test", 1.0, 1.0, 5, 123.0))
-    return out
+    return reference_traces(task, tok, n)
 
 
 def test_store_round_trip_and_reverification(task, tok, tmp_path):

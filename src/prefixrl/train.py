@@ -70,7 +70,6 @@ METHODS = {
     "offpolicy": Method(mix=0.0, offpolicy="importance"),
     "luffy": Method(mix=0.0, offpolicy="shaping"),
 }
-METHOD_MIX = {k: m.mix for k, m in METHODS.items()}  # kept for callers that only need the mix
 
 
 @dataclass(frozen=True)
