@@ -16,6 +16,7 @@ from prefixrl.pretrain import PretrainConfig, pretrain
 from prefixrl.stages import (CollectConfig, EvalConfig, PrefixesConfig, TrainConfig, run_collect, run_eval,
                              run_prefixes, run_train)
 from prefixrl.store import BadInput
+from prefixrl.theory.lab import TheoryConfig, run_theory
 
 COMMANDS = {
     "demo": DemoConfig,
@@ -25,6 +26,7 @@ COMMANDS = {
     "train": TrainConfig,
     "eval": EvalConfig,
     "bench": BenchConfig,
+    "theory": TheoryConfig,
 }
 
 
@@ -60,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{last['flops']:.3e} FLOPs: {cfg.out}")
         elif isinstance(cfg, EvalConfig):
             print(json.dumps(run_eval(cfg), indent=2))
+        elif isinstance(cfg, TheoryConfig):
+            res = run_theory(cfg)
+            for algo, f in res["fits"].items():
+                if f:
+                    print(f"{algo}: x{f['exp_rate_per_token']:.2f} per token, power degree {f['power_degree']:.2f}")
+            print(f"results: {cfg.out / 'results.md'}")
         elif isinstance(cfg, BenchConfig):
             run_bench(cfg)
             print(f"results: {cfg.out / 'results.md'}")
