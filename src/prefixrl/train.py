@@ -92,6 +92,7 @@ class RLSettings:
     sft_lr: float = 1e-4  # sft-rl: SFT learning rate
     is_clip: float = 1.0  # offpolicy: upper clip of the token-level importance weights
     shaping_gamma: float = 0.1  # luffy: γ of the policy shaping p/(p+γ) (LUFFY's value)
+    max_nonfinite_steps: int = 5  # stop after this many consecutive steps with a non-finite loss or gradient
     save_every: int = 0  # also save the policy (HF format) to out/step-NNNNNN every this many steps; 0 = final only
     seed: int = 0
 
@@ -196,7 +197,7 @@ def train_rl(
 
     checkpoint_eval(0)
     bar = tqdm(range(1, cfg.steps + 1), desc=f"train {cfg.method}", disable=not progress)
-    t0, done = time.time(), 0
+    t0, done, skips = time.time(), 0, 0
     for step in bar:
         if cfg.flops_budget and ledger.total() - ledger.total("eval/") >= cfg.flops_budget:
             break
@@ -225,12 +226,14 @@ def train_rl(
             logp, _ = token_logprobs(model, batch)
             weights = token_weights(method, cfg, logp, batch.mask, [groups[g][i][1] for g, i in rows], logp_base)
             loss = weighted_pg_loss(logp, batch.mask, torch.stack([advs[g][i] for g, i in rows]), weights, norm)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-            if math.isfinite(grad_norm):
-                opt.step()
+            grad_norm, applied = guarded_update(model, opt, loss, cfg.grad_clip)
             ledger.add("rl/train", train_flops(n_params, int(batch.lengths.sum())))
+            skips = 0 if applied else skips + 1
+            if skips >= cfg.max_nonfinite_steps:
+                model.save_pretrained(out / "final")  # parameters are those of the last finite step
+                tokenizer.save_pretrained(out / "final")
+                raise NonFiniteError(f"{skips} consecutive steps had a non-finite loss or gradient (last at step "
+                                     f"{step}); stopped, last good policy in {out / 'final'}")
         # 5. log
         kinds = [bool(it.prefix_ids) for it in items]
         on_logps = [lp for grp in gens.samples for s in grp for lp in s.logprobs]
@@ -240,7 +243,8 @@ def train_rl(
             "reward_unprefixed": _mean([x for r, k in zip(rewards, kinds) if not k for x in r[:n_on]]),
             "zero_adv_groups": sum(float(a.abs().sum() == 0) for a in advs) / len(advs),
             "entropy": -sum(on_logps) / max(1, len(on_logps)),  # Monte-Carlo estimate from sampled tokens
-            "grad_norm": grad_norm, "trained_rows": len(rows), "seconds": round(time.time() - t0, 2),
+            "grad_norm": grad_norm, "trained_rows": len(rows), "skipped_nonfinite": bool(rows) and skips > 0,
+            "seconds": round(time.time() - t0, 2),
         }
         log.write(json.dumps(rec) + "\n")
         bar.set_postfix(r_pre=rec["reward_prefixed"], r_un=rec["reward_unprefixed"])
@@ -256,6 +260,28 @@ def train_rl(
     tokenizer.save_pretrained(out / "final")
     (out / "ledger.json").write_text(json.dumps(ledger.to_dict(), indent=2))
     return {"curve": curve, "ledger": ledger.to_dict(), "steps": done}
+
+
+class NonFiniteError(RuntimeError):
+    """Training stopped after repeated non-finite steps."""
+
+
+def guarded_update(model, opt, loss: torch.Tensor, grad_clip: float) -> tuple[float, bool]:
+    """Backward, clip, and step only if the loss and the gradient norm are finite.
+
+    A skipped step leaves parameters and optimizer state untouched (the gradients are dropped).
+    Returns (gradient norm before clipping, whether the step was applied).
+    """
+    opt.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        return float("nan"), False
+    loss.backward()
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
+    if not math.isfinite(grad_norm):
+        opt.zero_grad(set_to_none=True)
+        return grad_norm, False
+    opt.step()
+    return grad_norm, True
 
 
 def token_weights(method: Method, cfg: RLSettings, logp: torch.Tensor, mask: torch.Tensor,
