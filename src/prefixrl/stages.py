@@ -111,7 +111,7 @@ def run_prefixes(cfg: PrefixesConfig) -> dict:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """On-policy RL: PrefixRL, PrefixRL on prefixed problems only, or standard RL."""
+    """On-policy RL: PrefixRL, or one of the paper's baselines on the same trainer (docs/baselines.md)."""
 
     model: Path = Path("runs/base")
     """Starting policy folder (Hugging Face format)."""
