@@ -165,6 +165,9 @@ def write_results(path: Path, res: dict) -> None:
         "Rejection sampling per seed: " + "; ".join(
             f"{c['solved']}/{c['problems']} solved, {c['samples']:,} samples, {c['flops'] / 1e12:.2f} TFLOP"
             for c in res["collections"]) + ".", "",
+        *(["**This is the `--quick` variant**: a budget this small (rejection sampling alone takes half of it) "
+            "leaves every method near zero, so its ranking is mostly noise; it checks the machinery. The comparison "
+            "is the full `prefixrl bench paper`.", ""] if cfg["quick"] else []),
         "## Final unprefixed pass@1 at equal FLOPs", "",
         "| method | hard-train (mean ± std) | hard-heldout (mean ± std) | steps per seed | zero-adv groups | grad-norm mean ± std |",
         "|---|---|---|---|---|---|",
@@ -221,6 +224,6 @@ def _paper_comparison(res: dict) -> list[str]:
         po, rl = table["prefixrl-only"]["hard_train_mean"], table["rl"]["hard_train_mean"]
         out.append(f"- Back-generalization: training only on prefixed problems moved unprefixed hard-train pass@1 from "
                    f"the base's near-zero to {po:.3f} (standard RL, same FLOPs: {rl:.3f}).")
-    out += ["", "Not measured yet: **strategy change** (the built-in task has one strategy, so there is nothing to "
-            "switch between) and **cross-family traces** (needs a second base model with another tokenizer).", ""]
+    out += ["", "Not measured here: **strategy change** (the built-in task has one strategy, so there is nothing to "
+            "switch between) and **cross-family traces** (`prefixrl bench cross-family` writes cross_family.md).", ""]
     return out
