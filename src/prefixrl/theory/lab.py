@@ -153,6 +153,15 @@ def run_theory(cfg: TheoryConfig) -> dict:
     return res
 
 
+def _save(fig, axes, path: Path) -> None:
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def _plots(res: dict, cfg: TheoryConfig) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
     for algo, by_h in res["separation"].items():
@@ -161,11 +170,7 @@ def _plots(res: dict, cfg: TheoryConfig) -> None:
     ax.axhline(cfg.budget, color="gray", ls=":", lw=1, label="budget (censored above)")
     ax.set(yscale="log", xlabel="horizon H", ylabel=f"episodes to success ≥ {cfg.target}",
            title=f"Separation (hidden string, V = {cfg.vocab}, uniform π₀)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(cfg.out / "separation.png")
-    plt.close(fig)
+    _save(fig, [ax], cfg.out / "separation.png")
     s = res["suboptimality"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
     for ax, x, y, lab, shape in ((axes[0], s["T"], s["subopt_T"], "T (iterations)", lambda v: 1 / np.sqrt(v)),
@@ -174,12 +179,8 @@ def _plots(res: dict, cfg: TheoryConfig) -> None:
         ref = np.array(shape(np.array(x, dtype=float)))
         ax.plot(x, ref * y[0] / ref[0], ls="--", label="bound shape ∝ 1/√·")
         ax.set(xscale="log", yscale="log", xlabel=lab, ylabel="suboptimality")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     fig.suptitle(f"PrefixRL-NPG suboptimality, H = {s['H']}")
-    fig.tight_layout()
-    fig.savefig(cfg.out / "suboptimality.png")
-    plt.close(fig)
+    _save(fig, axes, cfg.out / "suboptimality.png")
     rows = [r for r in res["kl"]["rows"]]
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
     for algo in ("standard", "prefixrl_npg"):
@@ -187,22 +188,14 @@ def _plots(res: dict, cfg: TheoryConfig) -> None:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=ALGOS[algo])
     ax.set(yscale="log", xlabel="KL(μ‖π₀) = log(1 / pass rate of π₀)", ylabel="episodes to target",
            title=f"Effect of KL(μ‖π₀), H = {res['kl']['H']}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(cfg.out / "kl.png")
-    plt.close(fig)
+    _save(fig, [ax], cfg.out / "kl.png")
     c = res["consistency"]["curves"]
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
     ax.plot(c["q"], c["J"], label="standard objective J(q)")
     ax.plot(c["q"], c["prefixed"], label="prefixed objective (resets 1..3)")
     ax.set(xlabel="q = P(token 0), shared by all positions", ylabel="objective",
            title="Theorem 3.2 without realizability (s* = 0001)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(cfg.out / "consistency.png")
-    plt.close(fig)
+    _save(fig, [ax], cfg.out / "consistency.png")
 
 
 def _write(res: dict, cfg: TheoryConfig) -> None:
