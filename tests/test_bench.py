@@ -37,6 +37,14 @@ def test_bench_smoke(tmp_path):
     for png in ("acc_vs_flops_hard-train", "acc_vs_flops_hard-heldout", "passk_heldout", "health", "backgen_bands"):
         assert (out / "results" / f"{png}.png").stat().st_size > 0
 
+    # A rerun on the same work folder (a bench killed and restarted) reuses every finished run and
+    # collection, and gives the same results; a run whose record is gone is redone, identically.
+    (tmp_path / "w" / "seed1" / "luffy" / "bench_record.json").unlink()
+    assert main(args) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["table"] == res["table"] and again["bands"] == res["bands"]
+    assert again["seconds"] < res["seconds"]
+
 
 @pytest.mark.slow
 def test_cross_family_smoke(tmp_path):

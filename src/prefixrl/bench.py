@@ -13,20 +13,24 @@ import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import torch
 import tyro
 
-from prefixrl.collect import rejection_sample
+from prefixrl.collect import Collection, rejection_sample
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
+from prefixrl.flops import Ledger
 from prefixrl.model import load, param_count
 from prefixrl.prefixes import cut_prefixes
 from prefixrl.pretrain import PretrainConfig, ensure_pretrained
 from prefixrl.report import bench_plots, write_results
+from prefixrl.store import BadInput, write_json_atomic
 from prefixrl.tasks.chain import ChainTask
+from prefixrl.traces import load_traces, save_traces
 from prefixrl.train import RLSettings, train_rl
 
 # label -> (trainer method, overrides). "rl-n64" is standard RL with 64 samples per prompt (paper §6.3).
@@ -40,6 +44,45 @@ RUNS = {
     "luffy": ("luffy", {}),
 }
 BANDS = ((0.0, 0.4), (0.4, 0.8), (0.8, 1.0))
+DEFAULT_BAND = (0.4, 0.8)  # cut_prefixes' default: the prefixrl-only run already is this band
+
+
+def _run_key(cfg: BenchConfig) -> dict:
+    """What a finished run's result depends on besides its own settings (for reuse across restarts)."""
+    return {"version": version("prefixrl"), "train_problems": cfg.train_problems, "heldout_problems": cfg.heldout_problems,
+            "passk_samples": cfg.passk_samples, "hard_steps": cfg.hard_steps, "collect_cap": cfg.collect_cap,
+            "teacher_accuracy": cfg.teacher_accuracy, "pretrain_steps": cfg.pretrain_steps}
+
+
+def _cached(path: Path, key: dict, compute):
+    """A bench run's record, reused when a previous (interrupted) bench already finished it with the same
+    key; otherwise computed and written atomically. Lets a killed bench resume run by run."""
+    key = json.loads(json.dumps(key, default=str))
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            return saved["record"]
+    record = compute()
+    write_json_atomic(path, {"key": key, "record": record})
+    return record
+
+
+def _collection(cfg: BenchConfig, base, tok, task, train_set, params, seed: int) -> Collection:
+    """Rejection sampling for one seed, reused from the work folder when it already ran."""
+    store = cfg.work / f"seed{seed}" / "traces.parquet"
+
+    def compute() -> dict:
+        engine = Sampler(base, tok.eos_token_id, tok.pad_token_id)
+        col = rejection_sample(engine, tok, task, train_set, params, source=str(cfg.work / "base"), seed=seed,
+                               cap=cfg.collect_cap, progress=cfg.progress)
+        save_traces(store, col.traces)
+        return {"samples": col.samples, "flops": col.flops, "ledger": col.ledger.to_dict()}
+
+    rec = _cached(cfg.work / f"seed{seed}" / "collection.json", {"seed": seed, "bench": _run_key(cfg)}, compute)
+    traces, rejected = load_traces(store, task, tok)
+    if rejected:
+        raise BadInput(f"{store}: {len(rejected)} cached trace(s) fail re-verification; delete {cfg.work} and rerun")
+    return Collection(traces, rec["samples"], rec["flops"], Ledger.from_dict(rec["ledger"]))
 
 
 @dataclass(frozen=True)
@@ -75,7 +118,7 @@ class BenchConfig:
     """Also run prefixrl-only on prefixes from each length band (back-generalization), first seed only."""
     progress: bool = True
 
-    def resolved(self) -> "BenchConfig":
+    def resolved(self) -> BenchConfig:
         if not self.quick:
             return self
         return replace(self, seeds=2, train_problems=16, heldout_problems=32, flops_budget=2e12, passk_samples=16)
@@ -103,36 +146,49 @@ def run_bench(cfg: BenchConfig) -> dict:
     runs: dict[str, list[dict]] = {m: [] for m in cfg.methods}
     collections, band_runs = [], {}
     for seed in range(cfg.seeds):
-        engine = Sampler(base, tok.eos_token_id, tok.pad_token_id)
-        col = rejection_sample(engine, tok, task, train_set, params, source=str(cfg.work / "base"), seed=seed,
-                               cap=cfg.collect_cap, progress=cfg.progress)
+        col = _collection(cfg, base, tok, task, train_set, params, seed)
         collections.append(col.summary())
         prefixes = cut_prefixes(col.traces, task, tok, seed=seed)
         for label in cfg.methods:
             method, over = RUNS[label]
-            policy, _ = load(cfg.work / "base")
             settings = replace(rl, method=method, seed=seed, steps=100_000, flops_budget=cfg.flops_budget, **over)
             charged = col.ledger.total() if method != "rl" else 0.0
-            r = train_rl(policy, tok, task, settings, train_set, prefixes, cfg.work / f"seed{seed}" / label,
-                         charged_flops=charged, traces=col.traces, eval_heldout=heldout[:64], progress=cfg.progress)
-            eng = Sampler(policy, tok.eos_token_id, tok.pad_token_id)
-            final_train = evaluate(eng, tok, task, train_set, 16, params, seed=seed + 3)
-            final_held = evaluate(eng, tok, task, heldout, cfg.passk_samples, params, seed=seed + 4,
-                                  progress=cfg.progress, desc=f"pass@k {label}")
-            ks = [2**i for i in range(int(math.log2(cfg.passk_samples)) + 1)]
-            steps = [json.loads(l) for l in (cfg.work / f"seed{seed}" / label / "metrics.jsonl").read_text().splitlines()]
-            runs[label].append({"seed": seed, "curve": r["curve"], "steps": [s for s in steps if s["kind"] == "step"],
-                                "final": {"hard_train": final_train.pass_at(1), "hard_heldout": final_held.pass_at(1)},
-                                "passk_heldout": {str(k): final_held.pass_at(k) for k in ks}, "charged": charged})
+
+            def one_run(label=label, settings=settings, charged=charged, seed=seed, prefixes=prefixes, col=col):
+                policy, _ = load(cfg.work / "base")
+                out = cfg.work / f"seed{seed}" / label
+                r = train_rl(policy, tok, task, settings, train_set, prefixes, out, charged_flops=charged,
+                             traces=col.traces, eval_heldout=heldout[:64], progress=cfg.progress)
+                eng = Sampler(policy, tok.eos_token_id, tok.pad_token_id)
+                final_train = evaluate(eng, tok, task, train_set, 16, params, seed=seed + 3)
+                final_held = evaluate(eng, tok, task, heldout, cfg.passk_samples, params, seed=seed + 4,
+                                      progress=cfg.progress, desc=f"pass@k {label}")
+                ks = [2**i for i in range(int(math.log2(cfg.passk_samples)) + 1)]
+                steps = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+                return {"seed": seed, "curve": r["curve"], "steps": [s for s in steps if s["kind"] == "step"],
+                        "final": {"hard_train": final_train.pass_at(1), "hard_heldout": final_held.pass_at(1)},
+                        "passk_heldout": {str(k): final_held.pass_at(k) for k in ks}, "charged": charged}
+
+            key = {"settings": asdict(settings), "charged": charged, "bench": _run_key(cfg)}
+            runs[label].append(_cached(cfg.work / f"seed{seed}" / label / "bench_record.json", key, one_run))
         if cfg.bands and seed == 0:
             for lo, hi in BANDS:
-                band = cut_prefixes(col.traces, task, tok, low=lo, high=hi, seed=seed)
-                policy, _ = load(cfg.work / "base")
+                name = f"{int(lo * 100)}–{int(hi * 100)} %"
+                if (lo, hi) == DEFAULT_BAND and "prefixrl-only" in runs:  # the same run as prefixrl-only, seed 0
+                    band_runs[name] = runs["prefixrl-only"][0]["curve"]
+                    continue
                 settings = replace(rl, method="prefixrl-only", seed=seed, steps=100_000, flops_budget=cfg.flops_budget)
-                r = train_rl(policy, tok, task, settings, train_set, band, cfg.work / f"band{lo}-{hi}",
-                             charged_flops=col.ledger.total(), traces=col.traces, eval_heldout=heldout[:64],
-                             progress=cfg.progress)
-                band_runs[f"{int(lo * 100)}–{int(hi * 100)} %"] = r["curve"]
+
+                def band_run(lo=lo, hi=hi, settings=settings, col=col):
+                    band = cut_prefixes(col.traces, task, tok, low=lo, high=hi, seed=0)
+                    policy, _ = load(cfg.work / "base")
+                    r = train_rl(policy, tok, task, settings, train_set, band, cfg.work / f"band{lo}-{hi}",
+                                 charged_flops=col.ledger.total(), traces=col.traces, eval_heldout=heldout[:64],
+                                 progress=cfg.progress)
+                    return r["curve"]
+
+                key = {"settings": asdict(settings), "band": [lo, hi], "bench": _run_key(cfg)}
+                band_runs[name] = _cached(cfg.work / f"band{lo}-{hi}" / "bench_record.json", key, band_run)
     results = summarise(runs, cfg)
     results.update({"config": json.loads(json.dumps(asdict(cfg), default=str)), "collections": collections,
                     "bands": band_runs, "n_params": param_count(base), "seconds": time.time() - t0,

@@ -6,6 +6,7 @@ their meaning belongs to the module that owns the record (traces, prefixes).
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -18,25 +19,39 @@ class BadInput(ValueError):
     """Bad user input: the CLI prints the message on one line and exits with code 2."""
 
 
-def write_records(path: str | Path, records: list[dict], schema: pa.Schema) -> None:
+def atomic_write(path: str | Path, write) -> None:
+    """Call write(binary file) on a temporary file beside `path`, fsync it, rename it over `path`, and
+    fsync the folder: a reader (or a run killed at any instant) sees the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(records, schema=schema)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            pq.write_table(table, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on one filesystem
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def fsync_dir(path: str | Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_records(path: str | Path, records: list[dict], schema: pa.Schema) -> None:
+    table = pa.Table.from_pylist(records, schema=schema)
+    atomic_write(path, lambda f: pq.write_table(table, f))
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
 def read_records(path: str | Path, schema: pa.Schema) -> list[dict]:
