@@ -32,6 +32,7 @@ from prefixrl.store import BadInput, write_json_atomic
 from prefixrl.tasks.chain import ChainTask
 from prefixrl.traces import load_traces, save_traces
 from prefixrl.train import RLSettings, train_rl
+from prefixrl.verifier import deadlined
 
 # label -> (trainer method, overrides). "rl-n64" is standard RL with 64 samples per prompt (paper §6.3).
 RUNS = {
@@ -125,16 +126,18 @@ class BenchConfig:
 
 
 def run_bench(cfg: BenchConfig) -> dict:
-    if cfg.which == "cross-family":
-        return run_cross_family(cfg)
-    if cfg.which != "paper":
+    if cfg.which not in ("paper", "cross-family"):
         raise ValueError(f"unknown bench {cfg.which!r}; choose from: paper, cross-family")
+    cfg = cfg.resolved()
+    with deadlined(ChainTask(easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)) as task:
+        return (run_cross_family if cfg.which == "cross-family" else run_paper)(cfg, task)
+
+
+def run_paper(cfg: BenchConfig, task) -> dict:
     unknown = [m for m in cfg.methods if m not in RUNS]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}")
-    cfg = cfg.resolved()
     t0 = time.time()
-    task = ChainTask(easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)
     pcfg = PretrainConfig(out=cfg.work / "base", steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy,
                           easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)
     ensure_pretrained(pcfg, progress=cfg.progress)
@@ -158,7 +161,8 @@ def run_bench(cfg: BenchConfig) -> dict:
                 policy, _ = load(cfg.work / "base")
                 out = cfg.work / f"seed{seed}" / label
                 r = train_rl(policy, tok, task, settings, train_set, prefixes, out, charged_flops=charged,
-                             traces=col.traces, eval_heldout=heldout[:64], progress=cfg.progress)
+                             traces=col.traces, eval_heldout=heldout[:64], progress=cfg.progress,
+                             resume=True, restart_if_changed=True)
                 eng = Sampler(policy, tok.eos_token_id, tok.pad_token_id)
                 final_train = evaluate(eng, tok, task, train_set, 16, params, seed=seed + 3)
                 final_held = evaluate(eng, tok, task, heldout, cfg.passk_samples, params, seed=seed + 4,
@@ -184,7 +188,7 @@ def run_bench(cfg: BenchConfig) -> dict:
                     policy, _ = load(cfg.work / "base")
                     r = train_rl(policy, tok, task, settings, train_set, band, cfg.work / f"band{lo}-{hi}",
                                  charged_flops=col.ledger.total(), traces=col.traces, eval_heldout=heldout[:64],
-                                 progress=cfg.progress)
+                                 progress=cfg.progress, resume=True, restart_if_changed=True)
                     return r["curve"]
 
                 key = {"settings": asdict(settings), "band": [lo, hi], "bench": _run_key(cfg)}
@@ -255,16 +259,14 @@ def summarise(runs: dict[str, list[dict]], cfg: BenchConfig) -> dict:
     return {"table": table, "ratios": ratios}
 
 
-def run_cross_family(cfg: BenchConfig) -> dict:
+def run_cross_family(cfg: BenchConfig, task) -> dict:
     """PrefixRL on the Llama policy with prefixes from (a) its own rejection-sampled traces and (b) traces
     rejection-sampled by a Qwen2 model with a different tokenizer, moved through text and cut at
     whitespace. Each run is charged its own rejection-sampling FLOPs (for (b), the Qwen2 model's)."""
     from prefixrl.report import plot_curves
     from prefixrl.traces import save_traces, transfer_traces
 
-    cfg = cfg.resolved()
     t0 = time.time()
-    task = ChainTask(easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)
     common = dict(steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy, easy_max_steps=cfg.hard_steps,
                   hard_steps=cfg.hard_steps)
     ensure_pretrained(PretrainConfig(out=cfg.work / "base", **common), progress=cfg.progress)
@@ -291,7 +293,8 @@ def run_cross_family(cfg: BenchConfig) -> dict:
         settings = replace(RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25), method="prefixrl",
                            steps=100_000, flops_budget=cfg.flops_budget)
         r = train_rl(policy, tok, task, settings, train_set, prefixes, cfg.work / f"xfam-{name}",
-                     charged_flops=col.ledger.total(), traces=traces, eval_heldout=heldout[:64], progress=cfg.progress)
+                     charged_flops=col.ledger.total(), traces=traces, eval_heldout=heldout[:64], progress=cfg.progress,
+                             resume=True, restart_if_changed=True)
         eng = Sampler(policy, tok.eos_token_id, tok.pad_token_id)
         final = {s: evaluate(eng, tok, task, probs, 16, params, seed=4).pass_at(1)
                  for s, probs in (("hard_train", train_set), ("hard_heldout", heldout))}

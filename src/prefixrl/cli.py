@@ -13,8 +13,16 @@ import tyro
 from prefixrl.bench import BenchConfig, run_bench
 from prefixrl.demo import DemoConfig, run_demo
 from prefixrl.pretrain import PretrainConfig, pretrain
-from prefixrl.stages import (CollectConfig, EvalConfig, PrefixesConfig, TrainConfig, run_collect, run_eval,
-                             run_prefixes, run_train)
+from prefixrl.stages import (
+    CollectConfig,
+    EvalConfig,
+    PrefixesConfig,
+    TrainConfig,
+    run_collect,
+    run_eval,
+    run_prefixes,
+    run_train,
+)
 from prefixrl.store import BadInput
 from prefixrl.theory.lab import TheoryConfig, run_theory
 

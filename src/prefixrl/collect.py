@@ -8,6 +8,7 @@ problems that were never solved: that compute is the price PrefixRL is charged i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,10 +16,16 @@ from tqdm import tqdm
 
 from prefixrl.engine import Engine, SamplingParams
 from prefixrl.flops import Ledger
-from prefixrl.render import decode_response, encode_response, render_prompt, tokenizer_fingerprint
+from prefixrl.render import (
+    decode_response,
+    encode_response,
+    render_prompt,
+    tokenizer_fingerprint,
+)
 from prefixrl.store import BadInput
 from prefixrl.tasks.base import Problem, Task, Verdict
 from prefixrl.traces import Trace
+from prefixrl.verifier import verify_all
 
 
 @dataclass
@@ -27,6 +34,7 @@ class Collection:
     samples: dict[str, int]  # problem id -> samples drawn (solved or not)
     flops: dict[str, float]  # problem id -> FLOPs spent
     ledger: Ledger = field(default_factory=Ledger)
+    rounds: int = 0  # rounds completed; round r samples with seed (seed, r), so a resumed run continues exactly
 
     def summary(self) -> dict:
         return {"problems": len(self.samples), "solved": len(self.traces), "samples": sum(self.samples.values()),
@@ -36,39 +44,50 @@ class Collection:
 def rejection_sample(
     engine: Engine, tokenizer, task: Task, problems: list[Problem], params: SamplingParams, source: str,
     cap: int = 1024, per_round: int = 32, seed: int = 0, progress: bool = True,
+    resume_from: Collection | None = None, on_round: Callable[[Collection, bool], None] | None = None,
 ) -> Collection:
-    """Sample `per_round` responses per unsolved problem per round, until solved or `cap` samples."""
+    """Sample `per_round` responses per unsolved problem per round, until solved or `cap` samples.
+
+    `on_round(collection, finished)` runs after every round (the CLI saves the store there); a
+    collection saved that way, passed back as `resume_from`, continues as if never interrupted.
+    """
     if cap < 1 or per_round < 1:
         raise BadInput("collect: cap and per_round must be >= 1")
     fingerprint = tokenizer_fingerprint(tokenizer)
-    col = Collection([], {p.id: 0 for p in problems}, {p.id: 0.0 for p in problems})
-    open_ = list(problems)
-    bar = tqdm(total=len(problems), desc="collect (solved)", disable=not progress)
-    rnd = 0
+    col = resume_from or Collection([], {p.id: 0 for p in problems}, {p.id: 0.0 for p in problems})
+    solved = {t.problem_id for t in col.traces}
+    open_ = [p for p in problems if p.id not in solved and col.samples[p.id] < cap]
+    bar = tqdm(total=len(problems), initial=len(solved), desc="collect (solved)", disable=not progress)
     while open_:
         n = min(per_round, cap - col.samples[open_[0].id])  # all open problems have drawn the same count
         prompts = [render_prompt(tokenizer, p.question) for p in open_]
-        gens = engine.generate(prompts, n, params, seed=seed * 1_000_003 + rnd)
+        gens = engine.generate(prompts, n, params, seed=seed * 1_000_003 + col.rounds)
         col.ledger.add("collect/prefill", gens.prefill_flops)
         col.ledger.add("collect/decode", gens.decode_flops)
         per_prompt = [len(pr) for pr in prompts]
         round_tokens = _round_tokens(per_prompt, gens)
+        verdicts = iter(verify_all(task, [(p, decode_response(tokenizer, s.tokens))
+                                          for p, group in zip(open_, gens.samples) for s in group]))
         still_open = []
         for p, plen, group in zip(open_, per_prompt, gens.samples):
             # This problem's share of the round's FLOPs, in proportion to its prompt and decoded tokens.
             tokens = plen * len(group) + sum(len(s.tokens) for s in group)
             col.samples[p.id] += len(group)
             col.flops[p.id] += gens.flops * tokens / max(1, round_tokens)
-            hit = next((s for s in group if task.verify(p, decode_response(tokenizer, s.tokens)) is Verdict.CORRECT), None)
-            if hit is not None:
+            correct = [s for s in group if next(verdicts) is Verdict.CORRECT]
+            if correct:
+                hit = correct[0]
                 ids = hit.tokens[:-1] if hit.tokens and hit.tokens[-1] == tokenizer.eos_token_id else hit.tokens
                 col.traces.append(Trace(p.id, p.question, p.answer, decode_response(tokenizer, ids), ids, fingerprint,
                                         source, params.temperature, params.top_p, col.samples[p.id], col.flops[p.id]))
                 bar.update(1)
             elif col.samples[p.id] < cap:
                 still_open.append(p)
-        open_, rnd = still_open, rnd + 1
-        bar.set_postfix(round=rnd, open=len(open_))
+        open_ = still_open
+        col.rounds += 1
+        bar.set_postfix(round=col.rounds, open=len(open_))
+        if on_round is not None:
+            on_round(col, not open_)
     bar.close()
     return col
 

@@ -23,8 +23,9 @@ from prefixrl.pretrain import PretrainConfig, ensure_pretrained
 from prefixrl.report import plot_curves, write_report
 from prefixrl.store import BadInput
 from prefixrl.tasks.chain import ChainTask
-from prefixrl.train import RLSettings, train_rl
 from prefixrl.traces import save_traces
+from prefixrl.train import RLSettings, train_rl
+from prefixrl.verifier import deadlined
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class DemoConfig:
     progress: bool = True
     """Show progress bars."""
 
-    def resolved(self) -> "DemoConfig":
+    def resolved(self) -> DemoConfig:
         if not self.quick:
             return self
         return replace(self, train_problems=16, heldout_problems=32, pretrain_steps=400, base_samples=16,
@@ -73,11 +74,15 @@ def _pass_at_ks(result, ks):
 
 def run_demo(cfg: DemoConfig) -> dict:
     cfg = cfg.resolved()
+    with deadlined(ChainTask(easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)) as task:
+        return _run_demo(cfg, task)
+
+
+def _run_demo(cfg: DemoConfig, task) -> dict:
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
-    task = ChainTask(easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)
     pcfg = PretrainConfig(out=out / "base", steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy,
                           easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps, seed=cfg.seed)
 
@@ -135,7 +140,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             settings = replace(rl, method="rl", steps=cfg.rl_steps * 50, flops_budget=budget, eval_every=every)
             charged = 0.0
         runs[name] = train_rl(policy, tok, task, settings, splits["hard_train"], prefixes, out / "runs" / name,
-                              charged_flops=charged, progress=cfg.progress)
+                              charged_flops=charged, progress=cfg.progress, resume=True, restart_if_changed=True)
         eng = Sampler(policy, tok.eos_token_id, tok.pad_token_id)
         final = {f"{s}_pass@1": evaluate(eng, tok, task, splits[s], cfg.final_samples, params, seed=cfg.seed + 3,
                                          progress=cfg.progress, desc=f"final {name} {s}").pass_at(1)

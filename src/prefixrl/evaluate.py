@@ -12,6 +12,7 @@ from prefixrl.engine import Engine, SamplingParams
 from prefixrl.flops import Ledger
 from prefixrl.render import decode_response, render_prompt
 from prefixrl.tasks.base import Problem, Task, Verdict
+from prefixrl.verifier import verify_all
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -60,10 +61,13 @@ def evaluate(
         if ledger is not None:
             ledger.add(f"{category}/prefill", gens.prefill_flops)
             ledger.add(f"{category}/decode", gens.decode_flops)
-        for prob, pre, group in zip(problems[start:], prefixes[start:], gens.samples):
+        chunk = list(zip(problems[start:], prefixes[start:], gens.samples))
+        verdicts = iter(verify_all(task, [(prob, decode_response(tokenizer, pre + s.tokens))
+                                          for prob, pre, group in chunk for s in group]))
+        for _, _, group in chunk:
             c = 0
-            for s in group:
-                v = task.verify(prob, decode_response(tokenizer, pre + s.tokens))
+            for _ in group:
+                v = next(verdicts)
                 counts[v.value] += 1
                 c += v is Verdict.CORRECT
             correct.append(c)

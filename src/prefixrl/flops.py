@@ -39,7 +39,7 @@ class Ledger:
         return dict(sorted(self.spent.items()))
 
     @classmethod
-    def from_dict(cls, d: dict[str, float]) -> "Ledger":
+    def from_dict(cls, d: dict[str, float]) -> Ledger:
         led = cls()
         for k, v in d.items():
             led.add(k, float(v))

@@ -5,13 +5,21 @@ Any Hugging Face causal LM works with the rest of the pipeline; this module only
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase,
-                          PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM)
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
 ARCHS = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
@@ -60,6 +68,10 @@ def load(path: str | Path):
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a model folder (no config.json); run `prefixrl pretrain` first")
+    if (path / "manifest.json").is_file():  # written by prefixrl.checkpoint: refuse a corrupt policy
+        from prefixrl.checkpoint import verify_folder
+
+        verify_folder(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     tok_cfg = path / "tokenizer_config.json"
     if tok_cfg.is_file() and json.loads(tok_cfg.read_text()).get("tokenizer_class") in GENERIC_TOKENIZERS:

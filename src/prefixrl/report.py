@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # headless: never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def plot_curves(methods: dict[str, dict], path: Path, title: str, charged: dict[str, float] | None = None) -> None:
@@ -81,9 +81,9 @@ def write_report(out: Path, report: dict) -> None:
 
 
 def _band(ax, xs, ys_by_seed, label):
-    import numpy as np
-
     import warnings
+
+    import numpy as np
 
     arr = np.array(ys_by_seed, dtype=float)
     with warnings.catch_warnings():

@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from prefixrl.collect import import_traces, rejection_sample
+import torch
+
+from prefixrl.collect import Collection, import_traces, rejection_sample
+from prefixrl.demo import DemoConfig
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
+from prefixrl.flops import Ledger
 from prefixrl.model import load
 from prefixrl.prefixes import cut_prefixes, load_prefixes, save_prefixes
-from prefixrl.store import BadInput
+from prefixrl.pretrain import PretrainConfig, ensure_pretrained
+from prefixrl.render import tokenizer_fingerprint
+from prefixrl.store import BadInput, read_meta, write_json_atomic
 from prefixrl.tasks import get_task
 from prefixrl.traces import load_traces, save_traces
 from prefixrl.train import METHODS, RLSettings, train_rl
+from prefixrl.verifier import deadlined
 
 
 def task_of(model_dir: Path):
@@ -41,13 +48,23 @@ def _params(task, temperature: float, top_p: float) -> SamplingParams:
 
 
 @dataclass(frozen=True)
-class CollectConfig:
+class VerifierOptions:
+    verifier_workers: int = 2
+    """Verifier worker processes (each verification runs in one, under a hard deadline)."""
+    verifier_timeout: float = 10.0
+    """Seconds per verification; past it the worker is replaced and the verdict is timeout (reward 0)."""
+
+
+@dataclass(frozen=True)
+class CollectConfig(VerifierOptions):
     """Rejection sampling with the base model: one verified-correct trace per hard-train problem."""
 
     model: Path = Path("runs/base")
     """Base model folder (the sampler of rejection sampling)."""
     out: Path = Path("runs/traces.parquet")
-    """Trace store to write; a summary with the FLOPs spent goes next to it as .json."""
+    """Trace store to write (saved after every round); a summary with the FLOPs spent goes next to it as .json."""
+    resume: bool = False
+    """Continue an interrupted collection in --out: solved problems are not sampled again, nothing is lost."""
     problems: int = 64
     """How many hard-train problems."""
     data_seed: int = 0
@@ -67,18 +84,57 @@ class CollectConfig:
 def run_collect(cfg: CollectConfig) -> dict:
     model, tok, task = load_policy(cfg.model)
     problems = task.problems("hard_train", cfg.problems, cfg.data_seed)
-    if cfg.import_file is not None:
-        traces, rejected = import_traces(cfg.import_file, task, tok, problems)
-        summary = {"problems": len(problems), "solved": len(traces), "samples": 0, "flops": 0.0,
-                   "imported_from": str(cfg.import_file), "rejected": rejected}
-    else:
-        engine = Sampler(model, tok.eos_token_id, tok.pad_token_id)
-        col = rejection_sample(engine, tok, task, problems, _params(task, cfg.temperature, cfg.top_p),
-                               source=str(cfg.model), cap=cfg.cap, per_round=cfg.per_round, seed=cfg.seed)
-        traces, summary = col.traces, {**col.summary(), "ledger": col.ledger.to_dict()}
-    save_traces(cfg.out, traces)
-    cfg.out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    key = {"model": str(cfg.model), "problems": [p.id for p in problems], "cap": cfg.cap, "per_round": cfg.per_round,
+           "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed, "tokenizer": tokenizer_fingerprint(tok),
+           "import_file": None if cfg.import_file is None else str(cfg.import_file)}
+    with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
+        resume_from = _resumable_collection(cfg, key, task, tok)
+        if resume_from is not None and resume_from[1]:  # finished before
+            return json.loads(cfg.out.with_suffix(".json").read_text())
+        if cfg.import_file is not None:
+            traces, rejected = import_traces(cfg.import_file, task, tok, problems)
+            summary = {"problems": len(problems), "solved": len(traces), "samples": 0, "flops": 0.0,
+                       "imported_from": str(cfg.import_file), "rejected": rejected}
+            save_traces(cfg.out, traces, {"collection": {"key": key, "finished": True}})
+        else:
+            engine = Sampler(model, tok.eos_token_id, tok.pad_token_id)
+
+            def save(col: Collection, finished: bool) -> None:
+                save_traces(cfg.out, col.traces, {"collection": {
+                    "key": key, "finished": finished, "rounds": col.rounds, "samples": col.samples,
+                    "flops": col.flops, "ledger": col.ledger.to_dict()}})
+
+            col = rejection_sample(engine, tok, task, problems, _params(task, cfg.temperature, cfg.top_p),
+                                   source=str(cfg.model), cap=cfg.cap, per_round=cfg.per_round, seed=cfg.seed,
+                                   resume_from=resume_from[0] if resume_from else None, on_round=save)
+            save(col, True)
+            summary = {**col.summary(), "ledger": col.ledger.to_dict(),
+                       "verifier": dict(task.pool.counts)}
+    write_json_atomic(cfg.out.with_suffix(".json"), summary)
     return summary
+
+
+def _resumable_collection(cfg: CollectConfig, key: dict, task, tok) -> tuple[Collection, bool] | None:
+    """(the collection saved in --out, whether it finished), or None for a new store. Never overwrites."""
+    if not cfg.out.exists():
+        return None
+    if not cfg.resume:
+        raise BadInput(f"{cfg.out}: already exists and a trace store is never overwritten; pass --resume to "
+                       "continue an interrupted collection, or choose another --out")
+    state = read_meta(cfg.out).get("collection")
+    if state is None:
+        raise BadInput(f"{cfg.out}: not a store written by `prefixrl collect`; it cannot be resumed")
+    if state["key"] != key:
+        diff = [k for k in key if state["key"].get(k) != key[k]]
+        raise BadInput(f"{cfg.out}: was collected with different settings ({', '.join(diff)}); resume with the "
+                       "same command, or choose another --out")
+    traces, rejected = load_traces(cfg.out, task, tok)
+    if rejected:
+        raise BadInput(f"{cfg.out}: {rejected[0]}")
+    if "rounds" not in state:  # an import
+        return Collection(traces, {}, {}), True
+    return Collection(traces, state["samples"], state["flops"], Ledger.from_dict(state["ledger"]),
+                      state["rounds"]), state["finished"]
 
 
 @dataclass(frozen=True)
@@ -110,13 +166,22 @@ def run_prefixes(cfg: PrefixesConfig) -> dict:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(VerifierOptions):
     """On-policy RL: PrefixRL, or one of the paper's baselines on the same trainer (docs/baselines.md)."""
 
     model: Path = Path("runs/base")
     """Starting policy folder (Hugging Face format)."""
     out: Path = Path("runs/train")
-    """Run folder: metrics.jsonl, ledger.json, config.json and the final policy in final/."""
+    """Run folder: metrics.jsonl, ledger.json, config.json, checkpoints, and the final policy in final/."""
+    resume: bool = False
+    """Continue the run in --out from its newest valid checkpoint, exactly as if it had never stopped."""
+    preset: str | None = None
+    """quick: the demo's quick configuration (base model, traces, prefixes built once in --preset-dir);
+    replaces --model, --prefixes, --traces, --problems and --data-seed (the other flags still apply)."""
+    preset_dir: Path | None = None
+    """Where a preset's base model, traces and prefixes live (default runs/presets/NAME)."""
+    deterministic: bool = False
+    """torch.use_deterministic_algorithms: a resumed run ends bit-identical to an uninterrupted one."""
     method: str = "prefixrl"
     """prefixrl, prefixrl-only (prefixed problems only), rl (standard RL), sft-rl (SFT on the traces,
     then RL), offpolicy (traces in the group, clipped importance weights) or luffy (traces in the group,
@@ -144,6 +209,8 @@ class TrainConfig:
     top_p: float = RLSettings.top_p
     eval_every: int = RLSettings.eval_every
     """Evaluate unprefixed (and prefixed) hard-train accuracy every this many steps."""
+    checkpoint_every: int = RLSettings.checkpoint_every
+    """Full checkpoint (policy, optimizer, ledger, RNG) every this many steps, for --resume."""
     save_every: int = 0
     """Save the policy in HF format to OUT/step-NNNNNN every this many steps (0: only OUT/final)."""
     sft_epochs: int = RLSettings.sft_epochs
@@ -160,33 +227,62 @@ class TrainConfig:
 def run_train(cfg: TrainConfig) -> dict:
     if cfg.method not in METHODS:
         raise BadInput(f"unknown method {cfg.method!r}; choose from {', '.join(METHODS)}")
+    if cfg.preset is not None:
+        cfg = apply_preset(cfg)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
     model, tok, task = load_policy(cfg.model)
     problems = task.problems("hard_train", cfg.problems, cfg.data_seed)
     method = METHODS[cfg.method]
     uses_traces = cfg.method != "rl"
-    prefixes = load_prefixes(cfg.prefixes, task, tok) if method.mix != 0.0 and cfg.prefixes else []
-    traces = []
-    if (method.offpolicy or method.sft_first) and cfg.traces is not None:
-        traces, rejected = load_traces(cfg.traces, task, tok)
-        for msg in rejected:
-            print(f"excluded: {msg}", file=sys.stderr)
-    charged = 0.0
-    if uses_traces and cfg.traces is not None and cfg.traces.with_suffix(".json").is_file():
-        charged = float(json.loads(cfg.traces.with_suffix(".json").read_text())["flops"])
     params = _params(task, cfg.temperature, cfg.top_p)
     settings = RLSettings(method=cfg.method, steps=cfg.steps, flops_budget=cfg.flops_budget,
                           prompts_per_step=cfg.prompts_per_step, samples_per_prompt=cfg.samples_per_prompt,
                           mix=cfg.mix, lr=cfg.lr, temperature=cfg.temperature, top_p=cfg.top_p,
                           max_new_tokens=params.max_new_tokens, eval_every=cfg.eval_every,
-                          save_every=cfg.save_every, sft_epochs=cfg.sft_epochs, sft_lr=cfg.sft_lr,
-                          is_clip=cfg.is_clip, shaping_gamma=cfg.shaping_gamma, seed=cfg.seed)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
-    return train_rl(model, tok, task, settings, problems, prefixes, cfg.out, charged_flops=charged, traces=traces)
+                          checkpoint_every=cfg.checkpoint_every, save_every=cfg.save_every, sft_epochs=cfg.sft_epochs,
+                          sft_lr=cfg.sft_lr, is_clip=cfg.is_clip, shaping_gamma=cfg.shaping_gamma, seed=cfg.seed)
+    with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
+        prefixes = load_prefixes(cfg.prefixes, task, tok) if method.mix != 0.0 and cfg.prefixes else []
+        traces = []
+        if (method.offpolicy or method.sft_first) and cfg.traces is not None:
+            traces, rejected = load_traces(cfg.traces, task, tok)
+            for msg in rejected:
+                print(f"excluded: {msg}", file=sys.stderr)
+        charged = 0.0
+        if uses_traces and cfg.traces is not None and cfg.traces.with_suffix(".json").is_file():
+            charged = float(json.loads(cfg.traces.with_suffix(".json").read_text())["flops"])
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(cfg.out / "config.json", json.loads(json.dumps(asdict(cfg), default=str)))
+        result = train_rl(model, tok, task, settings, problems, prefixes, cfg.out, charged_flops=charged,
+                          traces=traces, resume=cfg.resume)
+        counts = task.pool.counts
+        if counts["timeout"] or counts["error"]:
+            print(f"verifier: {counts['timeout']} timeouts, {counts['error']} errors (reward 0) in "
+                  f"{counts['items']} verifications", file=sys.stderr)
+        return result
+
+
+def apply_preset(cfg: TrainConfig) -> TrainConfig:
+    """Build the preset's ingredients once (resumable, reused afterwards) and point the config at them."""
+    if cfg.preset != "quick":
+        raise BadInput(f"unknown preset {cfg.preset!r}; choose from: quick")
+    folder = cfg.preset_dir or Path("runs/presets") / cfg.preset
+    d = DemoConfig(quick=True).resolved()
+    ensure_pretrained(PretrainConfig(out=folder / "base", steps=d.pretrain_steps, teacher_accuracy=d.teacher_accuracy,
+                                     easy_max_steps=d.hard_steps, hard_steps=d.hard_steps, seed=d.seed), progress=False)
+    traces = folder / "traces.parquet"
+    if not traces.with_suffix(".json").is_file():
+        run_collect(CollectConfig(model=folder / "base", out=traces, resume=True, problems=d.train_problems,
+                                  data_seed=d.seed, cap=d.collect_cap, seed=d.seed))
+    if not (folder / "prefixes.parquet").is_file():
+        run_prefixes(PrefixesConfig(traces=traces, model=folder / "base", out=folder / "prefixes.parquet", seed=d.seed))
+    return replace(cfg, model=folder / "base", traces=traces, prefixes=folder / "prefixes.parquet",
+                   problems=d.train_problems, data_seed=d.seed)
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(VerifierOptions):
     """Unbiased pass@k of a policy on unprefixed problems."""
 
     model: Path = Path("runs/base")
@@ -211,8 +307,9 @@ def run_eval(cfg: EvalConfig) -> dict:
         raise BadInput(f"pass@k needs 1 <= k <= samples; got k={list(cfg.k)} with samples={cfg.samples}")
     model, tok, task = load_policy(cfg.model)
     problems = task.problems(cfg.split, cfg.problems, cfg.data_seed)
-    r = evaluate(Sampler(model, tok.eos_token_id, tok.pad_token_id), tok, task, problems, cfg.samples,
-                 _params(task, cfg.temperature, cfg.top_p), seed=cfg.seed, progress=True)
+    with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
+        r = evaluate(Sampler(model, tok.eos_token_id, tok.pad_token_id), tok, task, problems, cfg.samples,
+                     _params(task, cfg.temperature, cfg.top_p), seed=cfg.seed, progress=True)
     res = {"split": cfg.split, "problems": len(problems), "samples": cfg.samples, "verdicts": r.verdicts,
            **{f"pass@{k}": r.pass_at(k) for k in cfg.k}}
     if cfg.out is not None:

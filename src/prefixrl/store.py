@@ -6,6 +6,7 @@ their meaning belongs to the module that owns the record (traces, prefixes).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -45,9 +46,25 @@ def fsync_dir(path: str | Path) -> None:
         os.close(dir_fd)
 
 
-def write_records(path: str | Path, records: list[dict], schema: pa.Schema) -> None:
+def _digest(records: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_records(path: str | Path, records: list[dict], schema: pa.Schema, meta: dict | None = None) -> None:
+    """Rows, the SHA-256 of their content (verified by `read_records`) and optional JSON metadata."""
     table = pa.Table.from_pylist(records, schema=schema)
+    table = table.replace_schema_metadata({"prefixrl.sha256": _digest(table.to_pylist()),
+                                           "prefixrl.meta": json.dumps(meta or {})})
     atomic_write(path, lambda f: pq.write_table(table, f))
+
+
+def read_meta(path: str | Path) -> dict:
+    """The JSON metadata written with a record file ({} if none)."""
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(b"prefixrl.meta", b"{}")
+        return json.loads(raw)
+    except (pa.ArrowInvalid, OSError, json.JSONDecodeError) as e:
+        raise BadInput(f"{path}: not a readable Parquet file ({e})") from None
 
 
 def write_json_atomic(path: str | Path, obj) -> None:
@@ -66,4 +83,7 @@ def read_records(path: str | Path, schema: pa.Schema) -> list[dict]:
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
         raise BadInput(f"{path}: missing field(s) {', '.join(missing)}")
+    digest = (table.schema.metadata or {}).get(b"prefixrl.sha256")
+    if digest is not None and digest.decode() != _digest(table.to_pylist()):
+        raise BadInput(f"{path}: content does not match the hash stored with it (corrupt or edited)")
     return table.select([f.name for f in schema]).to_pylist()

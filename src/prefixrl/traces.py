@@ -49,8 +49,9 @@ class Trace:
         return Problem(self.problem_id, "", self.question, self.answer)
 
 
-def save_traces(path: str | Path, traces: list[Trace]) -> None:
-    write_records(path, [asdict(t) for t in traces], TRACE_SCHEMA)
+def save_traces(path: str | Path, traces: list[Trace], meta: dict | None = None) -> None:
+    """Atomically write the store; `meta` (JSON) travels in the file, e.g. the state of a collection."""
+    write_records(path, [asdict(t) for t in traces], TRACE_SCHEMA, meta)
 
 
 def _check_row(path: Path, i: int, row: dict) -> None:

@@ -31,28 +31,46 @@ Methods (only the method's own part differs; task, sampler, optimizer and ledger
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import random
+import shutil
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from prefixrl.checkpoint import (
+    checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_policy,
+)
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
 from prefixrl.flops import Ledger, sample_flops, train_flops
-from prefixrl.losses import (group_advantages, importance_weights, shaping_weights, token_logprobs,
-                             weighted_pg_loss)
+from prefixrl.losses import (
+    group_advantages,
+    importance_weights,
+    shaping_weights,
+    token_logprobs,
+    weighted_pg_loss,
+)
 from prefixrl.mask import make_batch
-from prefixrl.model import param_count
+from prefixrl.model import load, param_count
 from prefixrl.prefixes import Prefix
 from prefixrl.render import decode_response, render_prompt
 from prefixrl.sft import sft_on_traces
-from prefixrl.tasks.base import Problem, Task, reward
+from prefixrl.store import BadInput, atomic_write, write_json_atomic
+from prefixrl.tasks.base import Problem, Task, Verdict, reward
 from prefixrl.traces import Trace
+from prefixrl.verifier import verify_all
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,7 @@ class RLSettings:
     shaping_gamma: float = 0.1  # luffy: γ of the policy shaping p/(p+γ) (LUFFY's value)
     max_nonfinite_steps: int = 5  # stop after this many consecutive steps with a non-finite loss or gradient
     save_every: int = 0  # also save the policy (HF format) to out/step-NNNNNN every this many steps; 0 = final only
+    checkpoint_every: int = 25  # full checkpoint (policy, optimizer, ledger, RNG) for exact --resume
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -101,6 +120,8 @@ class RLSettings:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if not 0.0 <= self.mix <= 1.0:
             raise ValueError(f"mix must be in [0, 1], got {self.mix}")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if self.prompts_per_step < 1 or self.samples_per_prompt < 2:
             raise ValueError("need prompts_per_step >= 1 and samples_per_prompt >= 2 (a group baseline needs 2)")
 
@@ -151,9 +172,18 @@ def base_logprobs(model, tokenizer, traces: list[Trace], ledger: Ledger) -> dict
 def train_rl(
     model, tokenizer, task: Task, cfg: RLSettings, unprefixed: list[Problem], prefixed: list[Prefix], out: Path,
     charged_flops: float = 0.0, traces: list[Trace] | None = None, eval_prefixed: list[Prefix] | None = None,
-    eval_heldout: list[Problem] | None = None, progress: bool = True,
+    eval_heldout: list[Problem] | None = None, progress: bool = True, resume: bool = False,
+    restart_if_changed: bool = False,
 ) -> dict:
-    """Run one method; write metrics.jsonl, ledger.json and the final policy (HF format) to `out`."""
+    """Run one method; write metrics.jsonl, ledger.json, result.json and the final policy (HF format) to `out`.
+
+    Every `checkpoint_every` steps the full state is checkpointed (`prefixrl.checkpoint`). With `resume`,
+    a run killed at any point continues from its newest valid checkpoint and ends exactly where the
+    uninterrupted run would have: batches and sampling seeds are functions of (seed, step), and the
+    checkpoint holds parameters, optimizer state, ledger, curve and torch's RNG state. A run folder
+    started with other settings is an error, or (`restart_if_changed`, for the demo's and bench's own
+    scratch folders) discarded.
+    """
     method = METHODS[cfg.method]
     traces = traces or []
     if cfg.prefixed_share > 0 and not prefixed:
@@ -161,23 +191,46 @@ def train_rl(
     if (method.offpolicy or method.sft_first) and not traces:
         raise ValueError(f"method {cfg.method} needs traces (run `prefixrl collect`)")
     out.mkdir(parents=True, exist_ok=True)
+    key = run_key(cfg, charged_flops, unprefixed, prefixed, traces)
+    if restart_if_changed and _saved_key(out) not in (None, key):
+        shutil.rmtree(out)
+        out.mkdir(parents=True)
+    if (out / "result.json").is_file() or checkpoints(out):
+        saved = json.loads((out / "result.json").read_text())["key"] if (out / "result.json").is_file() else None
+        if not resume:
+            raise BadInput(f"{out}: holds a run already; pass --resume to continue it, or choose another --out")
+        if saved is not None:  # finished before: hand back its policy and result
+            _check_key(out, saved, key)
+            model.load_state_dict(load(out / "final")[0].state_dict())
+            return json.loads((out / "result.json").read_text())["result"]
     torch.manual_seed(cfg.seed)
     n_params = param_count(model)
     engine = Sampler(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
-    ledger = Ledger()
-    ledger.add("offline/charged", charged_flops)
     trace_of = {t.problem_id: t for t in traces} if method.offpolicy else {}
-    logp_base = base_logprobs(model, tokenizer, traces, ledger) if method.offpolicy == "importance" else {}
-    if method.sft_first:
-        sft_on_traces(model, tokenizer, traces, cfg.sft_epochs, 16, cfg.sft_lr, cfg.seed, ledger)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     eval_set = unprefixed[: cfg.eval_problems]
     eval_pre = (eval_prefixed or prefixed)[: cfg.eval_problems]
     n_on = cfg.samples_per_prompt - (1 if method.offpolicy else 0)  # a trace takes one place in its group
     norm = cfg.prompts_per_step * cfg.samples_per_prompt * cfg.max_new_tokens  # constant: see losses.py
-    curve: list[dict] = []
-    log = (out / "metrics.jsonl").open("w")
+    ckpt, corrupt = latest_checkpoint(out) if resume else (None, [])
+    for msg in corrupt:
+        warnings.warn(f"skipping checkpoint: {msg}", stacklevel=2)
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, model, opt)
+        _check_key(out, state["key"], key)
+        first, skips, curve = state["step"] + 1, state["skips"], state["curve"]
+        ledger, logp_base = Ledger.from_dict(state["ledger"]), state["logp_base"]
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        _truncate_log(out / "metrics.jsonl", state["step"])
+    else:
+        first, skips, curve, ledger = 1, 0, [], Ledger()
+        ledger.add("offline/charged", charged_flops)
+        logp_base = base_logprobs(model, tokenizer, traces, ledger) if method.offpolicy == "importance" else {}
+        if method.sft_first:
+            sft_on_traces(model, tokenizer, traces, cfg.sft_epochs, 16, cfg.sft_lr, cfg.seed, ledger)
+        (out / "metrics.jsonl").write_text("")
+    log = (out / "metrics.jsonl").open("a")
 
     def checkpoint_eval(step: int) -> None:
         point = {"step": step, "flops": ledger.total() - ledger.total("eval/")}
@@ -195,9 +248,19 @@ def train_rl(
         log.write(json.dumps({"kind": "eval", **point}) + "\n")
         log.flush()
 
-    checkpoint_eval(0)
-    bar = tqdm(range(1, cfg.steps + 1), desc=f"train {cfg.method}", disable=not progress)
-    t0, done, skips = time.time(), 0, 0
+    def checkpoint(step: int) -> None:
+        log.flush()
+        os.fsync(log.fileno())
+        save_checkpoint(out, step, model, tokenizer, opt, {
+            "key": key, "skips": skips, "curve": curve, "ledger": ledger.to_dict(), "logp_base": logp_base,
+            "torch_rng": torch.get_rng_state().tolist()})
+
+    if ckpt is None:
+        checkpoint_eval(0)
+        checkpoint(0)
+    bar = tqdm(range(first, cfg.steps + 1), desc=f"train {cfg.method}", disable=not progress, initial=first - 1,
+               total=cfg.steps)
+    t0, done = time.time(), first - 1
     for step in bar:
         if cfg.flops_budget and ledger.total() - ledger.total("eval/") >= cfg.flops_budget:
             break
@@ -215,8 +278,10 @@ def train_rl(
                 t = trace_of[it.problem.id]
                 group.append((list(t.token_ids) + [tokenizer.eos_token_id], t))
         # 3. reward on the whole response (prefix + completion), advantages within each group
-        rewards = [[reward(task.verify(it.problem, decode_response(tokenizer, it.prefix_ids + ids))) for ids, _ in group]
-                   for it, group in zip(items, groups)]
+        verdicts = verify_all(task, [(it.problem, decode_response(tokenizer, it.prefix_ids + ids))
+                                     for it, group in zip(items, groups) for ids, _ in group])
+        flat = iter(verdicts)
+        rewards = [[reward(next(flat)) for _ in group] for group in groups]
         advs = [group_advantages(torch.tensor([r]))[0] for r in rewards]
         # 4. update on the groups that carry signal; context = prompt + prefix, trained = completion
         rows = [(g, i) for g, a in enumerate(advs) if a.abs().sum() > 0 for i in range(len(groups[g]))]
@@ -230,8 +295,7 @@ def train_rl(
             ledger.add("rl/train", train_flops(n_params, int(batch.lengths.sum())))
             skips = 0 if applied else skips + 1
             if skips >= cfg.max_nonfinite_steps:
-                model.save_pretrained(out / "final")  # parameters are those of the last finite step
-                tokenizer.save_pretrained(out / "final")
+                save_policy(out / "final", model, tokenizer)  # parameters are those of the last finite step
                 raise NonFiniteError(f"{skips} consecutive steps had a non-finite loss or gradient (last at step "
                                      f"{step}); stopped, last good policy in {out / 'final'}")
         # 5. log
@@ -244,6 +308,8 @@ def train_rl(
             "zero_adv_groups": sum(float(a.abs().sum() == 0) for a in advs) / len(advs),
             "entropy": -sum(on_logps) / max(1, len(on_logps)),  # Monte-Carlo estimate from sampled tokens
             "grad_norm": grad_norm, "trained_rows": len(rows), "skipped_nonfinite": bool(rows) and skips > 0,
+            "verifier_timeouts": sum(v is Verdict.TIMEOUT for v in verdicts),
+            "verifier_errors": sum(v is Verdict.ERROR for v in verdicts),
             "seconds": round(time.time() - t0, 2),
         }
         log.write(json.dumps(rec) + "\n")
@@ -251,15 +317,57 @@ def train_rl(
         if step % cfg.eval_every == 0:
             checkpoint_eval(step)
         if cfg.save_every and step % cfg.save_every == 0:
-            model.save_pretrained(out / f"step-{step:06d}")
-            tokenizer.save_pretrained(out / f"step-{step:06d}")
+            save_policy(out / f"step-{step:06d}", model, tokenizer)
+        if step % cfg.checkpoint_every == 0:
+            checkpoint(step)
     if curve[-1]["step"] != done:
         checkpoint_eval(done)
     log.close()
-    model.save_pretrained(out / "final")
-    tokenizer.save_pretrained(out / "final")
-    (out / "ledger.json").write_text(json.dumps(ledger.to_dict(), indent=2))
-    return {"curve": curve, "ledger": ledger.to_dict(), "steps": done}
+    result = {"curve": curve, "ledger": ledger.to_dict(), "steps": done}
+    save_policy(out / "final", model, tokenizer)
+    write_json_atomic(out / "ledger.json", ledger.to_dict())
+    write_json_atomic(out / "result.json", {"key": key, "result": result})  # written last: the run is complete
+    for c in checkpoints(out):
+        shutil.rmtree(c, ignore_errors=True)
+    return result
+
+
+def run_key(cfg: RLSettings, charged_flops: float, unprefixed: list[Problem], prefixed: list[Prefix],
+            traces: list[Trace]) -> dict:
+    """What a run's result is a function of; a resumed run must match it."""
+    ids = [p.id for p in unprefixed] + [f"{p.problem_id}:{p.cut}" for p in prefixed] + [t.problem_id for t in traces]
+    return {"settings": asdict(cfg), "charged_flops": charged_flops,
+            "data": hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]}
+
+
+def _saved_key(out: Path) -> dict | None:
+    """The key of the run in `out` (finished or checkpointed), if any."""
+    if (out / "result.json").is_file():
+        return json.loads((out / "result.json").read_text())["key"]
+    ckpt, _ = latest_checkpoint(out)
+    return json.loads((ckpt / "state.json").read_text())["key"] if ckpt else None
+
+
+def _check_key(out: Path, saved: dict, key: dict) -> None:
+    if saved == key:
+        return
+    diff = [k for k in key["settings"] if saved["settings"].get(k) != key["settings"][k]]
+    what = ", ".join(diff) if diff else ("charged FLOPs" if saved["charged_flops"] != key["charged_flops"] else "data")
+    raise BadInput(f"{out}: the run there was started with different settings ({what}); resume it with the same "
+                   "command, or choose another --out")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log records written after the checkpoint being resumed (they will be written again)."""
+    keep = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut off by the kill
+            continue
+        if rec["step"] <= step:
+            keep.append(line + "\n")
+    atomic_write(path, lambda f: f.write("".join(keep).encode()))
 
 
 class NonFiniteError(RuntimeError):

@@ -14,4 +14,4 @@ def get_task(name: str, **kwargs) -> Task:
     return TASKS[name](**kwargs)
 
 
-__all__ = ["Problem", "Task", "Verdict", "reward", "get_task", "TASKS"]
+__all__ = ["TASKS", "Problem", "Task", "Verdict", "get_task", "reward"]

@@ -60,7 +60,7 @@ class Chain:
         return f"{self.start} " + "".join(f"{op}{y}" for op, y in self.steps) + EMPTY * (slots - len(self.steps))
 
     @staticmethod
-    def parse(question: str) -> "Chain":
+    def parse(question: str) -> Chain:
         m = re.fullmatch(r"(\d) ((?:[+\-*]\d)+)((?:\.\.)*)", question)
         if not m:
             raise ValueError(f"not a chain question: {question!r}")

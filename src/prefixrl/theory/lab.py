@@ -15,12 +15,19 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from prefixrl.theory.algos import learn  # noqa: E402
-from prefixrl.theory.mdp import (HiddenString, base_logits, conditioned_on_success, kl_along_path,  # noqa: E402
-                                 prefixed_objective, softmax, success)
+from prefixrl.theory.algos import learn
+from prefixrl.theory.mdp import (
+    HiddenString,
+    base_logits,
+    conditioned_on_success,
+    kl_along_path,
+    prefixed_objective,
+    softmax,
+    success,
+)
 
 ALGOS = {"standard": "standard RL (NPG)", "prefixrl_npg": "PrefixRL-NPG (analysed)", "prefixrl": "PrefixRL (practical)"}
 
@@ -229,7 +236,7 @@ def _write(res: dict, cfg: TheoryConfig) -> None:
     lines += [f"## KL(μ‖π₀) (H = {res['kl']['H']}; μ = π₀ conditioned on success)", "",
               "| p (per-token) | pass rate of π₀ | KL(μ‖π₀) | standard RL episodes | PrefixRL-NPG episodes |", "|---|---|---|---|---|"]
     for r in res["kl"]["rows"]:
-        f = lambda v: f"{v:,.0f}" if v else f"> {cfg.budget:,}"  # noqa: E731
+        f = lambda v: f"{v:,.0f}" if v else f"> {cfg.budget:,}"
         lines.append(f"| {r['p']:.2f} | {r['pass_rate']:.2e} | {r['kl']:.2f} | {f(r['standard'])} | {f(r['prefixrl_npg'])} |")
     lines += ["", "![kl](kl.png)", ""]
     c = res["consistency"]

@@ -26,7 +26,7 @@ class HiddenString:
     secret: tuple[int, ...]  # s*, one token per position
 
     @staticmethod
-    def make(H: int, V: int, seed: int = 0) -> "HiddenString":
+    def make(H: int, V: int, seed: int = 0) -> HiddenString:
         if H < 1 or V < 2:
             raise ValueError("need H >= 1 and V >= 2")
         rng = np.random.default_rng(seed)

@@ -1,0 +1,138 @@
+"""Checkpoints that survive a kill at any instant: complete, hashed, and swapped in by rename.
+
+A checkpoint is a folder: the policy in Hugging Face format, the optimizer state, and `state.json` (step,
+ledger, curve, RNG states, whatever the trainer needs to continue exactly), plus `manifest.json` with
+the SHA-256 of every file, written last. It is built under a temporary name, fsynced, and renamed into
+place; only then are older checkpoints removed. Loading verifies the manifest and falls back to the
+newest older checkpoint that verifies, so a kill during a save leaves the previous one loadable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from prefixrl.store import BadInput, fsync_dir
+
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _seal(folder: Path) -> None:
+    """fsync every file, then write the manifest (hashes of everything else) and fsync it and the folder."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    for p in files:
+        with p.open("rb") as f:
+            os.fsync(f.fileno())
+    manifest = {str(p.relative_to(folder)): _sha256(p) for p in files}
+    with (folder / MANIFEST).open("w") as f:
+        json.dump({"files": manifest}, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(folder)
+
+
+def verify_folder(folder: Path) -> None:
+    """Raise BadInput unless `folder` has a manifest and every file in it matches its hash."""
+    man = folder / MANIFEST
+    if not man.is_file():
+        raise BadInput(f"{folder}: no {MANIFEST} (incomplete or not written by prefixrl)")
+    try:
+        files = json.loads(man.read_text())["files"]
+    except (json.JSONDecodeError, KeyError):
+        raise BadInput(f"{man}: unreadable manifest") from None
+    for name, digest in files.items():
+        p = folder / name
+        if not p.is_file():
+            raise BadInput(f"{folder}: file {name} listed in the manifest is missing")
+        if _sha256(p) != digest:
+            raise BadInput(f"{folder}: file {name} does not match its hash in the manifest (corrupt)")
+
+
+def write_folder(dest: Path, fill) -> None:
+    """Build a folder with fill(tmp_folder), seal it, and put it at `dest` by rename. An existing `dest`
+    is moved aside first and removed only after the new one is in place."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    try:
+        fill(tmp)
+        _seal(tmp)
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        fsync_dir(dest.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_policy(dest: Path, model, tokenizer) -> None:
+    """The policy in Hugging Face format, atomically, with a manifest that `model.load` verifies."""
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    write_folder(dest, fill)
+
+
+def save_checkpoint(run: Path, step: int, model, tokenizer, optimizer, state: dict, keep: int = 2) -> Path:
+    """run/ckpt-NNNNNN: policy + optimizer + state; keeps the newest `keep` checkpoints."""
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp / "policy")
+        tokenizer.save_pretrained(tmp / "policy")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, **state}))
+
+    dest = run / f"ckpt-{step:06d}"
+    write_folder(dest, fill)
+    for old in checkpoints(run)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def checkpoints(run: Path) -> list[Path]:
+    """Checkpoint folders of a run, oldest first (by step)."""
+    return sorted(p for p in Path(run).glob("ckpt-*") if p.is_dir() and p.name[5:].isdigit())
+
+
+def latest_checkpoint(run: Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint whose manifest verifies, and a message per newer one that did not."""
+    skipped = []
+    for ckpt in reversed(checkpoints(run)):
+        try:
+            verify_folder(ckpt)
+            return ckpt, skipped
+        except BadInput as e:
+            skipped.append(str(e))
+    return None, skipped
+
+
+def load_checkpoint(ckpt: Path, model, optimizer) -> dict:
+    """Restore parameters and optimizer state in place; return the saved trainer state."""
+    from prefixrl.model import load
+
+    saved, _ = load(ckpt / "policy")
+    model.load_state_dict(saved.state_dict())  # strict: every parameter restored, bit for bit
+    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+    return json.loads((ckpt / "state.json").read_text())

@@ -1,0 +1,144 @@
+"""Exact resume after SIGKILL, for real `prefixrl train` and `prefixrl collect` subprocesses.
+
+The preset's base model, traces and prefixes are built once per session (the demo's quick configuration);
+each test then compares a run killed mid-way and resumed with an uninterrupted one.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from prefixrl.checkpoint import checkpoints, latest_checkpoint, save_checkpoint, verify_folder, write_folder
+from prefixrl.store import BadInput, read_meta
+from prefixrl.traces import TRACE_SCHEMA
+from prefixrl.store import read_records
+
+pytestmark = pytest.mark.slow
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "prefixrl.cli", *args]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cli(*args), capture_output=True, text=True, timeout=900)
+
+
+def kill_when(args: list[str], ready, timeout: float = 600) -> None:
+    """Start a CLI subprocess, SIGKILL it as soon as ready() is true; fail if it finished first."""
+    proc = subprocess.Popen(cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    while not ready():
+        assert proc.poll() is None, "the run finished before it could be killed"
+        assert time.monotonic() - t0 < timeout
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def preset(tmp_path_factory):
+    d = tmp_path_factory.mktemp("preset")
+    r = run("train", "--preset", "quick", "--preset-dir", str(d), "--steps", "1", "--out", str(d / "warmup"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    return d
+
+
+def train_args(preset: Path, out: Path) -> list[str]:
+    return ["train", "--preset", "quick", "--preset-dir", str(preset), "--method", "prefixrl", "--steps", "12",
+            "--seed", "3", "--deterministic", "--checkpoint-every", "4", "--eval-every", "5", "--out", str(out)]
+
+
+def steps_logged(out: Path) -> int:
+    try:
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    return sum('"kind": "step"' in line for line in lines)
+
+
+def without_time(path: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in path.read_text().splitlines()]
+
+
+def test_train_killed_mid_run_resumes_bit_identical(preset, tmp_path):
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    r = run(*train_args(preset, ref))
+    assert r.returncode == 0, r.stderr[-2000:]
+    kill_when(train_args(preset, killed), lambda: steps_logged(killed) >= 7)  # past the step-4 checkpoint
+    assert not (killed / "final").exists() and checkpoints(killed)
+    # without --resume the run folder is protected
+    again = run(*train_args(preset, killed))
+    assert again.returncode == 2 and "pass --resume" in again.stderr
+    r = run(*train_args(preset, killed), "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = load_file(ref / "final" / "model.safetensors"), load_file(killed / "final" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert without_time(ref / "metrics.jsonl") == without_time(killed / "metrics.jsonl")
+    assert json.loads((ref / "ledger.json").read_text()) == json.loads((killed / "ledger.json").read_text())
+    verify_folder(killed / "final")
+    # resuming a finished run changes nothing; resuming with other settings is refused
+    assert run(*train_args(preset, killed), "--resume").returncode == 0
+    other = run(*train_args(preset, killed), "--resume", "--lr", "1e-3")
+    assert other.returncode == 2 and "different settings (lr)" in other.stderr
+
+
+def collect_args(preset: Path, out: Path) -> list[str]:
+    return ["collect", "--model", str(preset / "base"), "--out", str(out), "--problems", "10", "--cap", "256",
+            "--per-round", "16", "--seed", "5"]
+
+
+def rounds_saved(path: Path) -> int:
+    try:
+        return read_meta(path)["collection"]["rounds"]
+    except (BadInput, KeyError, FileNotFoundError):
+        return 0
+
+
+def test_collect_killed_mid_run_resumes_without_resampling_or_losing_traces(preset, tmp_path):
+    ref, killed = tmp_path / "ref.parquet", tmp_path / "killed.parquet"
+    assert run(*collect_args(preset, ref)).returncode == 0
+    kill_when(collect_args(preset, killed), lambda: rounds_saved(killed) >= 3)
+    state = read_meta(killed)["collection"]
+    assert not state["finished"]
+    before = read_records(killed, TRACE_SCHEMA)
+    r = run(*collect_args(preset, killed), "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    after = read_records(killed, TRACE_SCHEMA)
+    assert before == after[: len(before)]  # nothing collected before the kill was lost or changed
+    assert after == read_records(ref, TRACE_SCHEMA)  # same traces, no duplicates, same costs per trace
+    s_ref = json.loads(ref.with_suffix(".json").read_text())
+    s_res = json.loads(killed.with_suffix(".json").read_text())
+    # the same samples per problem as the uninterrupted run: solved problems were not sampled again
+    assert read_meta(killed)["collection"]["samples"] == read_meta(ref)["collection"]["samples"]
+    assert s_res["ledger"] == s_ref["ledger"] and s_res["samples"] == s_ref["samples"] and s_res["solved"] >= 1
+    # never overwritten without --resume
+    r = run(*collect_args(preset, killed))
+    assert r.returncode == 2 and "never overwritten" in r.stderr
+
+
+def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one(tiny_model, tok, tmp_path):
+    opt = torch.optim.AdamW(tiny_model.parameters())
+    good = save_checkpoint(tmp_path, 4, tiny_model, tok, opt, {"x": 1})
+
+    def interrupted(folder: Path) -> None:
+        (folder / "half.bin").write_bytes(b"\0" * 100)
+        raise KeyboardInterrupt  # stands for the kill: the save stops half-way
+
+    with pytest.raises(KeyboardInterrupt):
+        write_folder(tmp_path / "ckpt-000008", interrupted)
+    assert checkpoints(tmp_path) == [good] and latest_checkpoint(tmp_path) == (good, [])
+    # a newer checkpoint that is corrupt on disk (bit rot, a copy cut short) is skipped, with a message
+    newer = save_checkpoint(tmp_path, 8, tiny_model, tok, opt, {"x": 2})
+    blob = newer / "optimizer.pt"
+    blob.write_bytes(blob.read_bytes()[:-10])
+    found, skipped = latest_checkpoint(tmp_path)
+    assert found == good and "does not match its hash" in skipped[0]
