@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prefixrl: error: {e}", file=sys.stderr)
         return 2
     try:
+        if hasattr(cfg, "check"):
+            cfg.check()
         if isinstance(cfg, DemoConfig):
             report = run_demo(cfg)
             print(f"{report['verdict']}\nreport: {cfg.out / 'report.md'}")

@@ -1,5 +1,6 @@
 """The embedded base model: a small Llama from transformers, random-init, saved with save_pretrained.
 
+
 Any Hugging Face causal LM works with the rest of the pipeline; this module only builds and loads.
 """
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -20,6 +22,10 @@ from transformers import (
     Qwen2Config,
     Qwen2ForCausalLM,
 )
+
+# Our own progress bars say what is happening; transformers' per-load "Loading weights" bars would
+# interleave with them and with one-line error messages.
+transformers.utils.logging.disable_progress_bar()
 
 GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
 ARCHS = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}

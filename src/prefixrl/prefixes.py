@@ -73,6 +73,13 @@ def whitespace_safe_cut(tokenizer, ids: list[int], cut: int) -> int:
     return 0
 
 
+def check_cut_rule(k: int, low: float, high: float) -> None:
+    if not 0.0 <= low <= high <= 1.0:
+        raise BadInput(f"prefix fractions need 0 <= low <= high <= 1, got [{low}, {high}]")
+    if k < 1:
+        raise BadInput("need at least one prefix per trace (k >= 1)")
+
+
 def cut_prefixes(
     traces: list[Trace], task: Task, tokenizer, k: int = 3, low: float = 0.4, high: float = 0.8, seed: int = 0,
     boundary: str = "token",
@@ -81,10 +88,7 @@ def cut_prefixes(
     (traces from another tokenizer, via text): moved back to the last whitespace boundary."""
     if boundary not in ("token", "whitespace"):
         raise BadInput(f"prefix boundary must be token or whitespace, got {boundary!r}")
-    if not 0.0 <= low <= high <= 1.0:
-        raise BadInput(f"prefix fractions need 0 <= low <= high <= 1, got [{low}, {high}]")
-    if k < 1:
-        raise BadInput("need at least one prefix per trace (k >= 1)")
+    check_cut_rule(k, low, high)
     out = []
     for t in traces:
         rng = random.Random(f"prefix:{seed}:{t.problem_id}")  # independent of trace order

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
 from prefixrl.flops import Ledger
 from prefixrl.model import load
-from prefixrl.prefixes import cut_prefixes, load_prefixes, save_prefixes
+from prefixrl.prefixes import check_cut_rule, cut_prefixes, load_prefixes, save_prefixes
 from prefixrl.pretrain import PretrainConfig, ensure_pretrained
 from prefixrl.render import tokenizer_fingerprint
 from prefixrl.store import BadInput, read_meta, write_json_atomic
@@ -156,6 +156,10 @@ class PrefixesConfig:
     seed: int = 0
     """Seed of the cut points (drawn once per trace and stored)."""
 
+    def check(self) -> None:
+        """Called by the CLI before anything is read or written."""
+        check_cut_rule(self.k, self.low, self.high)
+
 
 def run_prefixes(cfg: PrefixesConfig) -> dict:
     _, tok, task = load_policy(cfg.model)
@@ -223,10 +227,16 @@ class TrainConfig(VerifierOptions):
     """luffy: γ of the policy shaping p/(p+γ)."""
     seed: int = 0
 
+    def check(self) -> None:
+        """Called by the CLI before anything is read or written: inconsistent values fail here."""
+        self.settings()
+
+    def settings(self, max_new_tokens: int = RLSettings.max_new_tokens) -> RLSettings:
+        names = [f.name for f in fields(RLSettings) if hasattr(self, f.name) and f.name != "max_new_tokens"]
+        return RLSettings(max_new_tokens=max_new_tokens, **{n: getattr(self, n) for n in names})
+
 
 def run_train(cfg: TrainConfig) -> dict:
-    if cfg.method not in METHODS:
-        raise BadInput(f"unknown method {cfg.method!r}; choose from {', '.join(METHODS)}")
     if cfg.preset is not None:
         cfg = apply_preset(cfg)
     if cfg.deterministic:
@@ -235,13 +245,7 @@ def run_train(cfg: TrainConfig) -> dict:
     problems = task.problems("hard_train", cfg.problems, cfg.data_seed)
     method = METHODS[cfg.method]
     uses_traces = cfg.method != "rl"
-    params = _params(task, cfg.temperature, cfg.top_p)
-    settings = RLSettings(method=cfg.method, steps=cfg.steps, flops_budget=cfg.flops_budget,
-                          prompts_per_step=cfg.prompts_per_step, samples_per_prompt=cfg.samples_per_prompt,
-                          mix=cfg.mix, lr=cfg.lr, temperature=cfg.temperature, top_p=cfg.top_p,
-                          max_new_tokens=params.max_new_tokens, eval_every=cfg.eval_every,
-                          checkpoint_every=cfg.checkpoint_every, save_every=cfg.save_every, sft_epochs=cfg.sft_epochs,
-                          sft_lr=cfg.sft_lr, is_clip=cfg.is_clip, shaping_gamma=cfg.shaping_gamma, seed=cfg.seed)
+    settings = cfg.settings(max_new_tokens=_params(task, cfg.temperature, cfg.top_p).max_new_tokens)
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
         prefixes = load_prefixes(cfg.prefixes, task, tok) if method.mix != 0.0 and cfg.prefixes else []
         traces = []
