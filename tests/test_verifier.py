@@ -67,6 +67,47 @@ def test_deadlined_task_is_the_task_with_pooled_verification(task):
     assert inline == [Verdict.CORRECT] * 8 + [Verdict.INCORRECT] * 8
 
 
-def test_pool_rejects_nonsense_settings():
+def test_pool_rejects_nonsense_settings_and_tasks_a_worker_cannot_load():
     with pytest.raises(ValueError, match="workers >= 1"):
         VerifierPool(Adversarial(), workers=0)
+    with pytest.raises(RuntimeError, match="could not load the task"):
+        VerifierPool(Unloadable(), workers=1)
+
+
+class Unloadable:
+    def __reduce__(self):  # unpickles into an error in the worker
+        return (int, ("not a number",))
+
+
+class HangsOnFirstProblem:
+    """The chain task, except that verifying anything for one problem hangs."""
+
+    def __init__(self, inner, bad_id):
+        self.inner, self.bad_id = inner, bad_id
+
+    def __getattr__(self, name):
+        if name == "inner":  # not set yet while unpickling in a worker
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def verify(self, problem, response):
+        while problem.id == self.bad_id:
+            pass
+        return self.inner.verify(problem, response)
+
+
+def test_training_goes_on_through_hung_verifications_and_logs_them(task, tok, tiny_model, tmp_path):
+    import json
+
+    from prefixrl.train import RLSettings, train_rl
+
+    problems = task.problems("hard_train", 3, 0)
+    cfg = RLSettings(method="rl", steps=2, prompts_per_step=3, samples_per_prompt=2, max_new_tokens=16,
+                     eval_every=100, eval_problems=1, eval_samples=1)
+    with deadlined(HangsOnFirstProblem(task, problems[0].id), workers=2, timeout=0.3) as guarded:
+        result = train_rl(tiny_model, tok, guarded, cfg, problems, [], tmp_path, progress=False)
+        counts = guarded.pool.counts
+    steps = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [s for s in steps if s["kind"] == "step"]
+    assert result["steps"] == 2 and [s["verifier_timeouts"] for s in steps] == [2, 2]
+    assert counts["timeout"] >= 4 and counts["restarts"] == counts["timeout"]

@@ -40,6 +40,7 @@ def _serve(conn) -> None:
     """Worker loop: the first message is the task, then chunks of (index, problem, response) until None."""
     _die_with_parent()
     task = conn.recv()
+    conn.send("ready")
     while True:
         try:
             msg = conn.recv()
@@ -90,6 +91,17 @@ class _Worker:
         self.items: collections.deque[int] = collections.deque()  # sent, not yet answered; first = current
         self.deadline = 0.0
 
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Block until the worker has loaded the task; a worker that cannot is a setup error, not a verdict."""
+        try:
+            if self.conn.poll(timeout) and self.conn.recv() == "ready":
+                return
+        except (EOFError, OSError):
+            pass
+        self.kill()
+        raise RuntimeError("a verifier worker could not load the task (is it picklable, and its module importable "
+                           "in a fresh interpreter?); its traceback is above")
+
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(timeout=5)
@@ -108,6 +120,8 @@ class VerifierPool:
             raise ValueError("the verifier pool needs workers >= 1 and timeout > 0")
         self.task, self.timeout = task, timeout
         self._workers = [_Worker(task) for _ in range(workers)]
+        for w in self._workers:
+            w.wait_ready()
         self.counts: collections.Counter[str] = collections.Counter()  # timeout, error, restarts, items
 
     def verify_many(self, items: list[tuple[Problem, str]]) -> list[Verdict]:
@@ -122,7 +136,12 @@ class VerifierPool:
                 if not w.items and todo:
                     w.items = collections.deque(todo.popleft() for _ in range(min(chunk, len(todo))))
                     w.deadline = time.monotonic() + self.timeout
-                    w.send.send([(i, *items[i]) for i in w.items])
+                    try:
+                        w.send.send([(i, *items[i]) for i in w.items])
+                    except OSError:  # it died between batches: nothing of this chunk was lost, resend it
+                        todo.extendleft(reversed(w.items))
+                        w.items.clear()
+                        self._replace(w)
             busy = [w for w in self._workers if w.items]
             next_deadline = min(w.deadline for w in busy)
             for conn in wait([w.conn for w in busy], timeout=max(0.0, next_deadline - time.monotonic())):
@@ -154,6 +173,7 @@ class VerifierPool:
     def _replace(self, w: _Worker) -> None:
         w.kill()
         fresh = _Worker(self.task)
+        fresh.wait_ready()
         w.conn, w.send, w.proc = fresh.conn, fresh.send, fresh.proc
         self.counts["restarts"] += 1
 
