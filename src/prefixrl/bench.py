@@ -31,7 +31,7 @@ from prefixrl.report import bench_plots, write_results
 from prefixrl.store import BadInput, write_json_atomic
 from prefixrl.tasks.chain import ChainTask
 from prefixrl.traces import load_traces, save_traces
-from prefixrl.train import RLSettings, train_rl
+from prefixrl.train import RLSettings, result_settings, train_rl
 from prefixrl.verifier import deadlined
 
 # label -> (trainer method, overrides). "rl-n64" is standard RL with 64 samples per prompt (paper §6.3).
@@ -66,6 +66,22 @@ def _cached(path: Path, key: dict, compute):
     record = compute()
     write_json_atomic(path, {"key": key, "record": record})
     return record
+
+
+class WallClock:
+    """Wall-clock seconds spent on one work folder, summed over every bench invocation (a resumed bench
+    reports the time of all its parts, not only of the last one). Saved after every finished run."""
+
+    def __init__(self, work: Path):
+        self.path = work / "bench_seconds.json"
+        self.before = json.loads(self.path.read_text())["seconds"] if self.path.is_file() else 0.0
+        self.t0 = time.time()
+
+    def total(self) -> float:
+        return self.before + time.time() - self.t0
+
+    def save(self) -> None:
+        write_json_atomic(self.path, {"seconds": self.total()})
 
 
 def _collection(cfg: BenchConfig, base, tok, task, train_set, params, seed: int) -> Collection:
@@ -137,7 +153,7 @@ def run_paper(cfg: BenchConfig, task) -> dict:
     unknown = [m for m in cfg.methods if m not in RUNS]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}")
-    t0 = time.time()
+    clock = WallClock(cfg.work)
     pcfg = PretrainConfig(out=cfg.work / "base", steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy,
                           easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)
     ensure_pretrained(pcfg, progress=cfg.progress)
@@ -173,8 +189,9 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                         "final": {"hard_train": final_train.pass_at(1), "hard_heldout": final_held.pass_at(1)},
                         "passk_heldout": {str(k): final_held.pass_at(k) for k in ks}, "charged": charged}
 
-            key = {"settings": asdict(settings), "charged": charged, "bench": _run_key(cfg)}
+            key = {"settings": result_settings(settings), "charged": charged, "bench": _run_key(cfg)}
             runs[label].append(_cached(cfg.work / f"seed{seed}" / label / "bench_record.json", key, one_run))
+            clock.save()
         if cfg.bands and seed == 0:
             for lo, hi in BANDS:
                 name = f"{int(lo * 100)}–{int(hi * 100)} %"
@@ -191,16 +208,19 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                                  progress=cfg.progress, resume=True, restart_if_changed=True)
                     return r["curve"]
 
-                key = {"settings": asdict(settings), "band": [lo, hi], "bench": _run_key(cfg)}
+                key = {"settings": result_settings(settings), "band": [lo, hi], "bench": _run_key(cfg)}
                 band_runs[name] = _cached(cfg.work / f"band{lo}-{hi}" / "bench_record.json", key, band_run)
+                clock.save()
     results = summarise(runs, cfg)
+    results["analysis"] = analyse(runs, collections)
     results.update({"config": json.loads(json.dumps(asdict(cfg), default=str)), "collections": collections,
-                    "bands": band_runs, "n_params": param_count(base), "seconds": time.time() - t0,
-                    "torch_threads": torch.get_num_threads()})
+                    "bands": band_runs, "n_params": param_count(base), "seconds": clock.total(),
+                    "torch_threads": torch.get_num_threads(), "rl_lr": rl.lr})
     cfg.out.mkdir(parents=True, exist_ok=True)
     bench_plots(runs, band_runs, cfg.out / "results")
     (cfg.out / "results.json").write_text(json.dumps(results, indent=2))
     write_results(cfg.out / "results.md", results)
+    clock.save()
     return results
 
 
@@ -257,6 +277,37 @@ def summarise(runs: dict[str, list[dict]], cfg: BenchConfig) -> dict:
                 entry["final_acc_ratio_vs_rl"] = None
             ratios[split] = entry
     return {"table": table, "ratios": ratios}
+
+
+def _acc_at(curve: list[dict], key: str, flops: float) -> float:
+    """A method's accuracy at `flops`: its last evaluation at or before it (0 before its first)."""
+    past = [p[key] for p in curve if p["flops"] <= flops]
+    return past[-1] if past else 0.0
+
+
+def analyse(runs: dict[str, list[dict]], collections: list[dict]) -> dict:
+    """Why the ranking comes out as it does: when standard RL escapes the zero-signal regime, measured
+    against the cost of rejection sampling, and how PrefixRL compares if the traces were free (reused
+    from earlier work, as the paper's title puts it) rather than charged."""
+    out: dict = {"rs_flops": [c["flops"] for c in collections]}
+    if "rl" in runs:
+        out["rl_steps_with_signal_first100"] = [sum(s["zero_adv_groups"] < 1 for s in r["steps"][:100]) for r in runs["rl"]]
+        out["rl_flops_to_0.1"] = [next((p["flops"] for p in r["curve"] if p["train_acc_unprefixed"] >= 0.1), None)
+                                  for r in runs["rl"]]
+        out["rl_first_success_flops"] = [next((s["flops"] for s in r["steps"] if (s["reward_unprefixed"] or 0) > 0), None)
+                                         for r in runs["rl"]]
+    if "prefixrl" in runs:
+        out["prefixrl_flops_to_0.1_after_rs"] = [
+            next((p["flops"] - r["charged"] for p in r["curve"] if p["train_acc_unprefixed"] >= 0.1), None)
+            for r in runs["prefixrl"]]
+    if "prefixrl" in runs and "rl" in runs:
+        free = []
+        for p, r in zip(runs["prefixrl"], runs["rl"]):
+            x = p["curve"][-1]["flops"] - p["charged"]  # PrefixRL's own on-policy FLOPs
+            free.append({"on_policy_flops": x, "prefixrl": p["curve"][-1]["train_acc_unprefixed"],
+                         "rl_at_same_flops": _acc_at(r["curve"], "train_acc_unprefixed", x)})
+        out["traces_free"] = free
+    return out
 
 
 def run_cross_family(cfg: BenchConfig, task) -> dict:

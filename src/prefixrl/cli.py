@@ -16,10 +16,12 @@ from prefixrl.pretrain import PretrainConfig, pretrain
 from prefixrl.stages import (
     CollectConfig,
     EvalConfig,
+    ExportConfig,
     PrefixesConfig,
     TrainConfig,
     run_collect,
     run_eval,
+    run_export,
     run_prefixes,
     run_train,
 )
@@ -33,6 +35,7 @@ COMMANDS = {
     "prefixes": PrefixesConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
+    "export": ExportConfig,
     "bench": BenchConfig,
     "theory": TheoryConfig,
 }
@@ -72,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{last['flops']:.3e} FLOPs: {cfg.out}")
         elif isinstance(cfg, EvalConfig):
             print(json.dumps(run_eval(cfg), indent=2))
+        elif isinstance(cfg, ExportConfig):
+            s = run_export(cfg)
+            print(f"{s['rows']} rows ({s['prefixed']} prefixed) for {cfg.format}: {cfg.out}")
         elif isinstance(cfg, TheoryConfig):
             res = run_theory(cfg)
             for algo, f in res["fits"].items():

@@ -319,3 +319,46 @@ def run_eval(cfg: EvalConfig) -> dict:
     if cfg.out is not None:
         cfg.out.write_text(json.dumps(res, indent=2))
     return res
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Write the PrefixRL training pool (prefixed + unprefixed rows, prefix token ids included) for TRL or verl."""
+
+    format: str = "trl"
+    """trl (docs/trl.md) or verl (docs/verl.md)."""
+    prefixes: Path = Path("runs/prefixes.parquet")
+    """Prefix file from `prefixrl prefixes`."""
+    model: Path = Path("runs/base")
+    """Policy folder: its tokenizer decodes prefix_text, its prefixrl.json names the task."""
+    out: Path = Path("runs/train_rows.parquet")
+    """Parquet file to write."""
+    problems: int = 64
+    """Hard-train problems for the unprefixed rows (same as `collect`)."""
+    data_seed: int = 0
+    mix: float = RLSettings.mix
+    """Share of prefixed rows in the pool (paper: 0.75; 1 = prefixrl-only)."""
+    seed: int = 0
+    data_source: str = "prefixrl"
+    """verl: the data_source column (selects the reward function; docs/verl.md)."""
+    ability: str = "math"
+    """verl: the ability column."""
+
+    def check(self) -> None:
+        if self.format not in ("trl", "verl"):
+            raise BadInput(f"unknown export format {self.format!r}; choose from: trl, verl")
+        if not 0.0 <= self.mix <= 1.0:
+            raise BadInput(f"mix must be in [0, 1], got {self.mix}")
+
+
+def run_export(cfg: ExportConfig) -> dict:
+    from prefixrl import export
+
+    _, tok, task = load_policy(cfg.model)
+    prefixes = load_prefixes(cfg.prefixes, task, tok) if cfg.mix > 0 else []
+    rows = export.training_pool(prefixes, task.problems("hard_train", cfg.problems, cfg.data_seed), tok, cfg.mix, cfg.seed)
+    if cfg.format == "trl":
+        export.write_rows(cfg.out, export.trl_records(rows), export.TRL_SCHEMA)
+    else:
+        export.write_rows(cfg.out, export.verl_records(rows, cfg.data_source, cfg.ability), export.VERL_SCHEMA)
+    return {"rows": len(rows), "prefixed": sum(r.kind == "prefixed" for r in rows)}

@@ -332,11 +332,16 @@ def train_rl(
     return result
 
 
+def result_settings(cfg: RLSettings) -> dict:
+    """The settings a run's result depends on (how often it saves does not change what it learns)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint_every", "save_every")}
+
+
 def run_key(cfg: RLSettings, charged_flops: float, unprefixed: list[Problem], prefixed: list[Prefix],
             traces: list[Trace]) -> dict:
     """What a run's result is a function of; a resumed run must match it."""
     ids = [p.id for p in unprefixed] + [f"{p.problem_id}:{p.cut}" for p in prefixed] + [t.problem_id for t in traces]
-    return {"settings": asdict(cfg), "charged_flops": charged_flops,
+    return {"settings": result_settings(cfg), "charged_flops": charged_flops,
             "data": hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]}
 
 

@@ -1,11 +1,13 @@
-"""Task registry: plain dict of name -> factory (issue 5 adds math and reasoning-gym tasks)."""
+"""Task registry: plain dict of name -> factory. math and reasoning-gym import their libraries lazily."""
 
 from __future__ import annotations
 
 from prefixrl.tasks.base import Problem, Task, Verdict, reward
 from prefixrl.tasks.chain import ChainTask
+from prefixrl.tasks.math import MathTask
+from prefixrl.tasks.reasoning_gym import ReasoningGymTask
 
-TASKS = {"chain": ChainTask}
+TASKS = {"chain": ChainTask, "math": MathTask, "reasoning-gym": ReasoningGymTask}
 
 
 def get_task(name: str, **kwargs) -> Task:

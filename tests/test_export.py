@@ -1,0 +1,55 @@
+"""`prefixrl export`: the training pool for TRL and verl, with prefix token ids kept exact."""
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import reference_traces
+
+from prefixrl.cli import main
+from prefixrl.prefixes import cut_prefixes, save_prefixes
+from prefixrl.render import render_prompt
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tok):
+    from prefixrl.tasks.chain import ChainTask
+
+    d = tmp_path_factory.mktemp("export")
+    assert main(["pretrain", "--out", str(d / "base"), "--steps", "2", "--hidden", "32", "--layers", "1",
+                 "--heads", "2", "--ffn", "64", "--easy-max-steps", "6", "--hard-steps", "6"]) == 0
+    task = ChainTask(easy_max_steps=6, hard_steps=6)
+    prefixes = cut_prefixes(reference_traces(task, tok, 8), task, tok)
+    save_prefixes(d / "p.parquet", prefixes)
+    return d, prefixes
+
+
+@pytest.mark.parametrize("fmt", ["trl", "verl"])
+def test_export_pool_mix_and_exact_prefix_ids(setup, fmt, tok):
+    d, prefixes = setup
+    out = d / f"{fmt}.parquet"
+    assert main(["export", "--format", fmt, "--model", str(d / "base"), "--prefixes", str(d / "p.parquet"),
+                 "--out", str(out), "--problems", "16", "--mix", "0.75"]) == 0
+    rows = pq.read_table(out).to_pylist()
+    info = [r["extra_info"] if fmt == "verl" else r for r in rows]
+    pre = [i for i in info if i["kind"] == "prefixed"]
+    assert len(pre) == len(prefixes) == 24 and len(rows) - len(pre) == 8  # 3 prefixed : 1 unprefixed
+    by_cut = {(p.problem_id, tuple(p.prefix_ids)) for p in prefixes}
+    assert {(i["problem_id"], tuple(i["prefix_ids"])) for i in pre} == by_cut  # token-exact, every prefix once
+    assert all(i["prefix_ids"] == [] and i["prefix_text"] == "" for i in info if i["kind"] == "unprefixed")
+    r = rows[0]
+    assert r["prompt"][0]["role"] == "user"
+    # rendering the row's prompt and appending its ids gives exactly the prefixed prompt the trainer uses
+    p = next(p for p in prefixes if list(p.prefix_ids) == pre[0]["prefix_ids"])
+    assert tok.decode(p.prefix_ids) == pre[0]["prefix_text"]
+    assert render_prompt(tok, p.question) + pre[0]["prefix_ids"] == render_prompt(tok, p.question) + list(p.prefix_ids)
+    if fmt == "verl":
+        assert set(r) == {"data_source", "prompt", "ability", "reward_model", "extra_info", "agent_name"}
+        assert r["reward_model"]["style"] == "rule" and r["reward_model"]["ground_truth"]
+        assert {x["agent_name"] for x in rows} == {"prefixrl_agent", "single_turn_agent"}
+        assert all((x["agent_name"] == "prefixrl_agent") == bool(x["extra_info"]["prefix_ids"]) for x in rows)
+
+
+def test_export_rejects_unknown_format(setup, capsys):
+    d, _ = setup
+    assert main(["export", "--format", "nemo", "--model", str(d / "base"), "--out", str(d / "x.parquet")]) == 2
+    assert "unknown export format 'nemo'" in capsys.readouterr().err
+    assert not (d / "x.parquet").exists()

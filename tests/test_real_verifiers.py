@@ -1,0 +1,93 @@
+"""The real verifiers, for real: math-verify (through the deadline pool, adversarial input included) and
+reasoning-gym's own scorers. Problems come from local files made here; nothing is downloaded."""
+
+import json
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from prefixrl.store import BadInput
+from prefixrl.tasks import get_task
+from prefixrl.tasks.base import Verdict
+from prefixrl.verifier import VerifierPool
+
+ROWS = [{"problem": f"What is {a} + {b}? Give a fraction if needed.", "answer": ans}
+        for a, b, ans in [(1, 1, "2"), ("1/2", "1/4", "\\frac{3}{4}"), (2, 3, "5"), ("0.5", "0.5", "1")] * 5]
+
+
+@pytest.fixture
+def math_task(tmp_path):
+    rows = [{**r, "problem": f"{r['problem']} (#{i})"} for i, r in enumerate(ROWS)]
+    (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    return get_task("math", path=str(tmp_path / "p.jsonl"), heldout_share=0.25)
+
+
+def test_math_problems_load_and_split_from_jsonl_parquet_and_datasets_folders(math_task, tmp_path):
+    train = math_task.problems("hard_train", 100, 0)
+    held = math_task.problems("hard_heldout", 100, 0)
+    assert len(train) + len(held) == 20 and not {p.question for p in train} & {p.question for p in held}
+    assert math_task.problems("hard_train", 3, 1) == math_task.problems("hard_train", 3, 1)
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "p.parquet")
+    as_parquet = get_task("math", path=str(tmp_path / "p.parquet"), heldout_share=0.25)
+    assert as_parquet.problems("hard_train", 100, 0) == train
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
+    as_folder = get_task("math", path=str(tmp_path / "ds"), heldout_share=0.25)
+    assert as_folder.problems("hard_train", 100, 0) == train
+
+
+def test_math_problem_file_errors_name_file_row_field(tmp_path):
+    (tmp_path / "bad.jsonl").write_text('{"problem": "x", "answer": "1"}\n{"problem": "y"}\n')
+    with pytest.raises(BadInput, match=r"bad.jsonl: row 1: field answer"):
+        get_task("math", path=str(tmp_path / "bad.jsonl")).problems("hard_train", 1, 0)
+    with pytest.raises(BadInput, match="no such file"):
+        get_task("math", path=str(tmp_path / "missing.jsonl")).problems("hard_train", 1, 0)
+
+
+def test_math_verify_verdicts(math_task):
+    p = next(p for p in math_task.problems("hard_train", 100, 0) if p.answer == "\\frac{3}{4}")
+    assert math_task.verify(p, "1/2 + 1/4, so the answer is \\boxed{\\frac{3}{4}}") is Verdict.CORRECT
+    assert math_task.verify(p, "so \\boxed{0.75}") is Verdict.CORRECT  # symbolic, not string, equality
+    assert math_task.verify(p, "so \\boxed{\\frac{2}{3}}") is Verdict.INCORRECT
+    assert math_task.verify(p, "I am not sure.") in (Verdict.NO_ANSWER, Verdict.INCORRECT)
+    r = "First 1/2 = 2/4. Then \\boxed{\\frac{3}{4}}"
+    assert math_task.extract_answer(r) == "\\frac{3}{4}" and r[math_task.answer_start(r):].startswith("\\boxed")
+
+
+ADVERSARIAL = [
+    "\\boxed{" + "9^{" * 60 + "9" + "}" * 60 + "}",  # a tower of powers
+    "\\boxed{(10^{10^{10}})!}",  # a huge factorial
+    "\\boxed{\\frac{1}{" + "\\sqrt{" * 200 + "2" + "}" * 150 + "}",  # malformed: unbalanced
+    "\\boxed{\\begin{matrix} 1 & \\end{pmatrix}}",  # malformed environment
+    "$" * 500,
+]
+
+
+def test_adversarial_math_answers_come_back_within_the_deadline_and_the_pool_keeps_serving(math_task):
+    p = next(p for p in math_task.problems("hard_train", 100, 0) if p.answer == "5")
+    with VerifierPool(math_task, workers=2, timeout=3.0) as pool:
+        assert pool.verify_many([(p, "\\boxed{5}")]) == [Verdict.CORRECT]  # workers warm (imports done)
+        t0 = time.monotonic()
+        verdicts = pool.verify_many([(p, r) for r in ADVERSARIAL])
+        elapsed = time.monotonic() - t0
+        assert all(v in (Verdict.TIMEOUT, Verdict.INCORRECT, Verdict.NO_ANSWER) for v in verdicts), verdicts
+        # each item is bounded by the deadline (+ a worker restart after a timeout), two workers in parallel
+        assert elapsed < len(ADVERSARIAL) * (3.0 + 5.0)
+        assert pool.verify_many([(p, "\\boxed{5}"), (p, "\\boxed{6}")]) == [Verdict.CORRECT, Verdict.INCORRECT]
+
+
+def test_reasoning_gym_scores_exactly_one_is_correct():
+    task = get_task("reasoning-gym", dataset="basic_arithmetic", size=40, data_seed=3)
+    probs = task.problems("hard_train", 5, 0)
+    assert len(probs) == 5 and all(p.question for p in probs)
+    p = probs[0]
+    assert task.verify(p, f"Thinking... <answer>{p.answer}</answer>") is Verdict.CORRECT
+    assert task.verify(p, "<answer>not a number</answer>") is Verdict.INCORRECT
+    assert task.verify(p, p.answer) is Verdict.NO_ANSWER  # no <answer> tag
+    with VerifierPool(task, workers=1, timeout=10.0) as pool:
+        assert pool.verify_many([(p, task.solution(p)), (p, "<answer>x</answer>")]) == [Verdict.CORRECT, Verdict.INCORRECT]
+    with pytest.raises(BadInput, match="no dataset"):
+        get_task("reasoning-gym", dataset="no_such_dataset").problems("hard_train", 1, 0)
