@@ -30,33 +30,64 @@ from prefixrl.train import METHODS, RLSettings, train_rl
 from prefixrl.verifier import deadlined
 
 
-def task_of(model_dir: Path):
-    meta = Path(model_dir) / "prefixrl.json"
-    spec = json.loads(meta.read_text())["task"] if meta.is_file() else {"name": "chain"}
+def task_of(model_dir: Path, spec: dict | None = None):
+    """The task named by `spec` (from the command line), else by the model folder's prefixrl.json."""
+    if spec is None:
+        meta = Path(model_dir) / "prefixrl.json"
+        spec = json.loads(meta.read_text())["task"] if meta.is_file() else {"name": "chain"}
+    spec = dict(spec)
     return get_task(spec.pop("name"), **spec)
 
 
-def load_policy(model_dir: Path):
+def load_policy(model_dir: Path, task_spec: dict | None = None):
     if not Path(model_dir).is_dir():
         raise BadInput(f"{model_dir}: model folder not found (run `prefixrl pretrain` or pass --model)")
     model, tok = load(model_dir)
-    return model, tok, task_of(model_dir)
+    return model, tok, task_of(model_dir, task_spec)
 
 
-def _params(task, temperature: float, top_p: float) -> SamplingParams:
-    return SamplingParams(temperature, top_p, max_new_tokens=2 * task.slots + 4)
+def _params(task, cfg) -> SamplingParams:
+    """Sampling settings of a stage; response length: --max-new-tokens, else the task's own bound."""
+    length = cfg.max_new_tokens or (2 * task.slots + 4 if hasattr(task, "slots") else 1024)
+    return SamplingParams(cfg.temperature, cfg.top_p, max_new_tokens=length)
 
 
 @dataclass(frozen=True)
-class VerifierOptions:
+class TaskOptions:
+    task: str | None = None
+    """chain, math or reasoning-gym (default: the task recorded in the model folder's prefixrl.json)."""
+    task_file: Path | None = None
+    """math: problems as JSONL, Parquet or a `datasets` folder saved with save_to_disk."""
+    question_field: str = "problem"
+    """math: the question column of --task-file."""
+    answer_field: str = "answer"
+    """math: the reference-answer column of --task-file."""
+    gym_dataset: str = "basic_arithmetic"
+    """reasoning-gym: the dataset name (generated locally)."""
+    gym_size: int = 1000
+    """reasoning-gym: problems generated (split 90/10 into hard_train / hard_heldout)."""
+    max_new_tokens: int | None = None
+    """Longest response sampled (default: the task's bound; chain: 2 per step + 4, others 1024)."""
     verifier_workers: int = 2
     """Verifier worker processes (each verification runs in one, under a hard deadline)."""
     verifier_timeout: float = 10.0
     """Seconds per verification; past it the worker is replaced and the verdict is timeout (reward 0)."""
 
+    def task_spec(self) -> dict | None:
+        if self.task is None:
+            return None
+        if self.task == "math":
+            if self.task_file is None:
+                raise BadInput("--task math needs --task-file (JSONL, Parquet or a datasets folder)")
+            return {"name": "math", "path": str(self.task_file), "question_field": self.question_field,
+                    "answer_field": self.answer_field}
+        if self.task == "reasoning-gym":
+            return {"name": "reasoning-gym", "dataset": self.gym_dataset, "size": self.gym_size}
+        return {"name": self.task}
+
 
 @dataclass(frozen=True)
-class CollectConfig(VerifierOptions):
+class CollectConfig(TaskOptions):
     """Rejection sampling with the base model: one verified-correct trace per hard-train problem."""
 
     model: Path = Path("runs/base")
@@ -82,7 +113,7 @@ class CollectConfig(VerifierOptions):
 
 
 def run_collect(cfg: CollectConfig) -> dict:
-    model, tok, task = load_policy(cfg.model)
+    model, tok, task = load_policy(cfg.model, cfg.task_spec())
     problems = task.problems("hard_train", cfg.problems, cfg.data_seed)
     key = {"model": str(cfg.model), "problems": [p.id for p in problems], "cap": cfg.cap, "per_round": cfg.per_round,
            "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed, "tokenizer": tokenizer_fingerprint(tok),
@@ -104,7 +135,7 @@ def run_collect(cfg: CollectConfig) -> dict:
                     "key": key, "finished": finished, "rounds": col.rounds, "samples": col.samples,
                     "flops": col.flops, "ledger": col.ledger.to_dict()}})
 
-            col = rejection_sample(engine, tok, task, problems, _params(task, cfg.temperature, cfg.top_p),
+            col = rejection_sample(engine, tok, task, problems, _params(task, cfg),
                                    source=str(cfg.model), cap=cfg.cap, per_round=cfg.per_round, seed=cfg.seed,
                                    resume_from=resume_from[0] if resume_from else None, on_round=save)
             save(col, True)
@@ -138,7 +169,7 @@ def _resumable_collection(cfg: CollectConfig, key: dict, task, tok) -> tuple[Col
 
 
 @dataclass(frozen=True)
-class PrefixesConfig:
+class PrefixesConfig(TaskOptions):
     """Cut prefixes from the traces (paper rule: 3 per trace at U[0.4, 0.8] of its tokens)."""
 
     traces: Path = Path("runs/traces.parquet")
@@ -162,15 +193,16 @@ class PrefixesConfig:
 
 
 def run_prefixes(cfg: PrefixesConfig) -> dict:
-    _, tok, task = load_policy(cfg.model)
-    traces, rejected = load_traces(cfg.traces, task, tok)
+    _, tok, task = load_policy(cfg.model, cfg.task_spec())
+    with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
+        traces, rejected = load_traces(cfg.traces, task, tok)
     prefixes = cut_prefixes(traces, task, tok, k=cfg.k, low=cfg.low, high=cfg.high, seed=cfg.seed)
     save_prefixes(cfg.out, prefixes)
     return {"traces": len(traces), "rejected": rejected, "prefixes": len(prefixes)}
 
 
 @dataclass(frozen=True)
-class TrainConfig(VerifierOptions):
+class TrainConfig(TaskOptions):
     """On-policy RL: PrefixRL, or one of the paper's baselines on the same trainer (docs/baselines.md)."""
 
     model: Path = Path("runs/base")
@@ -213,6 +245,10 @@ class TrainConfig(VerifierOptions):
     top_p: float = RLSettings.top_p
     eval_every: int = RLSettings.eval_every
     """Evaluate unprefixed (and prefixed) hard-train accuracy every this many steps."""
+    eval_problems: int = RLSettings.eval_problems
+    """Problems in each of those evaluations."""
+    eval_samples: int = RLSettings.eval_samples
+    """Samples per problem in each of those evaluations."""
     checkpoint_every: int = RLSettings.checkpoint_every
     """Full checkpoint (policy, optimizer, ledger, RNG) every this many steps, for --resume."""
     save_every: int = 0
@@ -241,11 +277,11 @@ def run_train(cfg: TrainConfig) -> dict:
         cfg = apply_preset(cfg)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
-    model, tok, task = load_policy(cfg.model)
+    model, tok, task = load_policy(cfg.model, cfg.task_spec())
     problems = task.problems("hard_train", cfg.problems, cfg.data_seed)
     method = METHODS[cfg.method]
     uses_traces = cfg.method != "rl"
-    settings = cfg.settings(max_new_tokens=_params(task, cfg.temperature, cfg.top_p).max_new_tokens)
+    settings = cfg.settings(max_new_tokens=_params(task, cfg).max_new_tokens)
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
         prefixes = load_prefixes(cfg.prefixes, task, tok) if method.mix != 0.0 and cfg.prefixes else []
         traces = []
@@ -286,7 +322,7 @@ def apply_preset(cfg: TrainConfig) -> TrainConfig:
 
 
 @dataclass(frozen=True)
-class EvalConfig(VerifierOptions):
+class EvalConfig(TaskOptions):
     """Unbiased pass@k of a policy on unprefixed problems."""
 
     model: Path = Path("runs/base")
@@ -309,11 +345,11 @@ class EvalConfig(VerifierOptions):
 def run_eval(cfg: EvalConfig) -> dict:
     if any(k > cfg.samples or k < 1 for k in cfg.k):
         raise BadInput(f"pass@k needs 1 <= k <= samples; got k={list(cfg.k)} with samples={cfg.samples}")
-    model, tok, task = load_policy(cfg.model)
+    model, tok, task = load_policy(cfg.model, cfg.task_spec())
     problems = task.problems(cfg.split, cfg.problems, cfg.data_seed)
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
         r = evaluate(Sampler(model, tok.eos_token_id, tok.pad_token_id), tok, task, problems, cfg.samples,
-                     _params(task, cfg.temperature, cfg.top_p), seed=cfg.seed, progress=True)
+                     _params(task, cfg), seed=cfg.seed, progress=True)
     res = {"split": cfg.split, "problems": len(problems), "samples": cfg.samples, "verdicts": r.verdicts,
            **{f"pass@{k}": r.pass_at(k) for k in cfg.k}}
     if cfg.out is not None:
@@ -322,7 +358,7 @@ def run_eval(cfg: EvalConfig) -> dict:
 
 
 @dataclass(frozen=True)
-class ExportConfig:
+class ExportConfig(TaskOptions):
     """Write the PrefixRL training pool (prefixed + unprefixed rows, prefix token ids included) for TRL or verl."""
 
     format: str = "trl"
@@ -354,7 +390,7 @@ class ExportConfig:
 def run_export(cfg: ExportConfig) -> dict:
     from prefixrl import export
 
-    _, tok, task = load_policy(cfg.model)
+    _, tok, task = load_policy(cfg.model, cfg.task_spec())
     prefixes = load_prefixes(cfg.prefixes, task, tok) if cfg.mix > 0 else []
     rows = export.training_pool(prefixes, task.problems("hard_train", cfg.problems, cfg.data_seed), tok, cfg.mix, cfg.seed)
     if cfg.format == "trl":
