@@ -1,0 +1,1 @@
+"""Adapters to existing RL engines (TRL; verl next). Each imports its engine lazily."""
