@@ -64,3 +64,26 @@ def test_trl_run_learns_on_a_toy_case(tiny_model, tok, tmp_path):
     mean = lambda hs: sum(h["rewards/reward/mean"] for h in hs) / len(hs)  # noqa: E731
     assert "rewards/reward_prefixed/mean" in logs[0]
     assert mean(logs[-20:]) > mean(logs[:20]) + 0.3, [round(h["rewards/reward/mean"], 2) for h in logs]
+
+
+def test_example_script_trains_on_exported_rows(tmp_path, tok, task):
+    """examples/trl_grpo.py, as a user runs it, on rows from `prefixrl export --format trl`."""
+    import subprocess
+    import sys
+
+    from prefixrl.cli import main
+
+    d = tmp_path
+    assert main(["pretrain", "--out", str(d / "base"), "--steps", "2", "--hidden", "32", "--layers", "1",
+                 "--heads", "2", "--ffn", "64", "--easy-max-steps", "6", "--hard-steps", "6"]) == 0
+    from prefixrl.prefixes import save_prefixes
+
+    save_prefixes(d / "p.parquet", cut_prefixes(reference_traces(task, tok, 4), task, tok))
+    assert main(["export", "--format", "trl", "--model", str(d / "base"), "--prefixes", str(d / "p.parquet"),
+                 "--problems", "8", "--out", str(d / "rows.parquet")]) == 0
+    r = subprocess.run([sys.executable, "examples/trl_grpo.py", "--model", str(d / "base"), "--rows",
+                        str(d / "rows.parquet"), "--out", str(d / "trl"), "--max-steps", "2",
+                        "--per-device-train-batch-size", "4", "--num-generations", "4", "--max-completion-length", "16"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (d / "trl" / "final" / "config.json").is_file()
