@@ -26,6 +26,7 @@ from prefixrl.render import tokenizer_fingerprint
 from prefixrl.store import BadInput, read_meta, write_json_atomic
 from prefixrl.tasks import get_task
 from prefixrl.traces import load_traces, save_traces
+from prefixrl.tracking import BACKENDS, Tracker
 from prefixrl.train import METHODS, RLSettings, train_rl
 from prefixrl.verifier import deadlined
 
@@ -216,6 +217,8 @@ class TrainConfig(TaskOptions):
     replaces --model, --prefixes, --traces, --problems and --data-seed (the other flags still apply)."""
     preset_dir: Path | None = None
     """Where a preset's base model, traces and prefixes live (default runs/presets/NAME)."""
+    log_to: tuple[str, ...] = ()
+    """Also log to: tensorboard, wandb (offline unless WANDB_MODE is set), trackio. metrics.jsonl is always written."""
     deterministic: bool = False
     """torch.use_deterministic_algorithms: a resumed run ends bit-identical to an uninterrupted one."""
     method: str = "prefixrl"
@@ -266,6 +269,9 @@ class TrainConfig(TaskOptions):
     def check(self) -> None:
         """Called by the CLI before anything is read or written: inconsistent values fail here."""
         self.settings()
+        for b in self.log_to:
+            if b not in BACKENDS:
+                raise BadInput(f"unknown tracker {b!r}; choose from {', '.join(BACKENDS)}")
 
     def settings(self, max_new_tokens: int = RLSettings.max_new_tokens) -> RLSettings:
         names = [f.name for f in fields(RLSettings) if hasattr(self, f.name) and f.name != "max_new_tokens"]
@@ -294,8 +300,13 @@ def run_train(cfg: TrainConfig) -> dict:
             charged = float(json.loads(cfg.traces.with_suffix(".json").read_text())["flops"])
         cfg.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cfg.out / "config.json", json.loads(json.dumps(asdict(cfg), default=str)))
-        result = train_rl(model, tok, task, settings, problems, prefixes, cfg.out, charged_flops=charged,
-                          traces=traces, resume=cfg.resume)
+        tracker = Tracker(cfg.log_to, cfg.out, asdict(cfg), name=cfg.out.name) if cfg.log_to else None
+        try:
+            result = train_rl(model, tok, task, settings, problems, prefixes, cfg.out, charged_flops=charged,
+                              traces=traces, resume=cfg.resume, tracker=tracker)
+        finally:
+            if tracker is not None:
+                tracker.close()
         counts = task.pool.counts
         if counts["timeout"] or counts["error"]:
             print(f"verifier: {counts['timeout']} timeouts, {counts['error']} errors (reward 0) in "

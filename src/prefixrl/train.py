@@ -173,7 +173,7 @@ def train_rl(
     model, tokenizer, task: Task, cfg: RLSettings, unprefixed: list[Problem], prefixed: list[Prefix], out: Path,
     charged_flops: float = 0.0, traces: list[Trace] | None = None, eval_prefixed: list[Prefix] | None = None,
     eval_heldout: list[Problem] | None = None, progress: bool = True, resume: bool = False,
-    restart_if_changed: bool = False,
+    restart_if_changed: bool = False, tracker=None,
 ) -> dict:
     """Run one method; write metrics.jsonl, ledger.json, result.json and the final policy (HF format) to `out`.
 
@@ -182,7 +182,7 @@ def train_rl(
     uninterrupted run would have: batches and sampling seeds are functions of (seed, step), and the
     checkpoint holds parameters, optimizer state, ledger, curve and torch's RNG state. A run folder
     started with other settings is an error, or (`restart_if_changed`, for the demo's and bench's own
-    scratch folders) discarded.
+    scratch folders) discarded. `tracker` (prefixrl.tracking) mirrors every logged record.
     """
     method = METHODS[cfg.method]
     traces = traces or []
@@ -247,6 +247,8 @@ def train_rl(
         curve.append(point)
         log.write(json.dumps({"kind": "eval", **point}) + "\n")
         log.flush()
+        if tracker is not None:
+            tracker.log({"kind": "eval", **point})
 
     def checkpoint(step: int) -> None:
         log.flush()
@@ -313,6 +315,8 @@ def train_rl(
             "seconds": round(time.time() - t0, 2),
         }
         log.write(json.dumps(rec) + "\n")
+        if tracker is not None:
+            tracker.log(rec)
         bar.set_postfix(r_pre=rec["reward_prefixed"], r_un=rec["reward_unprefixed"])
         if step % cfg.eval_every == 0:
             checkpoint_eval(step)
