@@ -72,6 +72,14 @@ def param_count(model: torch.nn.Module) -> int:
 def load(path: str | Path):
     """Load a model folder written by save_pretrained (ours or any HF causal LM) and its tokenizer."""
     path = Path(path)
+    tokenizer = load_tokenizer(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return model, tokenizer
+
+
+def load_tokenizer(path: str | Path):
+    """The tokenizer of a model folder (checked: config.json present, manifest verified if there is one)."""
+    path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a model folder (no config.json); run `prefixrl pretrain` first")
     if (path / "manifest.json").is_file():  # written by prefixrl.checkpoint: refuse a corrupt policy
@@ -85,5 +93,4 @@ def load(path: str | Path):
         # the model type's own class (e.g. Qwen2Tokenizer, with a byte-level pre-tokenizer that drops our
         # spaces) when config.json names a family; named tokenizer classes still go through AutoTokenizer.
         tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    return model, tokenizer
+    return tokenizer

@@ -19,7 +19,7 @@ from prefixrl.demo import DemoConfig
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
 from prefixrl.flops import Ledger
-from prefixrl.model import load
+from prefixrl.model import load, load_tokenizer
 from prefixrl.prefixes import check_cut_rule, cut_prefixes, load_prefixes, save_prefixes
 from prefixrl.pretrain import PretrainConfig, ensure_pretrained
 from prefixrl.render import tokenizer_fingerprint
@@ -40,11 +40,29 @@ def task_of(model_dir: Path, spec: dict | None = None):
     return get_task(spec.pop("name"), **spec)
 
 
-def load_policy(model_dir: Path, task_spec: dict | None = None):
+def load_policy(model_dir: Path, task_spec: dict | None = None, weights: bool = True):
+    """(model or None, tokenizer, task). weights=False: tokenizer and task only (an engine such as vLLM
+    loads the weights itself)."""
     if not Path(model_dir).is_dir():
         raise BadInput(f"{model_dir}: model folder not found (run `prefixrl pretrain` or pass --model)")
-    model, tok = load(model_dir)
+    model, tok = load(model_dir) if weights else (None, load_tokenizer(model_dir))
     return model, tok, task_of(model_dir, task_spec)
+
+
+def check_engine(kind: str) -> None:
+    if kind not in ("builtin", "vllm"):
+        raise BadInput(f"unknown engine {kind!r}; choose from: builtin, vllm")
+
+
+def make_engine(kind: str, model, model_dir: Path, tok, seed: int = 0):
+    """builtin: `engine.Sampler` on the loaded HF model; vllm: `vllm_engine.VLLMEngine` (docs/vllm.md)."""
+    if kind == "builtin":
+        return Sampler(model, tok.eos_token_id, tok.pad_token_id)
+    if kind == "vllm":
+        from prefixrl.vllm_engine import VLLMEngine
+
+        return VLLMEngine(model_dir, seed=seed)
+    raise BadInput(f"unknown engine {kind!r}; choose from: builtin, vllm")
 
 
 def _params(task, cfg) -> SamplingParams:
@@ -97,6 +115,8 @@ class CollectConfig(TaskOptions):
     """Trace store to write (saved after every round); a summary with the FLOPs spent goes next to it as .json."""
     resume: bool = False
     """Continue an interrupted collection in --out: solved problems are not sampled again, nothing is lost."""
+    engine: str = "builtin"
+    """builtin (KV-cache sampler on the HF model) or vllm (token-id prompts, prefix caching; docs/vllm.md)."""
     problems: int = 64
     """How many hard-train problems."""
     data_seed: int = 0
@@ -112,9 +132,12 @@ class CollectConfig(TaskOptions):
     import_file: Path | None = None
     """Instead of sampling, import traces made elsewhere: JSONL of {"problem_id", "trace"}."""
 
+    def check(self) -> None:
+        check_engine(self.engine)
+
 
 def run_collect(cfg: CollectConfig) -> dict:
-    model, tok, task = load_policy(cfg.model, cfg.task_spec())
+    model, tok, task = load_policy(cfg.model, cfg.task_spec(), weights=cfg.engine == "builtin" and not cfg.import_file)
     problems = task.problems("hard_train", cfg.problems, cfg.data_seed)
     key = {"model": str(cfg.model), "problems": [p.id for p in problems], "cap": cfg.cap, "per_round": cfg.per_round,
            "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed, "tokenizer": tokenizer_fingerprint(tok),
@@ -129,7 +152,7 @@ def run_collect(cfg: CollectConfig) -> dict:
                        "imported_from": str(cfg.import_file), "rejected": rejected}
             save_traces(cfg.out, traces, {"collection": {"key": key, "finished": True}})
         else:
-            engine = Sampler(model, tok.eos_token_id, tok.pad_token_id)
+            engine = make_engine(cfg.engine, model, cfg.model, tok, cfg.seed)
 
             def save(col: Collection, finished: bool) -> None:
                 save_traces(cfg.out, col.traces, {"collection": {
@@ -351,15 +374,20 @@ class EvalConfig(TaskOptions):
     seed: int = 0
     out: Path | None = None
     """Optional JSON file for the results."""
+    engine: str = "builtin"
+    """builtin (KV-cache sampler on the HF model) or vllm (token-id prompts, prefix caching; docs/vllm.md)."""
+
+    def check(self) -> None:
+        check_engine(self.engine)
 
 
 def run_eval(cfg: EvalConfig) -> dict:
     if any(k > cfg.samples or k < 1 for k in cfg.k):
         raise BadInput(f"pass@k needs 1 <= k <= samples; got k={list(cfg.k)} with samples={cfg.samples}")
-    model, tok, task = load_policy(cfg.model, cfg.task_spec())
+    model, tok, task = load_policy(cfg.model, cfg.task_spec(), weights=cfg.engine == "builtin")
     problems = task.problems(cfg.split, cfg.problems, cfg.data_seed)
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
-        r = evaluate(Sampler(model, tok.eos_token_id, tok.pad_token_id), tok, task, problems, cfg.samples,
+        r = evaluate(make_engine(cfg.engine, model, cfg.model, tok, cfg.seed), tok, task, problems, cfg.samples,
                      _params(task, cfg), seed=cfg.seed, progress=True)
     res = {"split": cfg.split, "problems": len(problems), "samples": cfg.samples, "verdicts": r.verdicts,
            **{f"pass@{k}": r.pass_at(k) for k in cfg.k}}

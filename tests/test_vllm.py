@@ -1,0 +1,60 @@
+"""The vLLM engine for real, with vLLM's CPU build (its own environment: .ci/run makes it; docs/vllm.md)
+on a tiny local model: token-id prompts with and without prefixes, n samples, seeds, FLOPs, and the CLI."""
+
+import json
+import os
+
+import pytest
+
+vllm = pytest.importorskip("vllm")
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # no engine-core subprocess under pytest
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+from prefixrl.cli import main  # noqa: E402
+from prefixrl.engine import SamplingParams  # noqa: E402
+from prefixrl.flops import sample_flops  # noqa: E402
+from prefixrl.model import ModelShape, build_model, param_count  # noqa: E402
+from prefixrl.render import render_prompt  # noqa: E402
+from prefixrl.tasks.chain import ChainTask  # noqa: E402
+from prefixrl.tokenizer import build_tokenizer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("vllm")
+    tok = build_tokenizer()
+    model = build_model(tok, ModelShape(hidden=64, layers=2, heads=2, ffn=128, max_positions=256), seed=0)
+    model.save_pretrained(d / "model")
+    tok.save_pretrained(d / "model")
+    from prefixrl.vllm_engine import VLLMEngine
+
+    return d, tok, param_count(model), VLLMEngine(d / "model", dtype="float32")
+
+
+def test_vllm_engine_samples_token_id_prompts_with_and_without_prefixes(setup):
+    d, tok, n_params, engine = setup
+    task = ChainTask(easy_max_steps=4, hard_steps=4)
+    probs = task.problems("hard_train", 3, 0)
+    prefix = tok.encode(task.solution(probs[0])[:4], add_special_tokens=False)
+    prompts = [render_prompt(tok, p.question) for p in probs] + [render_prompt(tok, probs[0].question) + prefix]
+    params = SamplingParams(max_new_tokens=12)
+    gens = engine.generate(prompts, 4, params, seed=7)
+    assert [len(g) for g in gens.samples] == [4, 4, 4, 4]
+    for g in gens.samples:
+        for s in g:
+            assert 1 <= len(s.tokens) <= 12 and len(s.logprobs) == len(s.tokens)
+            assert all(0 <= t < len(tok) for t in s.tokens) and all(lp <= 0 for lp in s.logprobs)
+            assert s.truncated == (len(s.tokens) == 12 and s.tokens[-1] != tok.eos_token_id)
+    assert gens.prefill_flops == sample_flops(n_params, sum(len(p) for p in prompts))
+    assert gens.decode_flops == sample_flops(n_params, sum(len(s.tokens) for g in gens.samples for s in g))
+    again = engine.generate(prompts, 4, params, seed=7)
+    assert [[s.tokens for s in g] for g in again.samples] == [[s.tokens for s in g] for g in gens.samples]
+
+
+def test_eval_cli_with_vllm_engine(setup, capsys):
+    d, *_ = setup
+    capsys.readouterr()
+    assert main(["eval", "--model", str(d / "model"), "--engine", "vllm", "--task", "chain", "--split", "hard_train",
+                 "--problems", "4", "--samples", "4", "--k", "1", "4"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert sum(res["verdicts"].values()) == 16 and 0.0 <= res["pass@1"] <= res["pass@4"] <= 1.0
