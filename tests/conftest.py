@@ -3,12 +3,11 @@
 import pytest
 import torch
 
-from prefixrl.render import decode_response, encode_response, tokenizer_fingerprint
-from prefixrl.traces import Trace
-
 from prefixrl.model import ModelShape, build_model
+from prefixrl.render import decode_response, encode_response, tokenizer_fingerprint
 from prefixrl.tasks.chain import ChainTask
 from prefixrl.tokenizer import build_tokenizer
+from prefixrl.traces import Trace
 
 torch.set_num_threads(2)
 

@@ -4,8 +4,14 @@ import math
 
 import torch
 
-from prefixrl.losses import (group_advantages, importance_weights, shaping_weights, sft_loss, token_logprobs,
-                             weighted_pg_loss)
+from prefixrl.losses import (
+    group_advantages,
+    importance_weights,
+    sft_loss,
+    shaping_weights,
+    token_logprobs,
+    weighted_pg_loss,
+)
 from prefixrl.mask import make_batch
 from prefixrl.train import _scatter
 

@@ -1,6 +1,7 @@
 """Prefix boundaries under two tokenizers, and traces that cross from one tokenizer to another."""
 
 import pytest
+from conftest import reference_traces
 
 from prefixrl.model import ModelShape, build_model
 from prefixrl.prefixes import cut_prefixes, prefixed_prompt
@@ -8,8 +9,6 @@ from prefixrl.render import decode_response, render_prompt, tokenizer_fingerprin
 from prefixrl.store import BadInput
 from prefixrl.tokenizer import build_tokenizer
 from prefixrl.traces import load_traces, save_traces, transfer_traces
-
-from conftest import reference_traces
 
 
 def _traces(task, tok, n=5):

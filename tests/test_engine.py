@@ -17,7 +17,7 @@ def test_same_seed_same_samples_different_seed_differs(tiny_model, tok):
     s = _sampler(tiny_model, tok)
     p = SamplingParams(max_new_tokens=12)
     a, b, c = s.generate(PROMPTS, 4, p, seed=3), s.generate(PROMPTS, 4, p, seed=3), s.generate(PROMPTS, 4, p, seed=4)
-    tokens = lambda g: [x.tokens for grp in g.samples for x in grp]  # noqa: E731
+    tokens = lambda g: [x.tokens for grp in g.samples for x in grp]
     assert tokens(a) == tokens(b)
     assert [x.logprobs for grp in a.samples for x in grp] == [x.logprobs for grp in b.samples for x in grp]
     assert tokens(a) != tokens(c)

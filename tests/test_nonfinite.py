@@ -4,11 +4,10 @@ import json
 
 import pytest
 import torch
+from conftest import reference_traces
 
 import prefixrl.train as train_mod
 from prefixrl.train import NonFiniteError, RLSettings, guarded_update, train_rl
-
-from conftest import reference_traces
 
 
 def test_guarded_update_skips_inf_loss_and_nan_gradients(tiny_model):

@@ -16,10 +16,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from prefixrl.checkpoint import checkpoints, latest_checkpoint, save_checkpoint, verify_folder, write_folder
-from prefixrl.store import BadInput, read_meta
+from prefixrl.checkpoint import (
+    checkpoints,
+    latest_checkpoint,
+    save_checkpoint,
+    verify_folder,
+    write_folder,
+)
+from prefixrl.store import BadInput, read_meta, read_records
 from prefixrl.traces import TRACE_SCHEMA
-from prefixrl.store import read_records
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from prefixrl.theory.algos import critic, learn, mirror_descent_step, sample_episodes
-from prefixrl.theory.mdp import (HiddenString, base_logits, conditioned_on_success, kl_along_path,
-                                 prefixed_objective, right_token_probs, softmax, success)
+from prefixrl.theory.mdp import (
+    HiddenString,
+    base_logits,
+    conditioned_on_success,
+    kl_along_path,
+    prefixed_objective,
+    right_token_probs,
+    softmax,
+    success,
+)
 
 
 def test_success_and_pass_rate_by_hand():

@@ -3,17 +3,21 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import reference_traces
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prefixrl.collect import import_traces, rejection_sample
 from prefixrl.engine import Sampler, SamplingParams
-from prefixrl.prefixes import cut_prefixes, load_prefixes, prefixed_prompt, save_prefixes
+from prefixrl.prefixes import (
+    cut_prefixes,
+    load_prefixes,
+    prefixed_prompt,
+    save_prefixes,
+)
 from prefixrl.render import decode_response, encode_response, render_prompt
 from prefixrl.store import BadInput
 from prefixrl.traces import Trace, load_traces, save_traces
-
-from conftest import reference_traces
 
 
 def _traces(task, tok, n=6):

@@ -3,15 +3,14 @@ prompt (so they are context and carry no loss), rewards score prefix + completio
 logged, and a run learns on a toy case."""
 
 import pytest
-import torch
 from conftest import reference_traces
 
 trl = pytest.importorskip("trl")
 
-from prefixrl.export import training_pool  # noqa: E402
-from prefixrl.integrations.trl import PrefixGRPOTrainer, reward_functions, trl_dataset  # noqa: E402
-from prefixrl.prefixes import cut_prefixes  # noqa: E402
-from prefixrl.render import render_prompt  # noqa: E402
+from prefixrl.export import training_pool
+from prefixrl.integrations.trl import PrefixGRPOTrainer, reward_functions, trl_dataset
+from prefixrl.prefixes import cut_prefixes
+from prefixrl.render import render_prompt
 
 
 def make_trainer(tiny_model, tok, task, tmp_path, rows, steps=2, lr=1e-6):
@@ -61,7 +60,7 @@ def test_trl_run_learns_on_a_toy_case(tiny_model, tok, tmp_path):
     trainer = make_trainer(tiny_model, tok, Twice(), tmp_path, rows * 40, steps=120, lr=1e-2)
     trainer.train()
     logs = [h for h in trainer.state.log_history if "rewards/reward/mean" in h]
-    mean = lambda hs: sum(h["rewards/reward/mean"] for h in hs) / len(hs)  # noqa: E731
+    mean = lambda hs: sum(h["rewards/reward/mean"] for h in hs) / len(hs)
     assert "rewards/reward_prefixed/mean" in logs[0]
     assert mean(logs[-20:]) > mean(logs[:20]) + 0.3, [round(h["rewards/reward/mean"], 2) for h in logs]
 

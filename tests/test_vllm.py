@@ -10,13 +10,13 @@ vllm = pytest.importorskip("vllm")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # no engine-core subprocess under pytest
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
-from prefixrl.cli import main  # noqa: E402
-from prefixrl.engine import SamplingParams  # noqa: E402
-from prefixrl.flops import sample_flops  # noqa: E402
-from prefixrl.model import ModelShape, build_model, param_count  # noqa: E402
-from prefixrl.render import render_prompt  # noqa: E402
-from prefixrl.tasks.chain import ChainTask  # noqa: E402
-from prefixrl.tokenizer import build_tokenizer  # noqa: E402
+from prefixrl.cli import main
+from prefixrl.engine import SamplingParams
+from prefixrl.flops import sample_flops
+from prefixrl.model import ModelShape, build_model, param_count
+from prefixrl.render import render_prompt
+from prefixrl.tasks.chain import ChainTask
+from prefixrl.tokenizer import build_tokenizer
 
 
 @pytest.fixture(scope="module")

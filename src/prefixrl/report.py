@@ -235,7 +235,7 @@ def _fmt_t(x) -> str:
 
 def _why(res: dict) -> list[str]:
     """The measured reasons behind the ranking (bench.analyse), in words."""
-    a, cfg = res.get("analysis"), res["config"]
+    a = res.get("analysis")
     if not a or "rl_flops_to_0.1" not in a:
         return []
     out = ["## Why the ranking comes out this way", "",

@@ -35,8 +35,7 @@ CHATML_TEMPLATE = (
 
 def _corpus() -> list[str]:
     """Text for training the byte-level BPE locally (no download): math prose, LaTeX, digits."""
-    words = ("the answer is so we get let then compute sum product of and with because therefore first next "
-             "finally step value total number fraction square root equals gives think").split()
+    words = ["the", "answer", "is", "so", "we", "get", "let", "then", "compute", "sum", "product", "of", "and", "with", "because", "therefore", "first", "next", "finally", "step", "value", "total", "number", "fraction", "square", "root", "equals", "gives", "think"]
     latex = [r"\frac{1}{2}", r"\boxed{", r"\sqrt{", r"\cdot", r"^{2}", r"\pi", r"\left(", r"\right)", "$", "}"]
     lines = []
     for i in range(400):
@@ -48,9 +47,7 @@ def _corpus() -> list[str]:
 def build_bytes_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     """A byte-level BPE (any text round-trips) trained here on `_corpus`, with a ChatML chat template and
     <think> tokens: a stand-in for a real chat model's tokenizer in tests of the HF / TRL / verl paths."""
-    from tokenizers import pre_tokenizers, trainers
-
-    from tokenizers import AddedToken
+    from tokenizers import AddedToken, pre_tokenizers, trainers
 
     specials = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
     core = Tokenizer(models.BPE())
