@@ -337,8 +337,8 @@ def train_rl(
 
 
 def result_settings(cfg: RLSettings) -> dict:
-    """The settings a run's result depends on (how often it saves does not change what it learns)."""
-    return {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint_every", "save_every")}
+    """The settings a run's result depends on (how often it checkpoints does not change what it learns)."""
+    return {k: v for k, v in asdict(cfg).items() if k != "checkpoint_every"}
 
 
 def run_key(cfg: RLSettings, charged_flops: float, unprefixed: list[Problem], prefixed: list[Prefix],
