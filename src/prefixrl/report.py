@@ -224,8 +224,10 @@ def _paper_comparison(res: dict) -> list[str]:
         po, rl = table["prefixrl-only"]["hard_train_mean"], table["rl"]["hard_train_mean"]
         out.append(f"- Back-generalization: training only on prefixed problems moved unprefixed hard-train pass@1 from "
                    f"the base's near-zero to {po:.3f} (standard RL, same FLOPs: {rl:.3f}).")
-    out += ["", "Not measured here: **strategy change** (the built-in task has one strategy, so there is nothing to "
-            "switch between) and **cross-family traces** (`prefixrl bench cross-family` writes cross_family.md).", ""]
+    out += ["", "- **Strategy change** is not measurable on this task: its verifier checks every intermediate value, so "
+            "a problem has exactly one correct response and there is no other strategy to switch to. It needs a task "
+            "with several solution paths and an answer-only verifier (e.g. `--task math`), on a model able to solve it.",
+            "- **Cross-family traces**: `prefixrl bench cross-family` writes [cross_family.md](cross_family.md).", ""]
     return out
 
 
@@ -235,7 +237,7 @@ def _fmt_t(x) -> str:
 
 def _why(res: dict) -> list[str]:
     """The measured reasons behind the ranking (bench.analyse), in words."""
-    a = res.get("analysis")
+    a, cfg = res.get("analysis"), res["config"]
     if not a or "rl_flops_to_0.1" not in a:
         return []
     out = ["## Why the ranking comes out this way", "",
@@ -250,6 +252,12 @@ def _why(res: dict) -> list[str]:
         out.append(f"| {i} | {_fmt_t(rs)} | {a['rl_steps_with_signal_first100'][i]} | {_fmt_t(a['rl_first_success_flops'][i])} | "
                    f"{_fmt_t(a['rl_flops_to_0.1'][i])} | {_fmt_t(pre[i])} |")
     out.append("")
+    cols = res.get("collections", [])
+    if cols:
+        solved = [c["solved"] for c in cols]
+        out.append(f"- The hard problems are hard, not unsolvable: rejection sampling with the base model solves "
+                   f"{min(solved)}–{max(solved)} of {cols[0]['problems']} within {cfg['collect_cap']} samples each, "
+                   "and standard RL's 64 samples per step find a correct one every few dozen steps.")
     esc = [x for x in a["rl_flops_to_0.1"] if x is not None]
     if esc:
         cheaper = sum(e < rs for e, rs in zip(a["rl_flops_to_0.1"], a["rs_flops"]) if e is not None)
@@ -258,6 +266,17 @@ def _why(res: dict) -> list[str]:
                    "seeds that is less than rejection sampling alone costs PrefixRL. The paper's regime is one where "
                    "standard RL gets (almost) no signal for a long time; this task's skill is shared by all problems, so a "
                    "handful of lucky successes are enough for standard RL to escape.")
+    t = res["table"]
+    paying = [m for m in ("sft-rl", "offpolicy", "luffy") if m in t]
+    if "prefixrl" in t and paying:
+        above = [m for m in paying if t[m]["hard_train_mean"] > t["prefixrl"]["hard_train_mean"]]
+        if above:
+            out.append("- Among the methods that also pay for rejection sampling, " + " and ".join(
+                f"{m} ({t[m]['hard_train_mean']:.3f})" for m in above) + f" end above PrefixRL "
+                f"({t['prefixrl']['hard_train_mean']:.3f}). Our reading, not a measurement: the traces are the base "
+                "model's own samples, so SFT on them is close to on-policy (rejection-sampling fine-tuning), and the "
+                "damage the paper attributes to SFT on very off-policy traces has little to act on. Entropy falls for "
+                "every method as it learns (health plot): each problem has a single correct response.")
     if "traces_free" in a:
         f = a["traces_free"]
         p_m = float(np.mean([x["prefixrl"] for x in f]))
