@@ -72,8 +72,8 @@ class WallClock:
     """Wall-clock seconds spent on one work folder, summed over every bench invocation (a resumed bench
     reports the time of all its parts, not only of the last one). Saved after every finished run."""
 
-    def __init__(self, work: Path):
-        self.path = work / "bench_seconds.json"
+    def __init__(self, work: Path, which: str = "paper"):
+        self.path = work / ("bench_seconds.json" if which == "paper" else f"bench_seconds_{which}.json")
         self.before = json.loads(self.path.read_text())["seconds"] if self.path.is_file() else 0.0
         self.t0 = time.time()
 
@@ -84,18 +84,18 @@ class WallClock:
         write_json_atomic(self.path, {"seconds": self.total()})
 
 
-def _collection(cfg: BenchConfig, base, tok, task, train_set, params, seed: int) -> Collection:
-    """Rejection sampling for one seed, reused from the work folder when it already ran."""
-    store = cfg.work / f"seed{seed}" / "traces.parquet"
+def _collection(cfg: BenchConfig, model, tok, task, problems, params, seed: int, folder: Path, source: str) -> Collection:
+    """Rejection sampling with `model`, reused from `folder` when it already ran with the same key."""
+    store = folder / "traces.parquet"
 
     def compute() -> dict:
-        engine = Sampler(base, tok.eos_token_id, tok.pad_token_id)
-        col = rejection_sample(engine, tok, task, train_set, params, source=str(cfg.work / "base"), seed=seed,
-                               cap=cfg.collect_cap, progress=cfg.progress)
+        engine = Sampler(model, tok.eos_token_id, tok.pad_token_id)
+        col = rejection_sample(engine, tok, task, problems, params, source=source, seed=seed, cap=cfg.collect_cap,
+                               progress=cfg.progress)
         save_traces(store, col.traces)
         return {"samples": col.samples, "flops": col.flops, "ledger": col.ledger.to_dict()}
 
-    rec = _cached(cfg.work / f"seed{seed}" / "collection.json", {"seed": seed, "bench": _run_key(cfg)}, compute)
+    rec = _cached(folder / "collection.json", {"seed": seed, "bench": _run_key(cfg)}, compute)
     traces, rejected = load_traces(store, task, tok)
     if rejected:
         raise BadInput(f"{store}: {len(rejected)} cached trace(s) fail re-verification; delete {cfg.work} and rerun")
@@ -165,7 +165,7 @@ def run_paper(cfg: BenchConfig, task) -> dict:
     runs: dict[str, list[dict]] = {m: [] for m in cfg.methods}
     collections, band_runs = [], {}
     for seed in range(cfg.seeds):
-        col = _collection(cfg, base, tok, task, train_set, params, seed)
+        col = _collection(cfg, base, tok, task, train_set, params, seed, cfg.work / f"seed{seed}", str(cfg.work / "base"))
         collections.append(col.summary())
         prefixes = cut_prefixes(col.traces, task, tok, seed=seed)
         for label in cfg.methods:
@@ -317,7 +317,7 @@ def run_cross_family(cfg: BenchConfig, task) -> dict:
     from prefixrl.report import plot_curves
     from prefixrl.traces import save_traces, transfer_traces
 
-    t0 = time.time()
+    clock = WallClock(cfg.work, "cross-family")
     common = dict(steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy, easy_max_steps=cfg.hard_steps,
                   hard_steps=cfg.hard_steps)
     ensure_pretrained(PretrainConfig(out=cfg.work / "base", **common), progress=cfg.progress)
@@ -330,8 +330,7 @@ def run_cross_family(cfg: BenchConfig, task) -> dict:
     heldout = task.problems("hard_heldout", cfg.heldout_problems, 0)
     sources, runs = {}, {}
     for name, (model, mtok) in {"same-model": (policy_base, tok), "cross-family": (other, other_tok)}.items():
-        col = rejection_sample(Sampler(model, mtok.eos_token_id, mtok.pad_token_id), mtok, task, train_set, params,
-                               source=name, cap=cfg.collect_cap, seed=0, progress=cfg.progress)
+        col = _collection(cfg, model, mtok, task, train_set, params, 0, cfg.work / f"xfam-{name}-collection", name)
         traces, boundary, rejected = col.traces, "token", []
         if name == "cross-family":
             save_traces(cfg.work / "qwen2-traces.parquet", col.traces)
@@ -350,7 +349,8 @@ def run_cross_family(cfg: BenchConfig, task) -> dict:
         final = {s: evaluate(eng, tok, task, probs, 16, params, seed=4).pass_at(1)
                  for s, probs in (("hard_train", train_set), ("hard_heldout", heldout))}
         runs[name] = {"curve": r["curve"], "final": final, "steps": r["steps"]}
-    res = {"sources": sources, "runs": runs, "seconds": time.time() - t0,
+    clock.save()
+    res = {"sources": sources, "runs": runs, "seconds": clock.total(),
            "config": json.loads(json.dumps(asdict(cfg), default=str)),
            "models": {"policy": f"Llama, char tokenizer, {param_count(policy_base):,} parameters",
                       "other": f"Qwen2, pairs tokenizer, {param_count(other):,} parameters"}}
@@ -362,7 +362,8 @@ def run_cross_family(cfg: BenchConfig, task) -> dict:
     (cfg.out / "cross_family.json").write_text(json.dumps(res, indent=2))
     lines = ["# Cross-family traces", "",
              f"Generated by `prefixrl bench cross-family{' --quick' if cfg.quick else ''}` in {res['seconds'] / 60:.0f} "
-             "minutes; every number comes from that command (raw: cross_family.json).", "",
+             "minutes of wall-clock (summed over resumed invocations); every number comes from that command "
+             "(raw: cross_family.json).", "",
              f"Policy: {res['models']['policy']}. Second family: {res['models']['other']}, pretrained on the same "
              "imperfect teacher. Its traces are decoded with its own tokenizer, re-encoded with the policy's, "
              "re-verified, and cut at whitespace (3 cuts per trace at U[0.4, 0.8]); same-model prefixes are "
@@ -374,6 +375,13 @@ def run_cross_family(cfg: BenchConfig, task) -> dict:
         f = runs[name]["final"]
         lines.append(f"| {name} | {src['transferred']} / {src['problems']} | {src['flops'] / 1e12:.2f} T | "
                      f"{src['mean_prefix_tokens']:.1f} | {runs[name]['steps']} | {f['hard_train']:.3f} | {f['hard_heldout']:.3f} |")
-    lines += ["", "![cross-family](results/cross_family.png)", ""]
+    common = min(r["curve"][-1]["step"] for r in runs.values())
+    at = {n: [p for p in r["curve"] if p["step"] <= common][-1] for n, r in runs.items()}
+    lines += ["", f"Trace quality apart from cost: at the same number of RL steps ({common}, the shorter run's length), "
+              "unprefixed hard-train accuracy is " + "; ".join(
+                  f"{n} {p['train_acc_unprefixed']:.3f} (eval at step {p['step']})" for n, p in at.items()) +
+              ". The final numbers also differ because each run is charged its own rejection sampling, so a cheaper "
+              "collection leaves more of the budget for RL steps.",
+              "", "![cross-family](results/cross_family.png)", ""]
     (cfg.out / "cross_family.md").write_text("\n".join(lines) + "\n")
     return res

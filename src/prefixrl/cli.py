@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"results: {cfg.out / 'results.md'}")
         elif isinstance(cfg, BenchConfig):
             run_bench(cfg)
-            print(f"results: {cfg.out / 'results.md'}")
+            print(f"results: {cfg.out / ('results.md' if cfg.which == 'paper' else 'cross_family.md')}")
     except (BadInput, FileNotFoundError, ValueError) as e:
         print(f"prefixrl: error: {e}", file=sys.stderr)
         return 2
