@@ -35,3 +35,12 @@ def reference_traces(task, tok, n=6, seed=0, source="test"):
         out.append(Trace(p.id, p.question, p.answer, decode_response(tok, ids), ids, tokenizer_fingerprint(tok),
                          source, 1.0, 1.0, 5, 123.0))
     return out
+
+
+def pretrain_tiny(folder, steps=2, hard_steps=6):
+    """A tiny base model folder through the real `prefixrl pretrain` CLI (prefixrl.json names the task)."""
+    from prefixrl.cli import main
+
+    assert main(["pretrain", "--out", str(folder), "--steps", str(steps), "--hidden", "32", "--layers", "1",
+                 "--heads", "2", "--ffn", "64", "--easy-max-steps", str(hard_steps), "--hard-steps", str(hard_steps)]) == 0
+    return folder

@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import reference_traces
+from conftest import pretrain_tiny, reference_traces
 
 from prefixrl.cli import main
 from prefixrl.prefixes import cut_prefixes, save_prefixes
@@ -18,8 +18,7 @@ from prefixrl.traces import save_traces
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad")
-    assert main(["pretrain", "--out", str(d / "base"), "--steps", "5", "--hidden", "32", "--layers", "1",
-                 "--heads", "2", "--ffn", "64", "--easy-max-steps", "6", "--hard-steps", "6"]) == 0
+    pretrain_tiny(d / "base", steps=5, hard_steps=6)
     return d
 
 

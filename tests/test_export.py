@@ -2,7 +2,7 @@
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import reference_traces
+from conftest import pretrain_tiny, reference_traces
 
 from prefixrl.cli import main
 from prefixrl.prefixes import cut_prefixes, save_prefixes
@@ -14,8 +14,7 @@ def setup(tmp_path_factory, tok):
     from prefixrl.tasks.chain import ChainTask
 
     d = tmp_path_factory.mktemp("export")
-    assert main(["pretrain", "--out", str(d / "base"), "--steps", "2", "--hidden", "32", "--layers", "1",
-                 "--heads", "2", "--ffn", "64", "--easy-max-steps", "6", "--hard-steps", "6"]) == 0
+    pretrain_tiny(d / "base", steps=2, hard_steps=6)
     task = ChainTask(easy_max_steps=6, hard_steps=6)
     prefixes = cut_prefixes(reference_traces(task, tok, 8), task, tok)
     save_prefixes(d / "p.parquet", prefixes)

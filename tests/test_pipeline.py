@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import pretrain_tiny
 
 from prefixrl.cli import main
 from prefixrl.stages import task_of
@@ -13,9 +14,7 @@ from prefixrl.stages import task_of
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     d = tmp_path_factory.mktemp("run")
-    args = ["pretrain", "--out", str(d / "base"), "--steps", "40", "--hidden", "32", "--layers", "1", "--heads", "2",
-            "--ffn", "64", "--easy-max-steps", "4", "--hard-steps", "4"]
-    assert main(args) == 0
+    pretrain_tiny(d / "base", steps=40, hard_steps=4)
     return d
 
 

@@ -4,6 +4,7 @@ network) on request, with the resolved config."""
 import json
 
 import pytest
+from conftest import pretrain_tiny
 
 from prefixrl.cli import main
 
@@ -11,8 +12,7 @@ from prefixrl.cli import main
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     d = tmp_path_factory.mktemp("track")
-    assert main(["pretrain", "--out", str(d / "base"), "--steps", "2", "--hidden", "32", "--layers", "1",
-                 "--heads", "2", "--ffn", "64", "--easy-max-steps", "4", "--hard-steps", "4"]) == 0
+    pretrain_tiny(d / "base", steps=2, hard_steps=4)
     return d
 
 

@@ -3,7 +3,7 @@ prompt (so they are context and carry no loss), rewards score prefix + completio
 logged, and a run learns on a toy case."""
 
 import pytest
-from conftest import reference_traces
+from conftest import pretrain_tiny, reference_traces
 
 trl = pytest.importorskip("trl")
 
@@ -73,8 +73,7 @@ def test_example_script_trains_on_exported_rows(tmp_path, tok, task):
     from prefixrl.cli import main
 
     d = tmp_path
-    assert main(["pretrain", "--out", str(d / "base"), "--steps", "2", "--hidden", "32", "--layers", "1",
-                 "--heads", "2", "--ffn", "64", "--easy-max-steps", "6", "--hard-steps", "6"]) == 0
+    pretrain_tiny(d / "base", steps=2, hard_steps=6)
     from prefixrl.prefixes import save_prefixes
 
     save_prefixes(d / "p.parquet", cut_prefixes(reference_traces(task, tok, 4), task, tok))
