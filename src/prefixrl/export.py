@@ -10,11 +10,13 @@ completion. Token ids, not text: re-tokenising a cut can change it (docs/choices
 Formats:
 * trl  — Parquet: prompt (chat messages), answer, problem_id, kind, prefix_ids, prefix_text.
 * verl — Parquet in verl's RL schema: data_source, prompt, ability, reward_model {style, ground_truth},
-  extra_info {index, problem_id, kind, prefix_ids, prefix_text}, and agent_name per row.
+  extra_info {index, problem_id, kind, prefix_ids, prefix_text, question, task}, and agent_name per row
+  (`task` is the task's JSON spec, for `prefixrl.integrations.verl.compute_score`).
 """
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +35,8 @@ VERL_SCHEMA = pa.schema([
     ("data_source", pa.string()), ("prompt", MESSAGES), ("ability", pa.string()),
     ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
     ("extra_info", pa.struct([("index", pa.int64()), ("problem_id", pa.string()), ("kind", pa.string()),
-                              ("prefix_ids", pa.list_(pa.int32())), ("prefix_text", pa.string())])),
+                              ("prefix_ids", pa.list_(pa.int32())), ("prefix_text", pa.string()),
+                              ("question", pa.string()), ("task", pa.string())])),
     ("agent_name", pa.string()),
 ])
 PREFIXED_AGENT = "prefixrl_agent"  # verl agent loop that appends extra_info.prefix_ids (docs/verl.md)
@@ -77,14 +80,15 @@ def trl_records(rows: list[Row]) -> list[dict]:
              "kind": r.kind, "prefix_ids": r.prefix_ids, "prefix_text": r.prefix_text} for r in rows]
 
 
-def verl_records(rows: list[Row], data_source: str, ability: str) -> list[dict]:
+def verl_records(rows: list[Row], data_source: str, ability: str, task_spec: dict) -> list[dict]:
+    spec = json.dumps(task_spec, sort_keys=True)
     return [{
         "data_source": data_source,
         "prompt": [{"role": "user", "content": r.question}],
         "ability": ability,
         "reward_model": {"style": "rule", "ground_truth": r.answer},
         "extra_info": {"index": i, "problem_id": r.problem_id, "kind": r.kind, "prefix_ids": r.prefix_ids,
-                       "prefix_text": r.prefix_text},
+                       "prefix_text": r.prefix_text, "question": r.question, "task": spec},
         "agent_name": PREFIXED_AGENT if r.prefix_ids else PLAIN_AGENT,
     } for i, r in enumerate(rows)]
 

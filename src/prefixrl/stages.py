@@ -22,7 +22,7 @@ from prefixrl.flops import Ledger
 from prefixrl.model import load, load_tokenizer
 from prefixrl.prefixes import check_cut_rule, cut_prefixes, load_prefixes, save_prefixes
 from prefixrl.pretrain import PretrainConfig, ensure_pretrained
-from prefixrl.render import tokenizer_fingerprint
+from prefixrl.render import render_prompt, tokenizer_fingerprint
 from prefixrl.store import BadInput, read_meta, write_json_atomic
 from prefixrl.tasks import get_task
 from prefixrl.traces import load_traces, save_traces
@@ -31,13 +31,17 @@ from prefixrl.train import METHODS, RLSettings, train_rl
 from prefixrl.verifier import deadlined
 
 
-def task_of(model_dir: Path, spec: dict | None = None):
-    """The task named by `spec` (from the command line), else by the model folder's prefixrl.json."""
+def task_spec_of(model_dir: Path, spec: dict | None = None) -> dict:
+    """The task spec given on the command line, else the one in the model folder's prefixrl.json."""
     if spec is None:
         meta = Path(model_dir) / "prefixrl.json"
         spec = json.loads(meta.read_text())["task"] if meta.is_file() else {"name": "chain"}
-    spec = dict(spec)
-    return get_task(spec.pop("name"), **spec)
+    return dict(spec)
+
+
+def task_of(model_dir: Path, spec: dict | None = None):
+    """The task named by `spec` (from the command line), else by the model folder's prefixrl.json."""
+    return get_task(**task_spec_of(model_dir, spec))
 
 
 def load_policy(model_dir: Path, task_spec: dict | None = None, weights: bool = True):
@@ -429,11 +433,14 @@ class ExportConfig(TaskOptions):
 def run_export(cfg: ExportConfig) -> dict:
     from prefixrl import export
 
-    _, tok, task = load_policy(cfg.model, cfg.task_spec())
+    spec = task_spec_of(cfg.model, cfg.task_spec())
+    _, tok, task = load_policy(cfg.model, spec)
     prefixes = load_prefixes(cfg.prefixes, task, tok) if cfg.mix > 0 else []
     rows = export.training_pool(prefixes, task.problems("hard_train", cfg.problems, cfg.data_seed), tok, cfg.mix, cfg.seed)
     if cfg.format == "trl":
         export.write_rows(cfg.out, export.trl_records(rows), export.TRL_SCHEMA)
     else:
-        export.write_rows(cfg.out, export.verl_records(rows, cfg.data_source, cfg.ability), export.VERL_SCHEMA)
-    return {"rows": len(rows), "prefixed": sum(r.kind == "prefixed" for r in rows)}
+        export.write_rows(cfg.out, export.verl_records(rows, cfg.data_source, cfg.ability, spec), export.VERL_SCHEMA)
+    # Both frameworks cap the prompt length; prompt + prefix must fit (docs/trl.md, docs/verl.md).
+    longest = max((len(render_prompt(tok, r.question)) + len(r.prefix_ids) for r in rows), default=0)
+    return {"rows": len(rows), "prefixed": sum(r.kind == "prefixed" for r in rows), "max_prompt_tokens": longest}

@@ -1,0 +1,136 @@
+"""verl, for real: rows from `prefixrl export --format verl` read by verl's RLHFDataset, rolled out by verl's
+own AgentLoopWorker (which instantiates our registered "prefixrl_agent" loop through its registry), and
+scored by verl's NaiveRewardManager with our compute_score loaded through verl's custom-reward loader.
+
+verl pins transformers < 5.11, so this file runs in an environment of its own (`.ci/run`) and is skipped
+elsewhere. What a GPU would add — the vLLM/SGLang rollout server and the FSDP actor — is not under test:
+the LLM server here is a local backend that answers each prompt with the reference solution's
+continuation (so a correct reward is reachable and checkable) and records the prompt ids it was sent.
+"""
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("verl")
+
+from conftest import pretrain_tiny, reference_traces  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from verl.experimental.agent_loop.agent_loop import AgentLoopWorker, _agent_loop_registry  # noqa: E402
+from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager  # noqa: E402
+from verl.protocol import DataProto  # noqa: E402
+from verl.trainer.ppo.reward import get_custom_reward_fn  # noqa: E402
+from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn  # noqa: E402
+from verl.workers.rollout.replica import TokenOutput  # noqa: E402
+
+import prefixrl.integrations.verl  # noqa: E402,F401  (registers prefixrl_agent)
+import prefixrl.integrations.verl_reward as verl_reward  # noqa: E402
+from prefixrl.cli import main  # noqa: E402
+from prefixrl.prefixes import cut_prefixes, save_prefixes  # noqa: E402
+from prefixrl.render import encode_response, render_prompt  # noqa: E402
+from prefixrl.tasks.chain import ChainTask  # noqa: E402
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+class ReferenceServer:
+    """verl's LLM-server interface (`generate(...) -> TokenOutput`), answering with the reference
+    solution's tokens after whatever part of it the prompt already holds."""
+
+    def __init__(self, tok, task, problems):
+        self.answers = {}
+        for p in problems:
+            full = encode_response(tok, task.solution(p), eos=True)
+            base = render_prompt(tok, p.question)
+            for cut in range(len(full)):
+                self.answers[tuple(base + full[:cut])] = full[cut:]
+        self.seen: list[list[int]] = []
+
+    async def generate(self, *, request_id, prompt_ids, sampling_params, **_):
+        self.seen.append(list(prompt_ids))
+        return TokenOutput(token_ids=self.answers[tuple(prompt_ids)], stop_reason="completed")
+
+
+def verl_config(base, rows, max_prompt_length=256):
+    import verl.trainer.config
+
+    with initialize_config_dir(config_dir=os.path.dirname(verl.trainer.config.__file__), version_base=None):
+        return compose("ppo_trainer", overrides=[
+            f"actor_rollout_ref.model.path={base}", f"data.train_files={rows}",
+            f"data.max_prompt_length={max_prompt_length}", "data.max_response_length=96",
+            "actor_rollout_ref.rollout.name=vllm", "actor_rollout_ref.rollout.calculate_log_probs=false",
+            f"reward.custom_reward_function.path={verl_reward.__file__}",
+            "reward.custom_reward_function.name=compute_score",
+            # the registry file docs/verl.md tells users to pass (what Ray workers load)
+            f"actor_rollout_ref.rollout.agent.agent_loop_config_path={EXAMPLES / 'verl_agent_loops.yaml'}",
+        ])
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tok):
+    d = tmp_path_factory.mktemp("verl")
+    pretrain_tiny(d / "base", steps=2, hard_steps=6)
+    task = ChainTask(easy_max_steps=6, hard_steps=6)
+    save_prefixes(d / "p.parquet", cut_prefixes(reference_traces(task, tok, 4), task, tok))
+    assert main(["export", "--format", "verl", "--model", str(d / "base"), "--prefixes", str(d / "p.parquet"),
+                 "--out", str(d / "rows.parquet"), "--problems", "4"]) == 0
+    return d, task, task.problems("hard_train", 4, 0)
+
+
+def rollout(d, task, problems, tok, **cfg_kw):
+    cfg = verl_config(d / "base", d / "rows.parquet", **cfg_kw)
+    server = ReferenceServer(tok, task, problems)
+    worker = AgentLoopWorker(cfg, server)
+    ds = RLHFDataset(data_files=[str(d / "rows.parquet")], tokenizer=worker.tokenizer, config=cfg.data, processor=None)
+    batch = DataProto.from_single_dict(collate_fn([ds[i] for i in range(len(ds))]))
+    return cfg, worker, server, asyncio.run(worker.generate_sequences(batch))
+
+
+def test_agent_loop_is_registered_for_verl():
+    assert _agent_loop_registry["prefixrl_agent"] == {"_target_": "prefixrl.integrations.verl.PrefixAgentLoop"}
+
+
+def test_prefix_is_prompt_context_and_reward_scores_prefix_plus_response(setup, tok):
+    d, task, problems = setup
+    cfg, worker, server, out = rollout(d, task, problems, tok)
+    info = out.non_tensor_batch["extra_info"]
+    assert sum(bool(list(i["prefix_ids"])) for i in info) == 12 and len(info) == 16
+    assert set(out.non_tensor_batch["agent_name"]) == {"prefixrl_agent", "single_turn_agent"}
+    for row in range(len(out)):
+        ex = info[row]
+        want = render_prompt(tok, ex["question"]) + [int(t) for t in ex["prefix_ids"]]
+        mask = out.batch["attention_mask"][row]
+        prompt_len = out.batch["prompts"].shape[1]
+        prompt = out.batch["prompts"][row][mask[:prompt_len].bool()].tolist()
+        # The server generated after exactly render(question) + prefix ids, and verl keeps those ids on
+        # the prompt side of its prompt/response split: context, never a training target.
+        assert prompt == want and want in server.seen
+        n_resp = int(mask[prompt_len:].sum())
+        response = out.batch["responses"][row][:n_resp].tolist()
+        assert response == server.answers[tuple(want)]
+        # verl's loss mask covers exactly the generated tokens, and none of the prefix.
+        assert out.batch["response_mask"][row].tolist() == [1] * n_resp + [0] * (out.batch["responses"].shape[1] - n_resp)
+
+    # Reward through verl: its custom-reward loader imports our function from its file, its reward
+    # manager decodes the response only; compute_score puts the prefix text back in front.
+    manager = NaiveRewardManager(cfg, worker.tokenizer, compute_score=get_custom_reward_fn(cfg))
+    scores = [manager.loop.run_until_complete(manager.run_single(out[row : row + 1])) for row in range(len(out))]
+    assert [s["reward_score"] for s in scores] == [1.0] * len(out)
+    assert sorted(s["reward_extra_info"]["prefixed"] for s in scores) == [0.0] * 4 + [1.0] * 12
+    # Control: a prefixed row's continuation alone is not a correct response; with its prefix it is.
+    row = next(r for r in range(len(out)) if info[r]["prefix_text"])
+    n_resp = int(out.batch["response_mask"][row].sum())
+    text = worker.tokenizer.decode(out.batch["responses"][row][:n_resp], skip_special_tokens=True)
+    truth = out.non_tensor_batch["reward_model"][row]["ground_truth"]
+    assert verl_reward.compute_score("prefixrl", text, truth, dict(info[row]))["score"] == 1.0
+    assert verl_reward.compute_score("prefixrl", text, truth, dict(info[row], prefix_text=""))["score"] == 0.0
+
+
+def test_prompt_plus_prefix_over_the_limit_is_refused(setup, tok):
+    d, task, problems = setup
+    longest_plain = max(len(render_prompt(tok, p.question)) for p in problems)
+    with pytest.raises(ValueError, match="max_prompt_length"):
+        rollout(d, task, problems, tok, max_prompt_length=longest_plain + 1)
