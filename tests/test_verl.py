@@ -18,7 +18,10 @@ pytest.importorskip("verl")
 
 from conftest import pretrain_tiny, reference_traces  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
-from verl.experimental.agent_loop.agent_loop import AgentLoopWorker, _agent_loop_registry  # noqa: E402
+from verl.experimental.agent_loop.agent_loop import (  # noqa: E402
+    AgentLoopWorker,
+    _agent_loop_registry,
+)
 from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager  # noqa: E402
 from verl.protocol import DataProto  # noqa: E402
 from verl.trainer.ppo.reward import get_custom_reward_fn  # noqa: E402
@@ -31,7 +34,6 @@ from prefixrl.cli import main  # noqa: E402
 from prefixrl.prefixes import cut_prefixes, save_prefixes  # noqa: E402
 from prefixrl.render import encode_response, render_prompt  # noqa: E402
 from prefixrl.tasks.chain import ChainTask  # noqa: E402
-
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
