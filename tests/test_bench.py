@@ -1,6 +1,7 @@
 """`prefixrl bench paper` at toy size: every method runs, every table and plot is written."""
 
 import json
+import math
 import time
 
 import pytest
@@ -64,3 +65,19 @@ def test_cross_family_smoke(tmp_path):
     assert set(res["runs"]) == {"same-model", "cross-family"}
     assert "Qwen2" in res["models"]["other"] and res["sources"]["cross-family"]["transferred"] > 0
     assert (out / "cross_family.md").is_file() and (out / "results" / "cross_family.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_perf_bench_writes_every_figure(tmp_path):
+    """`prefixrl bench perf`: the page and the JSON keys the issue names, all measured (positive, finite)."""
+    out = tmp_path / "docs"
+    assert main(["bench", "perf", "--quick", "--work", str(tmp_path / "w"), "--out", str(out), "--json",
+                 str(tmp_path / "perf.json"), "--hard-steps", "6", "--pretrain-steps", "30", "--no-progress"]) == 0
+    r = json.loads((tmp_path / "perf.json").read_text())
+    for key in ("sampler_vs_generate_prefix50", "sampler_vs_generate_noprefix", "train_fraction_of_peak",
+                "rejection_samples_per_s", "matmul_peak_flops"):
+        assert math.isfinite(r[key]) and r[key] > 0, key
+    assert set(r["step_seconds_by_prefix_fraction"]) == {"0.0", "0.25", "0.5", "0.75"}
+    assert all(v > 0 for v in r["step_seconds_by_prefix_fraction"].values())
+    page = (out / "performance.md").read_text()
+    assert "bench perf --quick" in page and f"{r['sampler_vs_generate_prefix50']:.2f}×" in page

@@ -35,8 +35,37 @@ def test_shapes_lengths_and_flops(tiny_model, tok):
             if not x.truncated:
                 assert x.tokens[-1] == tok.eos_token_id and x.tokens.count(tok.eos_token_id) == 1
             generated += len(x.tokens)
-    assert g.prefill_flops == 2 * n * 3 * (5 + 7)  # each sample prefills its own prompt here
+    assert g.prefill_flops == 2 * n * (5 + 7)  # each prompt is prefilled once for its 3 samples
     assert g.decode_flops == 2 * n * generated
+    unshared = Sampler(tiny_model, tok.eos_token_id, tok.pad_token_id, share_prefix=False)
+    assert unshared.generate(PROMPTS, 3, SamplingParams(max_new_tokens=7), seed=0).prefill_flops == 3 * g.prefill_flops
+
+
+def _flat(g):
+    return [x.tokens for grp in g.samples for x in grp], [x.logprobs for grp in g.samples for x in grp]
+
+
+@pytest.mark.parametrize("n", [1, 8])
+def test_shared_prefix_bucketing_and_batching_do_not_change_the_samples(tok, n):
+    """Same seed → same tokens and log-probs, whether a group's prompt is prefilled once and shared or
+    once per sample, whether prompts are length-bucketed, and however rows are split into batches."""
+    from prefixrl.model import ModelShape, build_model
+
+    model = build_model(tok, ModelShape(hidden=64, layers=2, heads=4, ffn=128, max_positions=256), seed=1)
+    rng = torch.Generator().manual_seed(0)
+    # problems of different lengths, half of them followed by a long "prefix"
+    prompts = [torch.randint(3, len(tok), (int(torch.randint(4, 40, (1,), generator=rng)),), generator=rng).tolist()
+               for _ in range(12)]
+    prompts = [p + [3 + (k % (len(tok) - 3)) for k in range(len(p))] if i % 2 else p for i, p in enumerate(prompts)]
+    params = SamplingParams(max_new_tokens=24)
+    ref_tokens, ref_logps = _flat(Sampler(model, tok.eos_token_id, tok.pad_token_id, share_prefix=False,
+                                          bucket=False).generate(prompts, n, params, seed=5))
+    for kw in [{}, {"max_batch": 3 * n}, {"bucket": False}, {"share_prefix": False, "max_batch": 2 * n}]:
+        tokens, logps = _flat(Sampler(model, tok.eos_token_id, tok.pad_token_id, **kw).generate(prompts, n, params, seed=5))
+        assert tokens == ref_tokens, kw
+        for a, b in zip(logps, ref_logps):
+            assert torch.allclose(torch.tensor(a), torch.tensor(b), atol=1e-5), kw
+    assert len({tuple(t) for t in ref_tokens}) > len(prompts) // 2  # the samples really vary
 
 
 def test_logprobs_match_a_full_forward(tiny_model, tok):

@@ -102,13 +102,19 @@ def _collection(cfg: BenchConfig, model, tok, task, problems, params, seed: int,
     return Collection(traces, rec["samples"], rec["flops"], Ledger.from_dict(rec["ledger"]))
 
 
+BENCHES = {"paper": "results.md", "cross-family": "cross_family.md", "perf": "performance.md"}
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """The paper's comparisons on the embedded task: all methods, equal FLOPs, several seeds."""
 
     which: tyro.conf.Positional[str] = "paper"
-    """paper (all methods, equal FLOPs, seeds → results.md) or cross-family (traces from a Qwen2 model with
-    another tokenizer, moved through text, against same-model traces → cross_family.md)."""
+    """paper (all methods, equal FLOPs, seeds → results.md), cross-family (traces from a Qwen2 model with
+    another tokenizer, moved through text, against same-model traces → cross_family.md) or perf (sampler,
+    training and rejection-sampling speed, side by side → performance.md)."""
+    json: Path | None = None
+    """perf: also write the figures as JSON to this file."""
     out: Path = Path("docs")
     """Where results.md, results.json and the results/ plots go."""
     work: Path = Path("runs/bench")
@@ -142,11 +148,14 @@ class BenchConfig:
 
 
 def run_bench(cfg: BenchConfig) -> dict:
-    if cfg.which not in ("paper", "cross-family"):
-        raise ValueError(f"unknown bench {cfg.which!r}; choose from: paper, cross-family")
-    cfg = cfg.resolved()
+    if cfg.which not in BENCHES:
+        raise ValueError(f"unknown bench {cfg.which!r}; choose from: {', '.join(BENCHES)}")
     with deadlined(ChainTask(easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)) as task:
-        return (run_cross_family if cfg.which == "cross-family" else run_paper)(cfg, task)
+        if cfg.which == "perf":
+            from prefixrl.perf import run_perf
+
+            return run_perf(cfg, task)  # --quick there means fewer prompts, not the paper bench's settings
+        return (run_cross_family if cfg.which == "cross-family" else run_paper)(cfg.resolved(), task)
 
 
 def run_paper(cfg: BenchConfig, task) -> dict:

@@ -10,7 +10,7 @@ import sys
 
 import tyro
 
-from prefixrl.bench import BenchConfig, run_bench
+from prefixrl.bench import BENCHES, BenchConfig, run_bench
 from prefixrl.demo import DemoConfig, run_demo
 from prefixrl.pretrain import PretrainConfig, pretrain
 from prefixrl.stages import (
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"results: {cfg.out / 'results.md'}")
         elif isinstance(cfg, BenchConfig):
             run_bench(cfg)
-            print(f"results: {cfg.out / ('results.md' if cfg.which == 'paper' else 'cross_family.md')}")
+            print(f"results: {cfg.out / BENCHES[cfg.which]}")
     except (BadInput, FileNotFoundError, ValueError) as e:
         print(f"prefixrl: error: {e}", file=sys.stderr)
         return 2

@@ -3,10 +3,18 @@ plugs in behind the same protocol).
 
 Prompts are token ids (rendered problem, optionally followed by prefix ids): the engine never sees
 text, so a prefix cut is never re-tokenised.
+
+The built-in sampler is shaped by what PrefixRL asks of it (docs/performance.md): every prompt is sampled
+n times, and prefixed prompts are long. So a group's prompt is prefilled once and its KV cache repeated
+for the n samples (the FLOPs ledger charges that prefill once, as vLLM's prefix cache does); prompts are
+bucketed by length so that little padding is computed; and finished rows leave the batch at once.
+None of this changes what is sampled: each row draws its tokens from uniforms seeded by (seed, row), so
+its sample does not depend on which rows share its batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass
 from typing import Protocol
@@ -56,8 +64,10 @@ class Engine(Protocol):
         ...
 
 
-def _pick(logits: torch.Tensor, params: SamplingParams, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample one token per row; return (ids, log-probs under the tempered distribution)."""
+def _pick(logits: torch.Tensor, params: SamplingParams, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token per row by inverse-CDF sampling with the row's own uniform `u` [B]; return (ids,
+    log-probs under the tempered distribution). Same law as torch.multinomial, but each row's draw depends
+    only on its logits and its `u`, not on the other rows in the batch."""
     logp = torch.log_softmax(logits.float() / params.temperature, dim=-1)
     probs = logp.exp()
     if params.top_p < 1.0:
@@ -65,15 +75,28 @@ def _pick(logits: torch.Tensor, params: SamplingParams, gen: torch.Generator) ->
         drop = sorted_p.cumsum(-1) - sorted_p > params.top_p  # keep the smallest set reaching top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    ids = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+    cdf = probs.cumsum(-1)
+    ids = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1)).squeeze(-1).clamp(max=probs.shape[-1] - 1)
     return ids, logp.gather(-1, ids[:, None]).squeeze(-1)
 
 
-class Sampler:
-    """Batched sampling with a KV cache on any HF causal LM, on CPU or GPU."""
+def row_uniforms(seed: int, rows: range, steps: int) -> torch.Tensor:
+    """[len(rows), steps] uniforms; row r's depend only on (seed, r)."""
+    return torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(seed * 1_000_003 + r)) for r in rows])
 
-    def __init__(self, model, eos_id: int, pad_id: int, max_batch: int = 512):
+
+class Sampler:
+    """Batched sampling with a KV cache on any HF causal LM, on CPU or GPU.
+
+    share_prefix: prefill each distinct prompt once and repeat its KV cache for its n samples (False:
+    every sample prefills its own copy; kept for tests and the bench). bucket: sort prompts by length
+    before batching. autocast: a context manager for the forward passes (see `prefixrl.precision`).
+    """
+
+    def __init__(self, model, eos_id: int, pad_id: int, max_batch: int = 512, share_prefix: bool = True,
+                 bucket: bool = True, autocast=contextlib.nullcontext):
         self.model, self.eos_id, self.pad_id, self.max_batch = model, eos_id, pad_id, max_batch
+        self.share_prefix, self.bucket, self.autocast = share_prefix, bucket, autocast
         # transformers renamed `past_key_values` to `cache` in 5.2x; accept either.
         forward = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in forward else "past_key_values"
@@ -81,20 +104,28 @@ class Sampler:
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int) -> Generations:
-        rows = [p for p in prompts for _ in range(n)]  # group-major: prompt i owns rows i*n .. i*n+n-1
-        gen = torch.Generator().manual_seed(seed)
-        flat: list[Sample] = []
-        for i in range(0, len(rows), self.max_batch):
-            flat.extend(self._generate_rows(rows[i : i + self.max_batch], params, gen))
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if self.bucket else list(range(len(prompts)))
+        per_chunk = max(1, self.max_batch // n)  # whole groups per forward batch
+        by_prompt: dict[int, list[Sample]] = {}
+        for c in range(0, len(order), per_chunk):
+            chunk = order[c : c + per_chunk]
+            u = torch.cat([row_uniforms(seed, range(i * n, (i + 1) * n), params.max_new_tokens) for i in chunk])
+            samples = self._generate_groups([prompts[i] for i in chunk], n, params, u)
+            for k, i in enumerate(chunk):
+                by_prompt[i] = samples[k * n : (k + 1) * n]
+        samples = [by_prompt[i] for i in range(len(prompts))]
         n_params = param_count(self.model)
-        prefill = sample_flops(n_params, sum(len(r) for r in rows))
-        decode = sample_flops(n_params, sum(len(s.tokens) for s in flat))
-        return Generations([flat[i * n : (i + 1) * n] for i in range(len(prompts))], prefill, decode)
+        prefilled = sum(len(p) for p in prompts) * (1 if self.share_prefix else n)
+        prefill = sample_flops(n_params, prefilled)
+        decode = sample_flops(n_params, sum(len(s.tokens) for grp in samples for s in grp))
+        return Generations(samples, prefill, decode)
 
-    def _generate_rows(self, rows: list[list[int]], params: SamplingParams, gen: torch.Generator) -> list[Sample]:
+    def _generate_groups(self, prompts: list[list[int]], n: int, params: SamplingParams, u: torch.Tensor) -> list[Sample]:
+        """n samples of each prompt, group-major: rows k*n .. k*n+n-1 belong to prompts[k]."""
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
+        rows = prompts if self.share_prefix else [p for p in prompts for _ in range(n)]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -103,28 +134,42 @@ class Sampler:
             mask[i, width - len(r) :] = 1
         ids, mask = ids.to(device), mask.to(device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **self._keep)
+        with self.autocast():
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **self._keep)
         cache, logits, last_pos = getattr(out, self._cache_kw), out.logits[:, -1], pos[:, -1]
-        tokens = torch.empty((len(rows), 0), dtype=torch.long)
-        logps = torch.empty((len(rows), 0))
-        done = torch.zeros(len(rows), dtype=torch.bool)
-        for _ in range(params.max_new_tokens):
-            nxt, lp = _pick(logits, params, gen)
-            nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt.cpu())
-            tokens, logps = torch.cat([tokens, nxt[:, None]], 1), torch.cat([logps, lp.cpu()[:, None]], 1)
-            done |= nxt == self.eos_id
-            if done.all():
+        if self.share_prefix and n > 1:  # one prefill per group, its cache repeated for the n samples
+            cache.batch_repeat_interleave(n)
+            logits, mask, last_pos = (t.repeat_interleave(n, dim=0) for t in (logits, mask, last_pos))
+        total = len(prompts) * n
+        tokens = torch.full((total, params.max_new_tokens), self.pad_id, dtype=torch.long)
+        logps = torch.zeros((total, params.max_new_tokens))
+        length = torch.full((total,), params.max_new_tokens, dtype=torch.long)
+        live = torch.arange(total)  # the batch's rows (global row ids), in batch order
+        running = torch.ones(total, dtype=torch.bool)  # batch rows that have not produced EOS
+        for t in range(params.max_new_tokens):
+            nxt, lp = _pick(logits, params, u[live, t].to(logits.device))
+            nxt, lp = nxt.cpu(), lp.cpu()
+            tokens[live[running], t], logps[live[running], t] = nxt[running], lp[running]
+            finished = running & (nxt == self.eos_id)
+            length[live[finished]] = t + 1
+            running &= ~finished
+            if not running.any() or t + 1 == params.max_new_tokens:
                 break
-            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long, device=device)], 1)
+            if running.sum() <= 0.75 * len(live):
+                # Retire finished rows in bulk: each retirement copies the KV cache, so doing it per
+                # finished row would cost more than the rows it saves. Until then they ride along.
+                keep = running.nonzero().squeeze(-1)
+                cache.batch_select_indices(keep.to(device))
+                live, nxt, running = live[keep], nxt[keep], running[keep]
+                mask, last_pos = mask[keep.to(device)], last_pos[keep.to(device)]
+            mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long, device=device)], 1)
             last_pos = last_pos + 1
-            out = self.model(
-                input_ids=nxt[:, None].to(device), attention_mask=mask, position_ids=last_pos[:, None],
-                use_cache=True, **{self._cache_kw: cache},
-            )
+            with self.autocast():
+                out = self.model(
+                    input_ids=nxt[:, None].to(device), attention_mask=mask, position_ids=last_pos[:, None],
+                    use_cache=True, **{self._cache_kw: cache},
+                )
             cache, logits = getattr(out, self._cache_kw), out.logits[:, -1]
         self.model.train(was_training)
-        samples = []
-        for row_tokens, row_logps in zip(tokens.tolist(), logps.tolist()):
-            n_real = row_tokens.index(self.eos_id) + 1 if self.eos_id in row_tokens else len(row_tokens)
-            samples.append(Sample(row_tokens[:n_real], row_logps[:n_real], self.eos_id not in row_tokens))
-        return samples
+        return [Sample(tokens[r, : length[r]].tolist(), logps[r, : length[r]].tolist(),
+                       tokens[r, length[r] - 1].item() != self.eos_id) for r in range(total)]

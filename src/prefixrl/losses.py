@@ -10,16 +10,35 @@ import torch
 from prefixrl.mask import Batch
 
 
-def token_logprobs(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-prob of each next token and the policy's entropy at that position, both [B, T-1].
+def token_logprobs(model, batch: Batch, backbone=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-prob of each trained next token and the policy's entropy there, both [B, T-1], zero where
+    `batch.mask` is 0.
 
-    Right padding only follows real tokens, so the causal model needs no attention mask.
+    Only trained positions reach the vocabulary projection: prompt and prefix positions are context
+    (paper §3.6), so computing their logits would be wasted work, and with long prefixes and a large
+    vocabulary it is most of the work. `backbone` is the model without its LM head (default
+    `model.base_model`; a torch.compile'd one works too). Models that post-process their logits
+    (soft-capping, logit scales) take the full forward instead. Right padding only follows real
+    tokens, so the causal model needs no attention mask.
     """
-    logits = model(input_ids=batch.ids).logits[:, :-1].float()
+    sel = batch.mask.bool()
+    target = batch.ids[:, 1:][sel]
+    if _plain_head(model):
+        hidden = (model.base_model if backbone is None else backbone)(input_ids=batch.ids).last_hidden_state[:, :-1][sel]
+        logits = model.get_output_embeddings()(hidden).float()  # [N, V], N = trained tokens
+    else:
+        logits = model(input_ids=batch.ids).logits[:, :-1][sel].float()
     logp_all = torch.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, batch.ids[:, 1:, None]).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    logp, entropy = logp_all.new_zeros(batch.mask.shape), logp_all.new_zeros(batch.mask.shape)
+    logp[sel] = logp_all.gather(-1, target[:, None]).squeeze(-1)
+    entropy[sel] = -(logp_all.exp() * logp_all).sum(-1)
     return logp, entropy
+
+
+def _plain_head(model) -> bool:
+    """True when logits = lm_head(last hidden state), nothing more."""
+    cfg = model.config
+    return not any(getattr(cfg, k, None) for k in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
 
 
 def sft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

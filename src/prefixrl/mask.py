@@ -47,3 +47,17 @@ def make_batch(context: list[list[int]], trained: list[list[int]], pad_id: int) 
     lengths = torch.tensor([len(s) for s in seqs])
     starts = torch.tensor([len(c) for c in context])
     return Batch(ids, trained_mask(lengths, starts, width), lengths)
+
+
+def micro_batches(context: list[list[int]], trained: list[list[int]], max_tokens: int) -> list[list[int]]:
+    """Row indices grouped into micro-batches of at most `max_tokens` padded tokens (a longer row gets
+    one of its own). Rows are sorted by length first, so each micro-batch pads to nearly its own rows'
+    length: with prefixes of every length in one step, padding would otherwise dominate."""
+    lengths = [len(c) + len(t) for c, t in zip(context, trained)]
+    out: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if out and (len(out[-1]) + 1) * lengths[i] <= max_tokens:  # sorted: row i is the longest so far
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out

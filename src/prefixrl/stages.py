@@ -291,6 +291,12 @@ class TrainConfig(TaskOptions):
     """offpolicy: upper clip of the token-level importance weights."""
     shaping_gamma: float = RLSettings.shaping_gamma
     """luffy: γ of the policy shaping p/(p+γ)."""
+    precision: str = RLSettings.precision
+    """auto | bf16 | fp32. auto: bf16 autocast where the hardware has native bf16 (not AVX2-only CPUs)."""
+    compile: bool = RLSettings.compile
+    """torch.compile the model's backbone for the training forward (first steps pay the compile)."""
+    micro_batch_tokens: int = RLSettings.micro_batch_tokens
+    """Padded tokens per training micro-batch; rows are length-bucketed and gradients accumulated."""
     seed: int = 0
 
     def check(self) -> None:

@@ -62,8 +62,10 @@ from prefixrl.losses import (
     token_logprobs,
     weighted_pg_loss,
 )
-from prefixrl.mask import make_batch
+from prefixrl.mask import make_batch, micro_batches
 from prefixrl.model import load, param_count
+from prefixrl.precision import CHOICES as PRECISIONS
+from prefixrl.precision import autocast
 from prefixrl.prefixes import Prefix
 from prefixrl.render import decode_response, render_prompt
 from prefixrl.sft import sft_on_traces
@@ -113,6 +115,9 @@ class RLSettings:
     max_nonfinite_steps: int = 5  # stop after this many consecutive steps with a non-finite loss or gradient
     save_every: int = 0  # also save the policy (HF format) to out/step-NNNNNN every this many steps; 0 = final only
     checkpoint_every: int = 25  # full checkpoint (policy, optimizer, ledger, RNG) for exact --resume
+    precision: str = "auto"  # auto | bf16 | fp32: bf16 autocast only where the hardware has it natively
+    compile: bool = False  # torch.compile the model's backbone for the training forward
+    micro_batch_tokens: int = 8192  # padded tokens per training micro-batch (gradients are accumulated)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -120,6 +125,10 @@ class RLSettings:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if not 0.0 <= self.mix <= 1.0:
             raise ValueError(f"mix must be in [0, 1], got {self.mix}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose from: {', '.join(PRECISIONS)}")
+        if self.micro_batch_tokens < 1:
+            raise ValueError(f"micro_batch_tokens must be >= 1, got {self.micro_batch_tokens}")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if self.prompts_per_step < 1 or self.samples_per_prompt < 2:
@@ -205,7 +214,10 @@ def train_rl(
             return json.loads((out / "result.json").read_text())["result"]
     torch.manual_seed(cfg.seed)
     n_params = param_count(model)
-    engine = Sampler(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    device = next(model.parameters()).device
+    amp = autocast(cfg.precision, device)
+    backbone = torch.compile(model.base_model, dynamic=True) if cfg.compile else None
+    engine = Sampler(model, tokenizer.eos_token_id, tokenizer.pad_token_id, autocast=amp)
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
     trace_of = {t.problem_id: t for t in traces} if method.offpolicy else {}
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
@@ -289,12 +301,21 @@ def train_rl(
         rows = [(g, i) for g, a in enumerate(advs) if a.abs().sum() > 0 for i in range(len(groups[g]))]
         grad_norm = 0.0
         if rows:
-            batch = make_batch([prompts[g] for g, _ in rows], [groups[g][i][0] for g, i in rows], tokenizer.pad_token_id)
-            logp, _ = token_logprobs(model, batch)
-            weights = token_weights(method, cfg, logp, batch.mask, [groups[g][i][1] for g, i in rows], logp_base)
-            loss = weighted_pg_loss(logp, batch.mask, torch.stack([advs[g][i] for g, i in rows]), weights, norm)
-            grad_norm, applied = guarded_update(model, opt, loss, cfg.grad_clip)
-            ledger.add("rl/train", train_flops(n_params, int(batch.lengths.sum())))
+            context = [prompts[g] for g, _ in rows]
+            trained = [groups[g][i][0] for g, i in rows]
+
+            def micro_losses():  # length-bucketed micro-batches; `norm` is constant, so their sum is the loss
+                for mb in micro_batches(context, trained, cfg.micro_batch_tokens):
+                    batch = make_batch([context[r] for r in mb], [trained[r] for r in mb], tokenizer.pad_token_id)
+                    with amp():
+                        logp, _ = token_logprobs(model, batch, backbone)
+                    weights = token_weights(method, cfg, logp, batch.mask, [groups[rows[r][0]][rows[r][1]][1] for r in mb],
+                                            logp_base)
+                    advantages = torch.stack([advs[rows[r][0]][rows[r][1]] for r in mb])
+                    yield weighted_pg_loss(logp, batch.mask, advantages, weights, norm)
+
+            grad_norm, applied = guarded_update(model, opt, micro_losses(), cfg.grad_clip)
+            ledger.add("rl/train", train_flops(n_params, sum(len(c) + len(t) for c, t in zip(context, trained))))
             skips = 0 if applied else skips + 1
             if skips >= cfg.max_nonfinite_steps:
                 save_policy(out / "final", model, tokenizer)  # parameters are those of the last finite step
@@ -383,16 +404,20 @@ class NonFiniteError(RuntimeError):
     """Training stopped after repeated non-finite steps."""
 
 
-def guarded_update(model, opt, loss: torch.Tensor, grad_clip: float) -> tuple[float, bool]:
+def guarded_update(model, opt, losses, grad_clip: float) -> tuple[float, bool]:
     """Backward, clip, and step only if the loss and the gradient norm are finite.
 
+    `losses` is the step's loss, or an iterable of micro-batch losses that sum to it (each is
+    backpropagated as it comes, so only one micro-batch's graph is alive at a time).
     A skipped step leaves parameters and optimizer state untouched (the gradients are dropped).
     Returns (gradient norm before clipping, whether the step was applied).
     """
     opt.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):
-        return float("nan"), False
-    loss.backward()
+    for loss in [losses] if isinstance(losses, torch.Tensor) else losses:
+        if not torch.isfinite(loss):
+            opt.zero_grad(set_to_none=True)
+            return float("nan"), False
+        loss.backward()
     grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
     if not math.isfinite(grad_norm):
         opt.zero_grad(set_to_none=True)

@@ -1,0 +1,40 @@
+"""Numeric precision of forward passes: bf16 autocast where the hardware has native bf16, else float32.
+
+bf16 is a speed choice, never a default that can silently cost 10×: on a CPU without native bf16
+(AVX2 only, like the 2-core machines this project is developed on) oneDNN emulates it, and a training
+step measured 13× slower than float32 (docs/performance.md). So "auto" asks the hardware, and the
+optimizer state and the loss stay float32 either way (autocast changes matmuls, not parameters).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import torch
+
+CHOICES = ("auto", "bf16", "fp32")
+
+
+def native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # AVX512-BF16 or AMX
+    return False
+
+
+def resolve(precision: str, device: torch.device) -> str:
+    """"auto" → "bf16" where `device` computes bf16 natively, else "fp32"."""
+    if precision not in CHOICES:
+        raise ValueError(f"unknown precision {precision!r}; choose from: {', '.join(CHOICES)}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def autocast(precision: str, device: torch.device):
+    """A zero-argument context-manager factory for the forward passes at `precision` (resolved)."""
+    if resolve(precision, device) == "fp32":
+        return contextlib.nullcontext
+    return functools.partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
