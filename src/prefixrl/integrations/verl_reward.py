@@ -45,6 +45,8 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **_)
     problem_id, prefix_text. Returns {"score", "prefixed"}; verl logs both, so the reward on prefixed
     and unprefixed rows can be told apart."""
     info = extra_info or {}
+    if "task" not in info or "question" not in info:
+        raise ValueError("verl row without extra_info.task/question: export it with `prefixrl export --format verl`")
     pool, lock = _pool(info["task"])
     problem = Problem(info["problem_id"], "", info["question"], ground_truth)
     with lock:
