@@ -118,3 +118,24 @@ def test_corrupting_a_valid_trace_store_is_caught(cut, data, task, tok, tmp_path
         assert str(path) in str(e)
         return
     assert loaded == traces and not rejected  # the flip hit bytes that carry no data (e.g. statistics)
+
+
+def test_a_flip_that_breaks_utf8_in_a_string_column_is_bad_input(task, tok, tmp_path):
+    """Found by the property above in CI: byte 172 ^ 128 of this store made pyarrow's decoding raise
+    UnicodeDecodeError, which escaped the loader."""
+    from conftest import reference_traces
+
+    from prefixrl.traces import save_traces
+
+    path = tmp_path / "ok.parquet"
+    traces = reference_traces(task, tok, 3)
+    save_traces(path, traces)
+    blob = bytearray(path.read_bytes())
+    blob[172] ^= 128
+    path.write_bytes(bytes(blob))
+    try:
+        loaded, rejected = load_traces(path, task, tok)
+    except BadInput as e:
+        assert str(path) in str(e) and "\n" not in str(e)
+    else:
+        assert loaded == traces and not rejected

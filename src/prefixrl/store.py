@@ -63,8 +63,8 @@ def read_meta(path: str | Path) -> dict:
     try:
         raw = (pq.read_schema(path).metadata or {}).get(b"prefixrl.meta", b"{}")
         return json.loads(raw)
-    except (pa.ArrowInvalid, OSError, json.JSONDecodeError) as e:
-        raise BadInput(f"{path}: not a readable Parquet file ({e})") from None
+    except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
+        raise BadInput(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})".splitlines()[0]) from None
 
 
 def write_json_atomic(path: str | Path, obj) -> None:
@@ -76,14 +76,16 @@ def read_records(path: str | Path, schema: pa.Schema) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path}: no such file")
-    try:
+    try:  # decoding is part of reading: a flipped byte in a string column surfaces as bad UTF-8 here
         table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise BadInput(f"{path}: not a readable Parquet file ({e})") from None
+        rows = table.to_pylist()
+        digest = (table.schema.metadata or {}).get(b"prefixrl.sha256")
+        digest = digest.decode() if digest is not None else None
+    except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError) as e:
+        raise BadInput(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})".splitlines()[0]) from None
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
         raise BadInput(f"{path}: missing field(s) {', '.join(missing)}")
-    digest = (table.schema.metadata or {}).get(b"prefixrl.sha256")
-    if digest is not None and digest.decode() != _digest(table.to_pylist()):
+    if digest is not None and digest != _digest(rows):
         raise BadInput(f"{path}: content does not match the hash stored with it (corrupt or edited)")
-    return table.select([f.name for f in schema]).to_pylist()
+    return [{f.name: row[f.name] for f in schema} for row in rows]

@@ -303,16 +303,16 @@ def train_rl(
         if rows:
             context = [prompts[g] for g, _ in rows]
             trained = [groups[g][i][0] for g, i in rows]
+            row_trace = [groups[g][i][1] for g, i in rows]  # None for the policy's own samples
+            row_adv = torch.stack([advs[g][i] for g, i in rows])
 
             def micro_losses():  # length-bucketed micro-batches; `norm` is constant, so their sum is the loss
                 for mb in micro_batches(context, trained, cfg.micro_batch_tokens):
                     batch = make_batch([context[r] for r in mb], [trained[r] for r in mb], tokenizer.pad_token_id)
                     with amp():
                         logp, _ = token_logprobs(model, batch, backbone)
-                    weights = token_weights(method, cfg, logp, batch.mask, [groups[rows[r][0]][rows[r][1]][1] for r in mb],
-                                            logp_base)
-                    advantages = torch.stack([advs[rows[r][0]][rows[r][1]] for r in mb])
-                    yield weighted_pg_loss(logp, batch.mask, advantages, weights, norm)
+                    weights = token_weights(method, cfg, logp, batch.mask, [row_trace[r] for r in mb], logp_base)
+                    yield weighted_pg_loss(logp, batch.mask, row_adv[mb], weights, norm)
 
             grad_norm, applied = guarded_update(model, opt, micro_losses(), cfg.grad_clip)
             ledger.add("rl/train", train_flops(n_params, sum(len(c) + len(t) for c, t in zip(context, trained))))
