@@ -42,8 +42,8 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **_)
     """verl's custom_reward_function: reward 1 iff the task judges prefix text + response correct.
 
     extra_info is the row's (from `prefixrl export --format verl`): task (JSON spec), question,
-    problem_id, prefix_text. Returns {"score", "prefixed"}; verl logs both, so the reward on prefixed
-    and unprefixed rows can be told apart."""
+    problem_id, prefix_text. Returns {"score", "prefixed"}; verl's reward manager keeps both in its
+    reward_extra_info, so the reward on prefixed and unprefixed rows can be told apart."""
     info = extra_info or {}
     if "task" not in info or "question" not in info:
         raise ValueError("verl row without extra_info.task/question: export it with `prefixrl export --format verl`")
