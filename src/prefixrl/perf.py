@@ -118,23 +118,26 @@ def train_rows(tok, task, problems, n: int, fraction: float, max_new: int, seed:
     return context, trained
 
 
+def pg_losses(model, tok, context, trained, adv, plain: bool = False):
+    """The update's micro-batch losses, as `train_rl` builds them (plain: the path before issue 7,
+    full-vocabulary logits at every position in one padded batch)."""
+    norm = float(len(context) * 128)
+    groups = [list(range(len(context)))] if plain else micro_batches(context, trained, RLSettings.micro_batch_tokens)
+    for mb in groups:
+        b = make_batch([context[i] for i in mb], [trained[i] for i in mb], tok.pad_token_id)
+        if plain:
+            logits = model(input_ids=b.ids).logits[:, :-1].float()
+            logp = torch.log_softmax(logits, -1).gather(-1, b.ids[:, 1:, None]).squeeze(-1)
+        else:
+            logp, _ = token_logprobs(model, b)
+        yield weighted_pg_loss(logp, b.mask, adv[mb], torch.ones_like(logp), norm)
+
+
 def train_step_seconds(model, tok, context, trained, repeats: int, plain: bool = False) -> float:
     opt = torch.optim.AdamW(model.parameters(), lr=0.0)  # lr 0: time the update, keep the weights
     adv = torch.linspace(-1, 1, len(context))
-    norm = float(len(context) * 128)
-
-    def losses():
-        groups = [list(range(len(context)))] if plain else micro_batches(context, trained, RLSettings.micro_batch_tokens)
-        for mb in groups:
-            b = make_batch([context[i] for i in mb], [trained[i] for i in mb], tok.pad_token_id)
-            if plain:  # full-vocabulary logits over every position, as before issue 7
-                logits = model(input_ids=b.ids).logits[:, :-1].float()
-                logp = torch.log_softmax(logits, -1).gather(-1, b.ids[:, 1:, None]).squeeze(-1)
-            else:
-                logp, _ = token_logprobs(model, b)
-            yield weighted_pg_loss(logp, b.mask, adv[mb], torch.ones_like(logp), norm)
-
-    return best_seconds(lambda: guarded_update(model, opt, losses(), 1.0), repeats)
+    return best_seconds(lambda: guarded_update(model, opt, pg_losses(model, tok, context, trained, adv, plain), 1.0),
+                        repeats)
 
 
 def rl_step_seconds(model, tok, task, problems, n: int, params: SamplingParams, fraction: float, repeats: int) -> float:
@@ -152,14 +155,7 @@ def rl_step_seconds(model, tok, task, problems, n: int, params: SamplingParams, 
         context = [pr for pr, grp in zip(prompts, gens.samples) for _ in grp]
         trained = [x.tokens for grp in gens.samples for x in grp]
         adv = rewards - rewards.mean() + torch.linspace(-0.1, 0.1, len(rewards))  # every row trains: worst case
-
-        def losses():
-            for mb in micro_batches(context, trained, RLSettings.micro_batch_tokens):
-                b = make_batch([context[i] for i in mb], [trained[i] for i in mb], tok.pad_token_id)
-                logp, _ = token_logprobs(model, b)
-                yield weighted_pg_loss(logp, b.mask, adv[mb], torch.ones_like(logp), float(len(context) * 128))
-
-        guarded_update(model, opt, losses(), 1.0)
+        guarded_update(model, opt, pg_losses(model, tok, context, trained, adv), 1.0)
 
     return best_seconds(step, repeats)
 
@@ -202,9 +198,7 @@ def run_perf(cfg, task) -> dict:
     step_problems = problems[: 4 if cfg.quick else 8]
     res["step_seconds_by_prefix_fraction"] = {
         str(f): rl_step_seconds(model, tok, task, step_problems, n, params, f, repeats) for f in FRACTIONS}
-    if res["machine"]["native_bf16"] or cfg.quick:
-        res["bf16_note"] = "native bf16: see --precision auto"
-    else:  # one side-by-side step, to document why auto means fp32 here
+    if not res["machine"]["native_bf16"] and not cfg.quick:  # one side-by-side step: why auto means fp32 here
         res["bf16_train_seconds"] = _bf16_step(model, tok, context[:8], trained[:8])
         res["fp32_train_seconds_same_rows"] = train_step_seconds(model, tok, context[:8], trained[:8], 1)
     write_performance_md(cfg.out / "performance.md", res, cfg)
