@@ -37,10 +37,12 @@ def reference_traces(task, tok, n=6, seed=0, source="test"):
     return out
 
 
-def pretrain_tiny(folder, steps=2, hard_steps=6):
-    """A tiny base model folder through the real `prefixrl pretrain` CLI (prefixrl.json names the task)."""
+def pretrain_tiny(folder, steps=2, hard_steps=6, *extra):
+    """A tiny base model folder through the real `prefixrl pretrain` CLI (prefixrl.json names the task).
+    Uncalibrated unless `extra` says otherwise: a 2-step model cannot reach any regime target."""
     from prefixrl.cli import main
 
     assert main(["pretrain", "--out", str(folder), "--steps", str(steps), "--hidden", "32", "--layers", "1",
-                 "--heads", "2", "--ffn", "64", "--easy-max-steps", str(hard_steps), "--hard-steps", str(hard_steps)]) == 0
+                 "--heads", "2", "--ffn", "64", "--easy-max-steps", str(hard_steps), "--hard-steps", str(hard_steps),
+                 "--calibration", "none", *extra]) == 0
     return folder

@@ -1,7 +1,9 @@
 """Exact resume after SIGKILL, for real `prefixrl train` and `prefixrl collect` subprocesses.
 
-The preset's base model, traces and prefixes are built once per session (the demo's quick configuration);
-each test then compares a run killed mid-way and resumed with an uninterrupted one.
+A small calibrated base, traces of the reference solver (imported, so no test waits on sampling luck)
+and their prefixes are built once per module; each test then compares a run killed mid-way and resumed
+with an uninterrupted one. The collection test samples for real, from a base whose regime it asserts
+first: exact pass@1 makes "no trace at all" and "finished before the kill" vanishingly unlikely.
 """
 
 import json
@@ -23,6 +25,9 @@ from prefixrl.checkpoint import (
     verify_folder,
     write_folder,
 )
+from prefixrl import regime
+from prefixrl.model import load
+from prefixrl.stages import task_of
 from prefixrl.store import BadInput, read_meta, read_records
 from prefixrl.traces import TRACE_SCHEMA
 
@@ -49,17 +54,33 @@ def kill_when(args: list[str], ready, timeout: float = 600) -> None:
     proc.wait()
 
 
+PROBLEMS = 16
+
+
 @pytest.fixture(scope="module")
 def preset(tmp_path_factory):
     d = tmp_path_factory.mktemp("preset")
-    r = run("train", "--preset", "quick", "--preset-dir", str(d), "--steps", "1", "--out", str(d / "warmup"))
+    r = run("pretrain", "--out", str(d / "base"), "--steps", "400", "--hidden", "64", "--layers", "2", "--heads", "2",
+            "--ffn", "128", "--easy-max-steps", "6", "--hard-steps", "6", "--target-pass1", "0.02",
+            "--calibration-problems", "64")
     assert r.returncode == 0, r.stderr[-2000:]
+    task = task_of(d / "base")
+    rows = [{"problem_id": p.id, "trace": task.solution(p)} for p in task.problems("hard_train", PROBLEMS, 0)]
+    (d / "ref.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    for args in (["collect", "--model", str(d / "base"), "--out", str(d / "traces.parquet"), "--problems", str(PROBLEMS),
+                  "--import-file", str(d / "ref.jsonl")],
+                 ["prefixes", "--model", str(d / "base"), "--traces", str(d / "traces.parquet"),
+                  "--out", str(d / "prefixes.parquet")]):
+        r = run(*args)
+        assert r.returncode == 0, r.stderr[-2000:]
     return d
 
 
 def train_args(preset: Path, out: Path) -> list[str]:
-    return ["train", "--preset", "quick", "--preset-dir", str(preset), "--method", "prefixrl", "--steps", "12",
-            "--seed", "3", "--deterministic", "--checkpoint-every", "4", "--eval-every", "5", "--out", str(out)]
+    return ["train", "--model", str(preset / "base"), "--prefixes", str(preset / "prefixes.parquet"),
+            "--traces", str(preset / "traces.parquet"), "--problems", str(PROBLEMS), "--method", "prefixrl",
+            "--steps", "12", "--seed", "3", "--deterministic", "--checkpoint-every", "4", "--eval-every", "5",
+            "--out", str(out)]
 
 
 def steps_logged(out: Path) -> int:
@@ -97,8 +118,19 @@ def test_train_killed_mid_run_resumes_bit_identical(preset, tmp_path):
 
 
 def collect_args(preset: Path, out: Path) -> list[str]:
-    return ["collect", "--model", str(preset / "base"), "--out", str(out), "--problems", "10", "--cap", "256",
+    return ["collect", "--model", str(preset / "base"), "--out", str(out), "--problems", str(PROBLEMS), "--cap", "256",
             "--per-round", "16", "--seed", "5"]
+
+
+def test_the_collection_regime_makes_the_kill_test_certain(preset):
+    """The collect test needs at least one trace, and a collection still running after 3 rounds (48 samples
+    per problem). Both follow from the base's exact per-problem pass@1, checked here, not hoped for."""
+    model, tok = load(preset / "base")
+    task = task_of(preset / "base")
+    p, _ = regime.teacher_force(model, tok, task, task.problems("hard_train", PROBLEMS, 0)).per_problem()
+    assert regime.expected_collection(p, 256)["p_no_trace"] < 1e-6
+    all_solved_in_3_rounds = float(torch.prod(-torch.expm1(48 * torch.log1p(-p))))
+    assert all_solved_in_3_rounds < 1e-6
 
 
 def rounds_saved(path: Path) -> int:

@@ -135,6 +135,9 @@ class BenchConfig:
     teacher_accuracy: float = PretrainConfig.teacher_accuracy
     """Per-step accuracy of the base model's imperfect teacher."""
     pretrain_steps: int = PretrainConfig.steps
+    calibration: str = PretrainConfig.calibration
+    """Base calibration (logit-scale or none; docs/model.md). perf at toy size needs none: a base
+    pretrained for a few steps reaches no regime target."""
     collect_cap: int = 1024
     """Most samples per problem in rejection sampling."""
     bands: bool = True
@@ -164,7 +167,7 @@ def run_paper(cfg: BenchConfig, task) -> dict:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}")
     clock = WallClock(cfg.work)
     pcfg = PretrainConfig(out=cfg.work / "base", steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy,
-                          easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)
+                          easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps, calibration=cfg.calibration)
     ensure_pretrained(pcfg, progress=cfg.progress)
     base, tok = load(cfg.work / "base")
     params = SamplingParams(max_new_tokens=2 * task.slots + 4)
@@ -328,7 +331,7 @@ def run_cross_family(cfg: BenchConfig, task) -> dict:
 
     clock = WallClock(cfg.work, "cross-family")
     common = dict(steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy, easy_max_steps=cfg.hard_steps,
-                  hard_steps=cfg.hard_steps)
+                  hard_steps=cfg.hard_steps, calibration=cfg.calibration)
     ensure_pretrained(PretrainConfig(out=cfg.work / "base", **common), progress=cfg.progress)
     ensure_pretrained(PretrainConfig(out=cfg.work / "base-qwen2", arch="qwen2", tokenizer="pairs", seed=1, **common),
                       progress=cfg.progress)

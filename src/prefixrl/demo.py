@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from prefixrl import regime
 from prefixrl.collect import rejection_sample
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
@@ -58,6 +59,10 @@ class DemoConfig:
     """Per-step accuracy of the imperfect teacher the base model is pretrained on (sets its pass rate)."""
     final_samples: int = 16
     """Samples per problem for the final pass@1."""
+    target_pass1: float | None = None
+    """Exact hard-train pass@1 the base is calibrated to (default: teacher_accuracy ** hard_steps)."""
+    min_yield: float = 0.25
+    """Stop before rejection sampling if it is expected (exactly) to solve less than this share of problems."""
     progress: bool = True
     """Show progress bars."""
 
@@ -85,9 +90,10 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
     pcfg = PretrainConfig(out=out / "base", steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy,
-                          easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps, seed=cfg.seed)
+                          easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps, seed=cfg.seed,
+                          target_pass1=cfg.target_pass1)
 
-    # 1. the base model (reused when the same configuration was pretrained before in this folder)
+    # 1. the base model, calibrated (reused when the same configuration was pretrained before here)
     ensure_pretrained(pcfg, progress=cfg.progress)
     model, tok = load(out / "base")
     engine = Sampler(model, tok.eos_token_id, tok.pad_token_id)
@@ -95,9 +101,16 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
     splits = {s: task.problems(s, n, cfg.seed) for s, n in
               [("easy", cfg.heldout_problems), ("hard_train", cfg.train_problems), ("hard_heldout", cfg.heldout_problems)]}
 
-    # 2. base pass@k on unprefixed problems
+    # 2. the regime, measured exactly, and its gates, before anything is sampled
+    exact = {s: regime.measure(model, tok, task, probs, cap=cfg.collect_cap if s == "hard_train" else None)
+             for s, probs in splits.items()}
+    regime_gates = regime.gates(exact["hard_train"], pcfg.target(), cfg.min_yield)
+    regime.check_gates(regime_gates, str(out / "base"))
+
+    # 3. base pass@k on unprefixed problems, sampled
     ks = [1, 8, 64]
-    base = {"pass@1": {}, "pass@k": {}}
+    base = {"pass@1": {}, "pass@k": {}, "exact": exact,
+            "calibration": json.loads((out / "base" / "prefixrl.json").read_text())["calibration"]}
     for split, probs in splits.items():
         r = evaluate(engine, tok, task, probs, cfg.base_samples, params, seed=cfg.seed + 1, progress=cfg.progress,
                      desc=f"base pass@k {split}")
@@ -105,7 +118,7 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
         for k, v in _pass_at_ks(r, ks).items():
             base["pass@k"].setdefault(k, {})[split] = v
 
-    # 3. rejection sampling with the base model
+    # 4. rejection sampling with the base model
     col = rejection_sample(engine, tok, task, splits["hard_train"], params, source=str(out / "base"),
                            cap=cfg.collect_cap, seed=cfg.seed, progress=cfg.progress)
     save_traces(out / "traces.parquet", col.traces)
@@ -115,7 +128,7 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
                        "raise --collect-cap or --teacher-accuracy, or lower --hard-steps")
     rs_flops = col.ledger.total()
 
-    # 4. prefixes (paper rule: 3 cuts per trace at U[0.4, 0.8] of its tokens)
+    # 5. prefixes (paper rule: 3 cuts per trace at U[0.4, 0.8] of its tokens)
     prefixes = cut_prefixes(col.traces, task, tok, seed=cfg.seed)
     save_prefixes(out / "prefixes.parquet", prefixes)
     traced = [t.problem for t in col.traces]
@@ -125,7 +138,7 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
         r = evaluate(engine, tok, task, traced, cfg.base_samples // 2 or 1, params, seed=cfg.seed + 2, prefixes=pre)
         prefix_success[f"{int(f * 100)}%"] = r.pass_at(1)
 
-    # 5. PrefixRL, then standard RL with the same total FLOPs
+    # 6. PrefixRL, then standard RL with the same total FLOPs
     rl = RLSettings(steps=cfg.rl_steps, lr=cfg.rl_lr, seed=cfg.seed, max_new_tokens=params.max_new_tokens)
     methods, runs = {}, {}
     for name in ("prefixrl", "rl"):
@@ -149,10 +162,10 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
         methods[name] = {"curve": runs[name]["curve"], "final": final, "flops_total": runs[name]["curve"][-1]["flops"],
                          "steps": runs[name]["steps"]}
 
-    # 6. report
+    # 7. report
     rl_steps = [json.loads(l) for l in (out / "runs" / "rl" / "metrics.jsonl").read_text().splitlines()]
     rl_steps = [r for r in rl_steps if r["kind"] == "step"][:100]
-    gates = {"rl_steps_checked": len(rl_steps),
+    gates = {"regime": regime_gates, "rl_steps_checked": len(rl_steps),
              "rl_steps_with_signal": sum(r["zero_adv_groups"] < 1.0 for r in rl_steps),
              "collect_solved_share": col.summary()["solved"] / max(1, col.summary()["problems"]),
              "prefix80_success": prefix_success["80%"]}

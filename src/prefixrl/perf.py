@@ -163,7 +163,7 @@ def rl_step_seconds(model, tok, task, problems, n: int, params: SamplingParams, 
 def run_perf(cfg, task) -> dict:
     """cfg: a BenchConfig (work, out, quick, json, hard_steps, pretrain settings)."""
     pcfg = PretrainConfig(out=cfg.work / "base", steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy,
-                          easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)
+                          easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps, calibration=cfg.calibration)
     ensure_pretrained(pcfg, progress=cfg.progress)
     model, tok = load(cfg.work / "base")
     model.eval()

@@ -1,9 +1,11 @@
-"""Numeric precision of forward passes: bf16 autocast where the hardware has native bf16, else float32.
+"""Numeric precision of forward passes: "auto" is bf16 autocast on a GPU with native bf16, else float32.
 
-bf16 is a speed choice, never a default that can silently cost 10×: on a CPU without native bf16
-(AVX2 only, like the 2-core machines this project is developed on) oneDNN emulates it, and a training
-step measured 13× slower than float32 (docs/performance.md). So "auto" asks the hardware, and the
-optimizer state and the loss stay float32 either way (autocast changes matmuls, not parameters).
+bf16 is a speed choice, never a default that can silently cost 10× or change results by machine: on a
+CPU without native bf16 (AVX2 only) oneDNN emulates it, and a training step measured 13× slower than
+float32 (docs/performance.md). CPUs that do have it (AVX512-BF16, AMX) would compute the embedded
+default in another precision than the CPUs that do not, so the same command would train differently on
+two laptops. So on CPU "auto" means float32 everywhere; `--precision bf16` opts in. The optimizer state
+and the loss stay float32 either way (autocast changes matmuls, not parameters).
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve(precision: str, device: torch.device) -> str:
-    """"auto" → "bf16" where `device` computes bf16 natively, else "fp32"."""
+    """"auto" → "bf16" on a GPU that computes bf16 natively, else "fp32" (every CPU: see above)."""
     if precision not in CHOICES:
         raise ValueError(f"unknown precision {precision!r}; choose from: {', '.join(CHOICES)}")
     if precision == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
+        return "bf16" if device.type == "cuda" and native_bf16(device) else "fp32"
     return precision
 
 

@@ -1,9 +1,11 @@
-"""`prefixrl pretrain`: make the embedded base model — a weak reasoner by construction.
+"""`prefixrl pretrain`: make the embedded base model — a weak reasoner by construction, calibrated.
 
 A random-init Llama learns the chain task from an *imperfect teacher* on easy (short) problems: each
 step value in the teacher's traces is right with probability `teacher_accuracy` (docs/task.md). Data is
-drawn fresh every step, so nothing is memorised; the model converges to the teacher's per-step accuracy,
-which fixes its hard-problem pass rate without depending on when pretraining stops.
+drawn fresh every step, so nothing is memorised. Where pretraining lands still depends on float
+rounding (the CPU, the thread count), and hard pass@1 ≈ p^H magnifies it; so the trained base is then
+calibrated to a hard-train pass@1 fixed in advance, measured exactly (`prefixrl.regime`), and the
+measurement is saved beside the weights in `regime.json`.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from prefixrl import regime
 from prefixrl.flops import Ledger
 from prefixrl.mask import make_batch
-from prefixrl.model import ModelShape, build_model, param_count
+from prefixrl.model import ModelShape, build_model, load, param_count
 from prefixrl.render import encode_response, render_prompt
 from prefixrl.sft import sft_step
 from prefixrl.tasks.chain import ChainTask
@@ -57,12 +60,31 @@ class PretrainConfig:
     ffn: int = 384
     seed: int = 0
     """Seed for initialisation and data."""
+    calibration: str = "logit-scale"
+    """logit-scale: scale the logits (the final norm's weight) so that exact hard-train pass@1 meets
+    --target-pass1 on any CPU (docs/model.md); none: save the model as trained."""
+    target_pass1: float | None = None
+    """Exact hard-train pass@1 the base is calibrated to (default: teacher_accuracy ** hard_steps, what a
+    base that learned its teacher exactly scores). A property of the regime, fixed before any method runs."""
+    target_tolerance: float = 2.0
+    """The regime window is target ÷ this to target × this; later stages refuse a base outside it."""
+    calibration_problems: int = 256
+    """Hard-train problems (data seed --seed) over which exact pass@1 is calibrated and measured."""
 
     def __post_init__(self) -> None:
         if not 0 < self.teacher_accuracy <= 1:
             raise ValueError("teacher_accuracy must be in (0, 1]")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
+        if self.calibration not in regime.CALIBRATIONS:
+            raise ValueError(f"unknown calibration {self.calibration!r}; choose from {', '.join(regime.CALIBRATIONS)}")
+        if self.calibration_problems < 1:
+            raise ValueError("calibration_problems must be >= 1")
+        self.target()  # the target and its window are checked before any compute
+
+    def target(self) -> regime.Target:
+        value = self.teacher_accuracy ** self.hard_steps if self.target_pass1 is None else self.target_pass1
+        return regime.Target(value, self.target_tolerance)
 
 
 def pretrain(cfg: PretrainConfig, ledger: Ledger | None = None, progress: bool = True):
@@ -86,14 +108,24 @@ def pretrain(cfg: PretrainConfig, ledger: Ledger | None = None, progress: bool =
         loss = sft_step(model, opt, make_batch(prompts, responses, tok.pad_token_id), ledger, "pretrain/train", n_params)
         sched.step()
         bar.set_postfix(loss=f"{loss:.3f}")
+    calib_problems = task.problems("hard_train", cfg.calibration_problems, cfg.seed)
+    calibration = {"method": "none"}
+    if cfg.calibration == "logit-scale":
+        calibration = regime.calibrate(model, tok, task, calib_problems, cfg.target())
     cfg.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(cfg.out)
     tok.save_pretrained(cfg.out)
     meta = {"pretrain": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
             "task": {"name": "chain", "easy_min_steps": cfg.easy_min_steps, "easy_max_steps": cfg.easy_max_steps,
                      "hard_steps": cfg.hard_steps},
+            "calibration": calibration,
             "n_params": n_params, "flops": ledger.total("pretrain"), "seconds": round(time.time() - t0, 1)}
     (cfg.out / "prefixrl.json").write_text(json.dumps(meta, indent=2))
+    # The regime as any loader sees it: measured on the folder just written, not on the model in memory.
+    saved, _ = load(cfg.out)
+    measured = {"hard_train": regime.measure(saved, tok, task, calib_problems),
+                "easy": regime.measure(saved, tok, task, task.problems("easy", cfg.calibration_problems, cfg.seed))}
+    (cfg.out / "regime.json").write_text(json.dumps(measured, indent=2))
     return model, tok
 
 

@@ -21,6 +21,7 @@ from prefixrl.evaluate import evaluate
 from prefixrl.flops import Ledger
 from prefixrl.model import load, load_tokenizer
 from prefixrl.prefixes import check_cut_rule, cut_prefixes, load_prefixes, save_prefixes
+from prefixrl import regime
 from prefixrl.pretrain import PretrainConfig, ensure_pretrained
 from prefixrl.render import render_prompt, tokenizer_fingerprint
 from prefixrl.store import BadInput, read_meta, write_json_atomic
@@ -135,9 +136,14 @@ class CollectConfig(TaskOptions):
     """Sampling seed."""
     import_file: Path | None = None
     """Instead of sampling, import traces made elsewhere: JSONL of {"problem_id", "trace"}."""
+    min_yield: float = 0.25
+    """Refuse to sample when the share of problems rejection sampling is expected to solve at --cap,
+    measured exactly before any sampling (built-in tasks), is below this; 0 turns the gate off."""
 
     def check(self) -> None:
         check_engine(self.engine)
+        if not 0.0 <= self.min_yield <= 1.0:
+            raise BadInput(f"min_yield must be in [0, 1], got {self.min_yield}")
 
 
 def run_collect(cfg: CollectConfig) -> dict:
@@ -156,6 +162,8 @@ def run_collect(cfg: CollectConfig) -> dict:
                        "imported_from": str(cfg.import_file), "rejected": rejected}
             save_traces(cfg.out, traces, {"collection": {"key": key, "finished": True}})
         else:
+            if regime.supports_exact(task) and resume_from is None:
+                regime_gate(model, cfg.model, tok, task, problems, cfg.cap, cfg.min_yield)
             engine = make_engine(cfg.engine, model, cfg.model, tok, cfg.seed)
 
             def save(col: Collection, finished: bool) -> None:
@@ -171,6 +179,16 @@ def run_collect(cfg: CollectConfig) -> dict:
                        "verifier": dict(task.pool.counts)}
     write_json_atomic(cfg.out.with_suffix(".json"), summary)
     return summary
+
+
+def regime_gate(model, model_dir: Path, tok, task, problems, cap: int, min_yield: float) -> dict:
+    """Measure the base's regime exactly on the problems about to be sampled and stop (exit 2) before
+    any sampling if it is outside its calibration window or the expected yield is below the floor."""
+    if model is None:  # an engine such as vLLM loads its own weights; the measurement needs them here
+        model, _ = load(model_dir)
+    g = regime.gates(regime.measure(model, tok, task, problems, cap=cap), regime.base_target(model_dir), min_yield)
+    regime.check_gates(g, str(model_dir))
+    return g
 
 
 def _resumable_collection(cfg: CollectConfig, key: dict, task, tok) -> tuple[Collection, bool] | None:
@@ -292,7 +310,8 @@ class TrainConfig(TaskOptions):
     shaping_gamma: float = RLSettings.shaping_gamma
     """luffy: γ of the policy shaping p/(p+γ)."""
     precision: str = RLSettings.precision
-    """auto | bf16 | fp32. auto: bf16 autocast where the hardware has native bf16 (not AVX2-only CPUs)."""
+    """auto | bf16 | fp32. auto: bf16 autocast on a GPU with native bf16; float32 on every CPU, so the
+    default computes alike on CPUs with and without native bf16 (bf16 opts in)."""
     compile: bool = RLSettings.compile
     """torch.compile the model's backbone for the training forward (first steps pay the compile)."""
     micro_batch_tokens: int = RLSettings.micro_batch_tokens

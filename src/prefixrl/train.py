@@ -115,7 +115,7 @@ class RLSettings:
     max_nonfinite_steps: int = 5  # stop after this many consecutive steps with a non-finite loss or gradient
     save_every: int = 0  # also save the policy (HF format) to out/step-NNNNNN every this many steps; 0 = final only
     checkpoint_every: int = 25  # full checkpoint (policy, optimizer, ledger, RNG) for exact --resume
-    precision: str = "auto"  # auto | bf16 | fp32: bf16 autocast only where the hardware has it natively
+    precision: str = "auto"  # auto | bf16 | fp32: auto = bf16 on a GPU with native bf16, fp32 on every CPU
     compile: bool = False  # torch.compile the model's backbone for the training forward
     micro_batch_tokens: int = 8192  # padded tokens per training micro-batch (gradients are accumulated)
     seed: int = 0

@@ -62,3 +62,7 @@ class Task(Protocol):
     def answer_start(self, response: str) -> int | None:
         """Character offset where the final answer begins in `response` (prefixes must end before it)."""
         ...
+
+    # Optional, for tasks whose regime can be measured exactly (`prefixrl.regime`; the built-in `chain`):
+    #   correct_responses(problem) -> list[str]: every response `verify` accepts
+    #   steps(problem) -> int: reasoning steps (the per-step probability is pass@1 ** (1 / steps))

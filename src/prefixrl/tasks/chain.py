@@ -120,6 +120,15 @@ class ChainTask:
     def solution(self, problem: Problem) -> str:
         return render_response(Chain.parse(problem.question).values)
 
+    def correct_responses(self, problem: Problem) -> list[str]:
+        """Every response `verify` accepts, up to surrounding whitespace: the one right chain of values.
+        This is what makes the regime exactly measurable (`prefixrl.regime`)."""
+        return [self.solution(problem)]
+
+    def steps(self, problem: Problem) -> int:
+        """Reasoning steps in a problem (the per-step probability is pass@1 to the power 1/steps)."""
+        return len(Chain.parse(problem.question).steps)
+
     def noisy_solution(self, problem: Problem, accuracy: float, rng: random.Random) -> str:
         """An imperfect teacher: each step value is right with probability `accuracy`, else a random
         wrong digit, and later steps continue from the value actually written (errors compound)."""

@@ -1,0 +1,215 @@
+"""The regime a base model puts a built-in task in, measured exactly, and a base calibrated into it.
+
+Sampled pass@1 on hard problems is a poor instrument: at pass@1 ≈ 1e-3 a few thousand samples give a
+relative error of tens of percent, and hard pass@1 ≈ p^H turns a small change in the per-step skill p
+(from float rounding, a CPU's kernels, the thread count) into a large one. A task that can list its
+correct responses lets us measure instead of sample:
+
+* exact pass@1 of a problem = Σ over its correct responses of π(response + EOS | prompt), by teacher
+  forcing (one forward pass, deterministic);
+* greedy pass@1: argmax decoding is correct iff, along one correct response, every argmax is that
+  response's next token (the greedy path is unique, so this is exact);
+* per-step probability: pass@1^(1/steps), the per-step skill that would give that pass rate;
+* the expected share of problems that rejection sampling solves within `cap` samples:
+  mean_i 1 − (1 − p_i)^cap (paper §3.2: the cost PrefixRL is charged).
+
+Token paths that decode to the same text (a special token the decoder drops, whitespace the verifier
+strips) are not counted, so the exact figure is a lower bound on the true one; the sampled pass@1
+reported beside it checks the gap.
+
+Calibration. Pretraining fixes the base's skill only up to where float rounding lands it (a 500-step
+base measured 0.49 per step on one CPU and 0.65 on another). Multiplying the final norm's weight by s
+multiplies every logit by s — sampling at temperature 1/s — and moves exact pass@1 smoothly without
+changing any argmax. `calibrate` finds s by bisection so that exact hard-train pass@1 meets a target
+fixed before any method runs, and bakes it into the weights, so transformers, TRL, verl and vLLM all
+load the calibrated model from the folder as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from prefixrl.mask import make_batch
+from prefixrl.render import encode_response, render_prompt
+from prefixrl.store import BadInput
+from prefixrl.tasks.base import Problem
+
+CALIBRATIONS = ("logit-scale", "none")
+
+
+def supports_exact(task) -> bool:
+    """True for tasks that can list every correct response of a problem (the built-in `chain`)."""
+    return callable(getattr(task, "correct_responses", None))
+
+
+@dataclass
+class Forced:
+    """Teacher-forced logits along every correct response of every problem, at logit scale 1."""
+
+    logits: torch.Tensor  # [N, V] float32, N = response tokens (EOS included) over all rows
+    targets: torch.Tensor  # [N]
+    row_of_token: torch.Tensor  # [N] which row each token belongs to
+    problem_of_row: torch.Tensor  # [R] which problem each row (one correct response) belongs to
+    steps: list[int]  # per problem
+
+    def per_problem(self, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(exact pass@1 [P], greedy correct [P] as 0/1) at logit scale `scale`."""
+        logp = torch.log_softmax(self.logits.double() * scale, dim=-1)
+        tok = logp.gather(-1, self.targets[:, None]).squeeze(-1)
+        rows = int(self.problem_of_row.numel())
+        row_logp = torch.zeros(rows, dtype=torch.float64).index_add_(0, self.row_of_token, tok)
+        # A row is greedy-correct iff no position has a token it prefers strictly to the target.
+        wrong = (self.logits.gather(-1, self.targets[:, None]) < self.logits).any(-1).double()
+        row_wrong = torch.zeros(rows, dtype=torch.float64).index_add_(0, self.row_of_token, wrong)
+        n = len(self.steps)
+        p = torch.zeros(n, dtype=torch.float64).index_add_(0, self.problem_of_row, row_logp.exp())
+        greedy = torch.zeros(n, dtype=torch.float64).index_add_(0, self.problem_of_row, (row_wrong == 0).double())
+        return p.clamp(max=1.0), greedy.clamp(max=1.0)
+
+
+@torch.no_grad()
+def teacher_force(model, tokenizer, task, problems: list[Problem], batch_size: int = 256) -> Forced:
+    """One forward pass over every correct response (+ EOS) of every problem."""
+    if not supports_exact(task):
+        raise BadInput(f"task {task.name!r} cannot list its correct responses; exact regime measurement needs one that can")
+    model.eval()
+    rows = [(i, encode_response(tokenizer, r)) for i, p in enumerate(problems) for r in task.correct_responses(p)]
+    prompts = [render_prompt(tokenizer, p.question) for p in problems]
+    logits, targets, row_of_token = [], [], []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        batch = make_batch([prompts[i] for i, _ in chunk], [r for _, r in chunk], tokenizer.pad_token_id)
+        sel = batch.mask.bool()
+        out = model(input_ids=batch.ids).logits[:, :-1][sel].float()
+        logits.append(out)
+        targets.append(batch.ids[:, 1:][sel])
+        row_of_token.append((torch.arange(len(chunk))[:, None].expand_as(sel)[sel]) + start)
+    return Forced(torch.cat(logits), torch.cat(targets), torch.cat(row_of_token),
+                  torch.tensor([i for i, _ in rows]), [task.steps(p) for p in problems])
+
+
+def summarize(p: torch.Tensor, greedy: torch.Tensor, steps: list[int], cap: int | None = None) -> dict:
+    """The regime figures of one split from per-problem exact pass@1 and greedy correctness."""
+    step_p = [float(pi) ** (1.0 / s) if s > 0 else 1.0 for pi, s in zip(p.tolist(), steps)]
+    out = {"problems": len(steps), "exact_pass@1": float(p.mean()), "greedy_pass@1": float(greedy.mean()),
+           "step_prob": sum(step_p) / max(1, len(step_p))}
+    if cap is not None:
+        out.update(expected_collection(p, cap))
+    return out
+
+
+def expected_collection(p: torch.Tensor, cap: int) -> dict:
+    """What rejection sampling with `cap` samples per problem is expected to buy, from exact pass@1."""
+    # 1 − (1 − p)^cap, computed as −expm1(cap · log1p(−p)) so that p ≈ 1e-6 loses nothing to rounding.
+    solved = -torch.expm1(cap * torch.log1p(-p.clamp(max=1 - 1e-12)))
+    return {"cap": cap, "expected_yield": float(solved.mean()),
+            # the chance that the whole collection finds nothing (the failure a gate exists to prevent)
+            "p_no_trace": float(torch.exp(torch.log1p(-solved.clamp(max=1 - 1e-300)).sum()))}
+
+
+def measure(model, tokenizer, task, problems: list[Problem], cap: int | None = None) -> dict:
+    forced = teacher_force(model, tokenizer, task, problems)
+    p, greedy = forced.per_problem()
+    return summarize(p, greedy, forced.steps, cap)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A regime target fixed before any method runs: exact hard-train pass@1 in [value/tol, value·tol]."""
+
+    value: float
+    tolerance: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.value) and 0 < self.value < 1):
+            raise BadInput(f"target_pass1 must be in (0, 1), got {self.value}")
+        if not (math.isfinite(self.tolerance) and self.tolerance > 1):
+            raise BadInput(f"target_tolerance must be a factor > 1, got {self.tolerance}")
+
+    @property
+    def window(self) -> tuple[float, float]:
+        return self.value / self.tolerance, self.value * self.tolerance
+
+    def holds(self, x: float) -> bool:
+        lo, hi = self.window
+        return lo <= x <= hi
+
+
+def calibrate(model, tokenizer, task, problems: list[Problem], target: Target) -> dict:
+    """Find the logit scale s at which exact pass@1 over `problems` meets `target.value`, bake it into
+    the final norm's weight, and return the record saved with the model.
+
+    Bisection on log s: exact pass@1 rises with s wherever the argmax path is correct, and the target is
+    reachable only below greedy pass@1 (its limit as s → ∞). Stops within 1 % of the target.
+    """
+    forced = teacher_force(model, tokenizer, task, problems)
+    greedy = float(forced.per_problem()[1].mean())
+    before = float(forced.per_problem()[0].mean())
+    if greedy <= target.value:
+        raise BadInput(f"calibration: greedy hard-train pass@1 is {greedy:.4f}, so no logit scale reaches the target "
+                       f"pass@1 {target.value:.2e}; pretrain longer (--steps) or lower --target-pass1")
+    lo, hi = -4.0, 4.0  # log s: temperatures from e^-4 to e^4
+    at = lambda log_s: float(forced.per_problem(math.exp(log_s))[0].mean())  # noqa: E731
+    if not at(lo) <= target.value <= at(hi):
+        raise BadInput(f"calibration: exact pass@1 {at(lo):.2e}..{at(hi):.2e} over logit scales e^-4..e^4 misses the "
+                       f"target {target.value:.2e}; pretrain longer (--steps) or change --target-pass1")
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        value = at(mid)
+        if abs(math.log(value / target.value)) < math.log(1.01):
+            break
+        lo, hi = (mid, hi) if value < target.value else (lo, mid)
+    scale = math.exp(mid)
+    final_norm(model).weight.data.mul_(scale)
+    return {"method": "logit-scale", "scale": scale, "target_pass1": target.value, "tolerance": target.tolerance,
+            "problems": len(problems), "exact_pass@1_before": before, "exact_pass@1_after": value,
+            "greedy_pass@1": greedy}
+
+
+def final_norm(model) -> torch.nn.Module:
+    """The norm right before the LM head (Llama, Qwen2 and their kin call it `model.norm`)."""
+    norm = getattr(model.base_model, "norm", None)
+    if norm is None or getattr(norm, "weight", None) is None:
+        raise BadInput(f"{type(model).__name__}: no final norm with a weight to carry a logit scale")
+    return norm
+
+
+def base_target(model_dir) -> Target | None:
+    """The regime target a base folder was calibrated to (its prefixrl.json), or None if it was not."""
+    meta = Path(model_dir) / "prefixrl.json"
+    if not meta.is_file():
+        return None
+    cal = json.loads(meta.read_text()).get("calibration") or {}
+    if cal.get("method") != "logit-scale":
+        return None
+    return Target(cal["target_pass1"], cal["tolerance"])
+
+
+def gates(measured: dict, target: Target | None, min_yield: float) -> dict:
+    """The gates that must hold before rejection sampling spends its budget, each with what was measured."""
+    out = {"exact_pass@1": measured["exact_pass@1"], "expected_yield": measured["expected_yield"],
+           "cap": measured["cap"], "problems": measured["problems"], "min_yield": min_yield,
+           "yield_ok": measured["expected_yield"] >= min_yield}
+    if target is not None:
+        out.update(target_pass1=target.value, window=list(target.window), window_ok=target.holds(measured["exact_pass@1"]))
+    return out
+
+
+def check_gates(g: dict, where: str) -> None:
+    """One line, exit 2 (BadInput), naming what was measured, the window or floor, and the knob to turn."""
+    if not g.get("window_ok", True):
+        lo, hi = g["window"]
+        raise BadInput(f"regime gate: {where}: exact hard-train pass@1 {g['exact_pass@1']:.2e} on {g['problems']} "
+                       f"problems is outside the window [{lo:.2e}, {hi:.2e}] the base was calibrated to "
+                       f"(target {g['target_pass1']:.2e}); re-run `prefixrl pretrain` (it calibrates) or change "
+                       "--target-pass1 / --target-tolerance")
+    if not g["yield_ok"]:
+        raise BadInput(f"regime gate: {where}: rejection sampling is expected to solve {g['expected_yield']:.1%} of "
+                       f"{g['problems']} problems at cap {g['cap']} (exact pass@1 {g['exact_pass@1']:.2e}), below the "
+                       f"floor {g['min_yield']:.0%}; raise --cap, calibrate the base (`prefixrl pretrain "
+                       "--target-pass1`), or pass --min-yield 0 to sample anyway")

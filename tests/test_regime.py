@@ -1,0 +1,141 @@
+"""The regime measured exactly, calibration to a target fixed in advance, and the gates before sampling.
+
+Every assertion here holds whatever CPU computes it: the exact figures are compared with tolerances far
+wider than float rounding, and the sampled check is a 5-standard-error bound.
+"""
+
+import json
+
+import pytest
+import torch
+from conftest import pretrain_tiny
+from transformers import AutoModelForCausalLM
+
+from prefixrl import regime
+from prefixrl.cli import main
+from prefixrl.engine import Sampler, SamplingParams
+from prefixrl.evaluate import evaluate
+from prefixrl.model import load
+from prefixrl.render import encode_response, render_prompt
+from prefixrl.stages import task_of
+
+SHAPE = ["--hidden", "64", "--layers", "2", "--heads", "2", "--ffn", "128", "--easy-max-steps", "6", "--hard-steps", "6"]
+
+
+def calibrated(folder, steps, seed, target):
+    assert main(["pretrain", "--out", str(folder), "--steps", str(steps), "--seed", str(seed), *SHAPE,
+                 "--target-pass1", str(target), "--calibration-problems", "64"]) == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def two_bases(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bases")
+    return calibrated(d / "a", 300, 0, 0.02), calibrated(d / "b", 450, 1, 0.02)
+
+
+def test_exact_pass1_is_the_teacher_forced_probability_of_the_one_correct_response(tmp_path):
+    base = pretrain_tiny(tmp_path / "base", 20, 3)
+    model, tok = load(base)
+    task = task_of(base)
+    problems = task.problems("hard_train", 5, 0)
+    got = regime.teacher_force(model, tok, task, problems).per_problem()[0]
+    for p, g in zip(problems, got):
+        prompt, resp = render_prompt(tok, p.question), encode_response(tok, task.solution(p))
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([prompt + resp])).logits[0].double(), -1)
+        want = sum(float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(resp))
+        assert float(g) == pytest.approx(torch.tensor(want).exp().item(), rel=1e-4)
+
+
+def test_calibration_meets_the_same_target_from_two_differently_trained_bases(two_bases):
+    records = [json.loads((b / "prefixrl.json").read_text())["calibration"] for b in two_bases]
+    assert records[0]["scale"] != pytest.approx(records[1]["scale"], rel=0.01)  # different bases, different s
+    for b, cal in zip(two_bases, records):
+        assert cal["target_pass1"] == 0.02 and abs(cal["exact_pass@1_after"] / 0.02 - 1) < 0.011
+        # the scale travels with the weights: a plain transformers load measures the calibrated regime
+        model = AutoModelForCausalLM.from_pretrained(b, dtype=torch.float32)
+        _, tok = load(b)
+        task = task_of(b)
+        seed = json.loads((b / "prefixrl.json").read_text())["pretrain"]["seed"]  # calibrated on its own problems
+        got = regime.measure(model, tok, task, task.problems("hard_train", 64, seed))
+        saved = json.loads((b / "regime.json").read_text())["hard_train"]
+        assert got["exact_pass@1"] == pytest.approx(saved["exact_pass@1"], rel=1e-3)
+        assert regime.Target(0.02, 2.0).holds(got["exact_pass@1"])
+        # greedy pass@1 does not move with the scale (no argmax changes)
+        assert got["greedy_pass@1"] == pytest.approx(cal["greedy_pass@1"], abs=1 / 64 + 1e-9)
+
+
+def test_exact_and_greedy_agree_with_sampling_and_argmax_decoding(two_bases):
+    base = two_bases[0]
+    model, tok = load(base)
+    task = task_of(base)
+    problems = task.problems("hard_train", 32, 0)
+    forced = regime.teacher_force(model, tok, task, problems)
+    p, greedy = forced.per_problem()
+    # argmax decoding with transformers' own generate: correct exactly where teacher forcing says so
+    for prob, g in zip(problems[:12], greedy[:12]):
+        prompt = torch.tensor([render_prompt(tok, prob.question)])
+        out = model.generate(prompt, do_sample=False, max_new_tokens=2 * task.slots + 4, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id)
+        text = tok.decode(out[0, prompt.shape[1]:], skip_special_tokens=True)
+        assert (task.verify(prob, text).value == "correct") == bool(g)
+    # sampled pass@1 agrees with the exact one within 5 standard errors
+    n = 256
+    r = evaluate(Sampler(model, tok.eos_token_id, tok.pad_token_id), tok, task, problems, n,
+                 SamplingParams(max_new_tokens=2 * task.slots + 4), seed=7)
+    exact = float(p.mean())
+    se = (sum(float(x) * (1 - float(x)) for x in p) / n) ** 0.5 / len(problems)
+    assert abs(r.pass_at(1) - exact) < 5 * se + 1e-4
+
+
+def test_a_miscalibrated_base_is_refused_before_anything_is_sampled(tmp_path, monkeypatch, capsys):
+    base = pretrain_tiny(tmp_path / "base", 2, 6)  # 2 steps, not calibrated: it solves nothing
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("the sampler ran although the gate should have stopped the collection")
+
+    monkeypatch.setattr(Sampler, "generate", tripwire)
+    capsys.readouterr()
+    out = tmp_path / "traces.parquet"
+    assert main(["collect", "--model", str(base), "--out", str(out), "--problems", "8", "--cap", "64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("prefixrl: error: regime gate:")
+    assert "expected to solve 0.0%" in err and "floor 25%" in err and "--cap" in err and "--min-yield 0" in err
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_a_base_outside_its_calibration_window_is_refused(two_bases, tmp_path, capsys):
+    base = two_bases[0]
+    meta = json.loads((base / "prefixrl.json").read_text())
+    assert regime.base_target(base) == regime.Target(0.02, 2.0)
+    # the same weights, claimed to be calibrated to a target 100x higher: measured, and refused
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for f in base.iterdir():
+        (moved / f.name).write_bytes(f.read_bytes())
+    meta["calibration"]["target_pass1"] = 0.5
+    (moved / "prefixrl.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    out = tmp_path / "t.parquet"
+    assert main(["collect", "--model", str(moved), "--out", str(out), "--problems", "8", "--cap", "64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "outside the window [2.50e-01, 1.00e+00]" in err and "prefixrl pretrain" in err and not out.exists()
+
+
+def test_calibration_refuses_a_target_the_base_cannot_reach(tmp_path, capsys):
+    assert main(["pretrain", "--out", str(tmp_path / "b"), "--steps", "2", "--hidden", "32", "--layers", "1",
+                 "--heads", "2", "--ffn", "64", "--easy-max-steps", "6", "--hard-steps", "6"]) == 2
+    err = capsys.readouterr().err
+    assert "greedy hard-train pass@1 is 0.0000" in err and "--steps" in err
+    with pytest.raises(SystemExit) as e:  # refused while the config is parsed, before any compute
+        main(["pretrain", "--out", str(tmp_path / "c"), "--target-pass1", "1.5"])
+    assert e.value.code == 2
+    assert not (tmp_path / "c").exists()
+
+
+def test_expected_yield_and_no_trace_probability():
+    p = torch.tensor([0.5, 1e-6, 0.0], dtype=torch.float64)
+    e = regime.expected_collection(p, cap=4)
+    assert e["expected_yield"] == pytest.approx((1 - 0.5**4 + 1 - (1 - 1e-6) ** 4 + 0) / 3, rel=1e-9)
+    assert e["p_no_trace"] == pytest.approx(0.5**4 * (1 - 1e-6) ** 4, rel=1e-9)
