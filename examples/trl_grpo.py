@@ -14,8 +14,8 @@ import datasets
 import tyro
 from trl import GRPOConfig
 
+from prefixrl.cli.stages import TaskOptions, task_of
 from prefixrl.integrations.trl import PrefixGRPOTrainer, reward_functions
-from prefixrl.stages import TaskOptions, task_of
 from prefixrl.verifier import deadlined
 
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from prefixrl.bench import flops_to_reach
 from prefixrl.cli import main
+from prefixrl.experiments.curves import flops_to_reach
 
 
 def test_flops_to_reach_uses_the_seed_mean_step_curve():

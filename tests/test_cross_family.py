@@ -3,10 +3,10 @@
 import pytest
 from conftest import reference_traces
 
+from prefixrl.io.errors import BadInput
 from prefixrl.model import ModelShape, build_model
 from prefixrl.prefixes import cut_prefixes, prefixed_prompt
 from prefixrl.render import decode_response, render_prompt, tokenizer_fingerprint
-from prefixrl.store import BadInput
 from prefixrl.tokenizer import build_tokenizer
 from prefixrl.traces import load_traces, save_traces, transfer_traces
 

@@ -6,8 +6,8 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from prefixrl.io.errors import BadInput
 from prefixrl.prefixes import PREFIX_SCHEMA, load_prefixes
-from prefixrl.store import BadInput
 from prefixrl.traces import TRACE_SCHEMA, load_traces
 
 VALUES = st.one_of(

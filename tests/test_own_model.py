@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefixrl.cli import main
+from prefixrl.cli.stages import task_of
 from prefixrl.model import ModelShape, build_model
 from prefixrl.prefixes import load_prefixes
 from prefixrl.render import decode_response, render_prompt
-from prefixrl.stages import task_of
 from prefixrl.tokenizer import build_tokenizer
 
 QUESTIONS = [(f"What is {a} + {b}?", str(a + b)) for a in range(1, 6) for b in range(1, 5)]

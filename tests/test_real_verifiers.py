@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from prefixrl.store import BadInput
+from prefixrl.io.errors import BadInput
 from prefixrl.tasks import get_task
 from prefixrl.tasks.base import Verdict
 from prefixrl.verifier import VerifierPool

@@ -13,11 +13,11 @@ from transformers import AutoModelForCausalLM
 
 from prefixrl import regime
 from prefixrl.cli import main
+from prefixrl.cli.stages import task_of
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
 from prefixrl.model import load
 from prefixrl.render import encode_response, render_prompt
-from prefixrl.stages import task_of
 
 SHAPE = ["--hidden", "64", "--layers", "2", "--heads", "2", "--ffn", "128", "--easy-max-steps", "6", "--hard-steps", "6"]
 

@@ -18,17 +18,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from prefixrl.checkpoint import (
+from prefixrl import regime
+from prefixrl.cli.stages import task_of
+from prefixrl.io.checkpoint import (
     checkpoints,
     latest_checkpoint,
     save_checkpoint,
     verify_folder,
     write_folder,
 )
-from prefixrl import regime
+from prefixrl.io.errors import BadInput
+from prefixrl.io.store import read_meta, read_records
 from prefixrl.model import load
-from prefixrl.stages import task_of
-from prefixrl.store import BadInput, read_meta, read_records
 from prefixrl.traces import TRACE_SCHEMA
 
 pytestmark = pytest.mark.slow

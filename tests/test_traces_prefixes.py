@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from prefixrl.collect import import_traces, rejection_sample
 from prefixrl.engine import Sampler, SamplingParams
+from prefixrl.io.errors import BadInput
 from prefixrl.prefixes import (
     cut_prefixes,
     load_prefixes,
@@ -16,7 +17,6 @@ from prefixrl.prefixes import (
     save_prefixes,
 )
 from prefixrl.render import decode_response, encode_response, render_prompt
-from prefixrl.store import BadInput
 from prefixrl.traces import Trace, load_traces, save_traces
 
 

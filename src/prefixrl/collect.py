@@ -16,13 +16,13 @@ from tqdm import tqdm
 
 from prefixrl.engine import Engine, SamplingParams
 from prefixrl.flops import Ledger
+from prefixrl.io.errors import BadInput
 from prefixrl.render import (
     decode_response,
     encode_response,
     render_prompt,
     tokenizer_fingerprint,
 )
-from prefixrl.store import BadInput
 from prefixrl.tasks.base import Problem, Task, Verdict
 from prefixrl.traces import Trace
 from prefixrl.verifier import verify_all

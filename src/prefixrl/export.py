@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from prefixrl.io.errors import BadInput
+from prefixrl.io.store import atomic_write
 from prefixrl.prefixes import Prefix
 from prefixrl.render import decode_response
-from prefixrl.store import BadInput, atomic_write
 from prefixrl.tasks.base import Problem
 
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))

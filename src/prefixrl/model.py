@@ -82,8 +82,8 @@ def load_tokenizer(path: str | Path):
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a model folder (no config.json); run `prefixrl pretrain` first")
-    if (path / "manifest.json").is_file():  # written by prefixrl.checkpoint: refuse a corrupt policy
-        from prefixrl.checkpoint import verify_folder
+    if (path / "manifest.json").is_file():  # written by prefixrl.io.checkpoint: refuse a corrupt policy
+        from prefixrl.io.checkpoint import verify_folder
 
         verify_folder(path)
     tokenizer = AutoTokenizer.from_pretrained(path)

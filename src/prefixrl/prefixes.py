@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from prefixrl.io.errors import BadInput
+from prefixrl.io.store import read_records, write_records
 from prefixrl.render import decode_response, render_prompt
-from prefixrl.store import BadInput, read_records, write_records
 from prefixrl.tasks.base import Problem, Task
 from prefixrl.traces import Trace
 

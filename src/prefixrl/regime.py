@@ -34,9 +34,9 @@ from pathlib import Path
 
 import torch
 
+from prefixrl.io.errors import BadInput
 from prefixrl.mask import make_batch
 from prefixrl.render import encode_response, render_prompt
-from prefixrl.store import BadInput
 from prefixrl.tasks.base import Problem
 
 CALIBRATIONS = ("logit-scale", "none")

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from prefixrl.io.errors import BadInput
+from prefixrl.io.store import read_records, write_records
 from prefixrl.render import decode_response, tokenizer_fingerprint
-from prefixrl.store import BadInput, read_records, write_records
 from prefixrl.tasks.base import Problem, Task, Verdict
 
 TRACE_SCHEMA = pa.schema([

@@ -45,16 +45,18 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from prefixrl.checkpoint import (
+from prefixrl.engine import Sampler, SamplingParams
+from prefixrl.evaluate import evaluate
+from prefixrl.flops import Ledger, sample_flops, train_flops
+from prefixrl.io.checkpoint import (
     checkpoints,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
     save_policy,
 )
-from prefixrl.engine import Sampler, SamplingParams
-from prefixrl.evaluate import evaluate
-from prefixrl.flops import Ledger, sample_flops, train_flops
+from prefixrl.io.errors import BadInput
+from prefixrl.io.store import atomic_write, write_json_atomic
 from prefixrl.losses import (
     group_advantages,
     importance_weights,
@@ -69,7 +71,6 @@ from prefixrl.precision import autocast
 from prefixrl.prefixes import Prefix
 from prefixrl.render import decode_response, render_prompt
 from prefixrl.sft import sft_on_traces
-from prefixrl.store import BadInput, atomic_write, write_json_atomic
 from prefixrl.tasks.base import Problem, Task, Verdict, reward
 from prefixrl.traces import Trace
 from prefixrl.verifier import verify_all
@@ -186,12 +187,12 @@ def train_rl(
 ) -> dict:
     """Run one method; write metrics.jsonl, ledger.json, result.json and the final policy (HF format) to `out`.
 
-    Every `checkpoint_every` steps the full state is checkpointed (`prefixrl.checkpoint`). With `resume`,
+    Every `checkpoint_every` steps the full state is checkpointed (`prefixrl.io.checkpoint`). With `resume`,
     a run killed at any point continues from its newest valid checkpoint and ends exactly where the
     uninterrupted run would have: batches and sampling seeds are functions of (seed, step), and the
     checkpoint holds parameters, optimizer state, ledger, curve and torch's RNG state. A run folder
     started with other settings is an error, or (`restart_if_changed`, for the demo's and bench's own
-    scratch folders) discarded. `tracker` (prefixrl.tracking) mirrors every logged record.
+    scratch folders) discarded. `tracker` (prefixrl.io.tracking) mirrors every logged record.
     """
     method = METHODS[cfg.method]
     traces = traces or []

@@ -14,7 +14,7 @@ import json
 import random
 from pathlib import Path
 
-from prefixrl.store import BadInput
+from prefixrl.io.errors import BadInput
 from prefixrl.tasks.base import Problem
 
 SPLITS = ("hard_train", "hard_heldout")

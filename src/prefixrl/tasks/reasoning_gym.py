@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from prefixrl.store import BadInput
+from prefixrl.io.errors import BadInput
 from prefixrl.tasks.base import Problem, Verdict
 from prefixrl.tasks.files import SPLITS, file_problems
 

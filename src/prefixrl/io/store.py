@@ -15,9 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-
-class BadInput(ValueError):
-    """Bad user input: the CLI prints the message on one line and exits with code 2."""
+from prefixrl.io.errors import BadInput
 
 
 def atomic_write(path: str | Path, write) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
 from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
@@ -23,12 +22,14 @@ import tyro
 from prefixrl.collect import Collection, rejection_sample
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
+from prefixrl.experiments.curves import flops_to_reach
+from prefixrl.experiments.report import bench_plots, write_results
 from prefixrl.flops import Ledger
+from prefixrl.io.errors import BadInput
+from prefixrl.io.store import write_json_atomic
 from prefixrl.model import load, param_count
 from prefixrl.prefixes import cut_prefixes
 from prefixrl.pretrain import PretrainConfig, ensure_pretrained
-from prefixrl.report import bench_plots, write_results
-from prefixrl.store import BadInput, write_json_atomic
 from prefixrl.tasks.chain import ChainTask
 from prefixrl.traces import load_traces, save_traces
 from prefixrl.train import RLSettings, result_settings, train_rl
@@ -155,7 +156,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         raise ValueError(f"unknown bench {cfg.which!r}; choose from: {', '.join(BENCHES)}")
     with deadlined(ChainTask(easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)) as task:
         if cfg.which == "perf":
-            from prefixrl.perf import run_perf
+            from prefixrl.experiments.perf import run_perf
 
             return run_perf(cfg, task)  # --quick there means fewer prompts, not the paper bench's settings
         return (run_cross_family if cfg.which == "cross-family" else run_paper)(cfg.resolved(), task)
@@ -236,27 +237,6 @@ def run_paper(cfg: BenchConfig, task) -> dict:
     return results
 
 
-def _grid_curve(curves: list[list[dict]], key: str, grid: np.ndarray) -> np.ndarray:
-    """Seeds × grid: each seed's accuracy held constant between evaluations (a step function), NaN before
-    its first point (a method charged for rejection sampling has no policy before that cost is paid)."""
-    out = np.full((len(curves), len(grid)), np.nan)
-    for i, c in enumerate(curves):
-        xs = np.array([p["flops"] for p in c])
-        ys = np.array([p[key] for p in c], dtype=float)
-        idx = np.searchsorted(xs, grid, side="right") - 1
-        out[i] = np.where(idx >= 0, ys[np.clip(idx, 0, len(ys) - 1)], np.nan)
-    return out
-
-
-def flops_to_reach(curves: list[list[dict]], key: str, target: float, grid: np.ndarray) -> float | None:
-    """First budget at which the seed-mean accuracy reaches `target`, or None."""
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # grid points before any seed's first evaluation
-        mean = np.nanmean(_grid_curve(curves, key, grid), axis=0)
-    hit = np.nonzero(mean >= target)[0]
-    return float(grid[hit[0]]) if len(hit) else None
-
-
 def summarise(runs: dict[str, list[dict]], cfg: BenchConfig) -> dict:
     grid = np.linspace(0, cfg.flops_budget, 201)
     table = {}
@@ -326,7 +306,7 @@ def run_cross_family(cfg: BenchConfig, task) -> dict:
     """PrefixRL on the Llama policy with prefixes from (a) its own rejection-sampled traces and (b) traces
     rejection-sampled by a Qwen2 model with a different tokenizer, moved through text and cut at
     whitespace. Each run is charged its own rejection-sampling FLOPs (for (b), the Qwen2 model's)."""
-    from prefixrl.report import plot_curves
+    from prefixrl.experiments.report import plot_curves
     from prefixrl.traces import save_traces, transfer_traces
 
     clock = WallClock(cfg.work, "cross-family")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from prefixrl.store import BadInput, fsync_dir
+from prefixrl.io.errors import BadInput
+from prefixrl.io.store import fsync_dir
 
 MANIFEST = "manifest.json"
 
@@ -130,9 +131,9 @@ def latest_checkpoint(run: Path) -> tuple[Path | None, list[str]]:
 
 def load_checkpoint(ckpt: Path, model, optimizer) -> dict:
     """Restore parameters and optimizer state in place; return the saved trainer state."""
-    from prefixrl.model import load
+    from transformers import AutoModelForCausalLM
 
-    saved, _ = load(ckpt / "policy")
+    saved = AutoModelForCausalLM.from_pretrained(ckpt / "policy", dtype=torch.float32)  # verified by the caller
     model.load_state_dict(saved.state_dict())  # strict: every parameter restored, bit for bit
     optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
     return json.loads((ckpt / "state.json").read_text())

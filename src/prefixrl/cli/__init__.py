@@ -10,10 +10,7 @@ import sys
 
 import tyro
 
-from prefixrl.bench import BENCHES, BenchConfig, run_bench
-from prefixrl.demo import DemoConfig, run_demo
-from prefixrl.pretrain import PretrainConfig, pretrain
-from prefixrl.stages import (
+from prefixrl.cli.stages import (
     CollectConfig,
     EvalConfig,
     ExportConfig,
@@ -25,7 +22,10 @@ from prefixrl.stages import (
     run_prefixes,
     run_train,
 )
-from prefixrl.store import BadInput
+from prefixrl.experiments.bench import BENCHES, BenchConfig, run_bench
+from prefixrl.experiments.demo import DemoConfig, run_demo
+from prefixrl.io.errors import BadInput
+from prefixrl.pretrain import PretrainConfig, pretrain
 from prefixrl.theory.lab import TheoryConfig, run_theory
 
 COMMANDS = {
@@ -91,7 +91,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prefixrl: error: {e}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

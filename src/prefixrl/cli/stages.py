@@ -14,20 +14,21 @@ from pathlib import Path
 
 import torch
 
+from prefixrl import regime
 from prefixrl.collect import Collection, import_traces, rejection_sample
-from prefixrl.demo import DemoConfig
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
+from prefixrl.experiments.demo import DemoConfig
 from prefixrl.flops import Ledger
+from prefixrl.io.errors import BadInput
+from prefixrl.io.store import read_meta, write_json_atomic
+from prefixrl.io.tracking import BACKENDS, Tracker
 from prefixrl.model import load, load_tokenizer
 from prefixrl.prefixes import check_cut_rule, cut_prefixes, load_prefixes, save_prefixes
-from prefixrl import regime
 from prefixrl.pretrain import PretrainConfig, ensure_pretrained
 from prefixrl.render import render_prompt, tokenizer_fingerprint
-from prefixrl.store import BadInput, read_meta, write_json_atomic
 from prefixrl.tasks import get_task
 from prefixrl.traces import load_traces, save_traces
-from prefixrl.tracking import BACKENDS, Tracker
 from prefixrl.train import METHODS, RLSettings, train_rl
 from prefixrl.verifier import deadlined
 

@@ -24,13 +24,13 @@ import torch
 from prefixrl.collect import rejection_sample
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.flops import train_flops
+from prefixrl.io.store import write_json_atomic
 from prefixrl.losses import token_logprobs, weighted_pg_loss
 from prefixrl.mask import make_batch, micro_batches
 from prefixrl.model import load, param_count
 from prefixrl.precision import native_bf16
 from prefixrl.pretrain import PretrainConfig, ensure_pretrained
 from prefixrl.render import decode_response, encode_response, render_prompt
-from prefixrl.store import write_json_atomic
 from prefixrl.tasks.base import reward
 from prefixrl.train import RLSettings, guarded_update
 from prefixrl.verifier import verify_all

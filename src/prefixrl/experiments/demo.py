@@ -18,11 +18,11 @@ from prefixrl import regime
 from prefixrl.collect import rejection_sample
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
+from prefixrl.experiments.report import plot_curves, write_report
+from prefixrl.io.errors import BadInput
 from prefixrl.model import load, param_count
 from prefixrl.prefixes import cut_prefixes, save_prefixes
 from prefixrl.pretrain import PretrainConfig, ensure_pretrained
-from prefixrl.report import plot_curves, write_report
-from prefixrl.store import BadInput
 from prefixrl.tasks.chain import ChainTask
 from prefixrl.traces import save_traces
 from prefixrl.train import RLSettings, train_rl
@@ -199,7 +199,7 @@ def compute_efficiency(methods: dict) -> dict:
     """
     import numpy as np
 
-    from prefixrl.bench import flops_to_reach
+    from prefixrl.experiments.curves import flops_to_reach
 
     p = methods["prefixrl"]
     out = {}

@@ -121,7 +121,7 @@ def bench_plots(runs: dict, bands: dict, folder: Path) -> None:
     """accuracy vs FLOPs (mean, min–max band over seeds), heldout pass@k, per-step health, bands."""
     import numpy as np
 
-    from prefixrl.bench import _grid_curve
+    from prefixrl.experiments.curves import grid_curve
 
     folder.mkdir(parents=True, exist_ok=True)
     budget = max(p["flops"] for rs in runs.values() for r in rs for p in r["curve"])
@@ -129,7 +129,7 @@ def bench_plots(runs: dict, bands: dict, folder: Path) -> None:
     for key, name in (("train_acc_unprefixed", "hard-train"), ("heldout_acc_unprefixed", "hard-heldout")):
         fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
         for label, rs in runs.items():
-            _band(ax, grid, _grid_curve([r["curve"] for r in rs], key, grid), label)
+            _band(ax, grid, grid_curve([r["curve"] for r in rs], key, grid), label)
         ax.set(xlabel="cumulative FLOPs (rejection sampling charged)", ylabel=f"unprefixed {name} pass@1",
                title=f"{name}: accuracy vs FLOPs (mean, min–max over seeds)")
         ax.grid(alpha=0.3)

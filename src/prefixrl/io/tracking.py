@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from prefixrl.store import BadInput
+from prefixrl.io.errors import BadInput
 
 BACKENDS = ("tensorboard", "wandb", "trackio")
 _PACKAGE = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}

@@ -1,0 +1,5 @@
+import sys
+
+from prefixrl.cli import main
+
+sys.exit(main())
