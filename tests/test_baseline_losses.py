@@ -1,4 +1,4 @@
-"""The baselines' own pieces on tiny hand-made tensors (issue 3)."""
+"""The baselines' own pieces on tiny hand-made tensors."""
 
 import math
 
@@ -13,7 +13,7 @@ from prefixrl.losses import (
     weighted_pg_loss,
 )
 from prefixrl.mask import make_batch
-from prefixrl.train import _scatter
+from prefixrl.methods import _scatter
 
 
 def test_importance_weights_by_hand_and_clipping():

@@ -5,7 +5,7 @@ from conftest import reference_traces
 
 from prefixrl.io.errors import BadInput
 from prefixrl.model import ModelShape, build_model
-from prefixrl.prefixes import cut_prefixes, prefixed_prompt
+from prefixrl.prefixes import PrefixedPrompt, cut_prefixes
 from prefixrl.render import decode_response, render_prompt, tokenizer_fingerprint
 from prefixrl.tokenizer import build_tokenizer
 from prefixrl.traces import load_traces, save_traces, transfer_traces
@@ -35,7 +35,7 @@ def test_prefix_boundaries_under_each_tokenizer(task, kind, boundary):
         assert p.prefix_ids == t.token_ids[: p.cut]
         text = decode_response(tok, p.prefix_ids)
         assert task.extract_answer(text) is None and "#" not in text
-        assert prefixed_prompt(tok, p.question, p.prefix_ids) == render_prompt(tok, p.question) + p.prefix_ids
+        assert PrefixedPrompt.of(tok, p.problem, p.prefix_ids).ids == render_prompt(tok, p.question) + p.prefix_ids
         if boundary == "whitespace" and p.cut:
             assert text.endswith(" ") and tok.encode(text, add_special_tokens=False) == p.prefix_ids
 

@@ -7,7 +7,8 @@ import torch
 from conftest import reference_traces
 
 import prefixrl.train as train_mod
-from prefixrl.train import NonFiniteError, RLSettings, guarded_update, train_rl
+from prefixrl.settings import RLSettings
+from prefixrl.train import NonFiniteError, guarded_update, train_rl
 
 
 def test_guarded_update_skips_inf_loss_and_nan_gradients(tiny_model):

@@ -91,3 +91,49 @@ def test_reasoning_gym_scores_exactly_one_is_correct():
         assert pool.verify_many([(p, task.solution(p)), (p, "<answer>x</answer>")]) == [Verdict.CORRECT, Verdict.INCORRECT]
     with pytest.raises(BadInput, match="no dataset"):
         get_task("reasoning-gym", dataset="no_such_dataset").problems("hard_train", 1, 0)
+
+
+# The strict math verifier: only the final \boxed{…} is read. Restatements of the question and answers
+# written anywhere else earn nothing; true answers in any equivalent form earn 1.
+TABLE = [
+    ("30", "11 + 19 = space candies", "no_answer"),  # restates the question; default math-verify said correct
+    ("1023", "I restate: $2^{10}-1$.", "no_answer"),  # restates the question in LaTeX
+    ("30", "The answer is 30", "no_answer"),  # no \boxed: not an answer here
+    ("30", "$30$", "no_answer"),
+    ("30", "**Final answer:** 30", "no_answer"),
+    ("30", "\\boxed{30", "no_answer"),  # unbalanced
+    ("30", "\\boxed{}", "no_answer"),
+    ("30", "\\boxed{31}", "incorrect"),  # near miss
+    ("30", "\\boxed{30} then, correcting myself, \\boxed{31}", "incorrect"),  # only the final box counts
+    ("30", "11 + 19 = 30, so 30 it is. \\boxed{29}", "incorrect"),  # an unboxed 30 never rescues it
+    ("1023", "2^{10} - 1 = 1023 \\boxed{1024}", "incorrect"),
+    ("30", "\\boxed{30}", "correct"),
+    ("30", "so $\\boxed{30}$.", "correct"),
+    ("30", "\\boxed{31} no, wait: \\boxed{30}", "correct"),
+    ("30", "\\boxed{ 30 }", "correct"),
+    ("30", "\\boxed{\\frac{60}{2}}", "correct"),  # equal in value: math-verify compares values
+    ("\\frac{3}{4}", "\\boxed{0.75}", "correct"),
+    ("1023", "\\boxed{1023}", "correct"),
+]
+
+
+@pytest.mark.parametrize("answer,response,verdict", TABLE)
+def test_strict_math_verifier_reads_only_the_final_box(answer, response, verdict):
+    from prefixrl.tasks.base import Problem
+
+    task = get_task("math", path="unused.jsonl")
+    assert task.verify(Problem("p", "hard_train", "What is it?", answer), response).value == verdict
+
+
+def test_box_extraction_is_linear_and_cuts_stop_before_any_box():
+    from prefixrl.tasks.math import boxed_spans
+
+    task = get_task("math", path="unused.jsonl")
+    t0 = time.monotonic()
+    assert task.extract_answer("\\boxed{" * 200_000) is None  # 1.4 MB of unclosed boxes
+    assert task.extract_answer("x" + "\\boxed{1}" * 50_000) == "1"
+    # a complexity guard, not a speed target: linear takes ~0.2 s here, the old quadratic scan minutes
+    assert time.monotonic() - t0 < 30
+    r = "First \\boxed{2} is a step, then \\boxed{\\frac{a}{b}}."
+    assert boxed_spans(r)[-1][0] == r.rindex("\\boxed") and task.extract_answer(r) == "\\frac{a}{b}"
+    assert task.answer_start(r) == r.index("\\boxed")  # a prefix never holds any box, final or not

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from prefixrl import regime
 from prefixrl.cli import main
-from prefixrl.cli.stages import task_of
+from prefixrl.cli.options import task_of
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
 from prefixrl.model import load
@@ -76,14 +76,14 @@ def test_exact_and_greedy_agree_with_sampling_and_argmax_decoding(two_bases):
     # argmax decoding with transformers' own generate: correct exactly where teacher forcing says so
     for prob, g in zip(problems[:12], greedy[:12]):
         prompt = torch.tensor([render_prompt(tok, prob.question)])
-        out = model.generate(prompt, do_sample=False, max_new_tokens=2 * task.slots + 4, eos_token_id=tok.eos_token_id,
+        out = model.generate(prompt, do_sample=False, max_new_tokens=task.max_response_tokens, eos_token_id=tok.eos_token_id,
                              pad_token_id=tok.pad_token_id)
         text = tok.decode(out[0, prompt.shape[1]:], skip_special_tokens=True)
         assert (task.verify(prob, text).value == "correct") == bool(g)
     # sampled pass@1 agrees with the exact one within 5 standard errors
     n = 256
     r = evaluate(Sampler(model, tok.eos_token_id, tok.pad_token_id), tok, task, problems, n,
-                 SamplingParams(max_new_tokens=2 * task.slots + 4), seed=7)
+                 SamplingParams(max_new_tokens=task.max_response_tokens), seed=7)
     exact = float(p.mean())
     se = (sum(float(x) * (1 - float(x)) for x in p) / n) ** 0.5 / len(problems)
     assert abs(r.pass_at(1) - exact) < 5 * se + 1e-4

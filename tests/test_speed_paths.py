@@ -1,4 +1,4 @@
-"""The fast paths compute the same thing as the plain ones (issue 7): completion-only logits, length-bucketed
+"""The fast paths compute the same thing as the plain ones: completion-only logits, length-bucketed
 micro-batches with gradient accumulation, bf16 only where native, torch.compile behind a flag."""
 
 import pytest
@@ -32,6 +32,7 @@ def full_forward_logprobs(model, batch):
 def test_completion_only_logits_equal_the_full_forward_values_and_gradients(model, tok):
     context, trained = rows(tok)
     batch = make_batch(context, trained, tok.pad_token_id)
+    assert int(batch.mask.sum()) == sum(len(t) for t in trained)  # exactly the completions are trained
     adv = torch.linspace(-1, 1, len(context))
     grads = []
     for fn in (full_forward_logprobs, lambda m, b: token_logprobs(m, b)[0]):
@@ -39,7 +40,6 @@ def test_completion_only_logits_equal_the_full_forward_values_and_gradients(mode
         logp = fn(model, batch)
         weighted_pg_loss(logp, batch.mask, adv, torch.ones_like(logp), 100.0).backward()
         grads.append([p.grad.clone() for p in model.parameters()])
-        assert (logp[batch.mask == 0] == 0).all()
         if len(grads) == 1:
             ref = logp.detach()
     assert torch.allclose(logp.detach(), ref, atol=1e-5)

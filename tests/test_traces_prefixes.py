@@ -11,9 +11,9 @@ from prefixrl.collect import import_traces, rejection_sample
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.io.errors import BadInput
 from prefixrl.prefixes import (
+    PrefixedPrompt,
     cut_prefixes,
     load_prefixes,
-    prefixed_prompt,
     save_prefixes,
 )
 from prefixrl.render import decode_response, encode_response, render_prompt
@@ -54,10 +54,13 @@ def test_missing_field_and_unreadable_file(task, tok, tmp_path):
 
 def test_prefixed_prompt_is_problem_ids_plus_prefix_ids(task, tok):
     for pre in cut_prefixes(_traces(task, tok), task, tok, seed=0):
-        ids = prefixed_prompt(tok, pre.question, pre.prefix_ids)
+        prompt = PrefixedPrompt.of(tok, pre.problem, pre.prefix_ids)
         head = render_prompt(tok, pre.question)
-        assert ids == head + pre.prefix_ids  # token-exact: never re-tokenised
+        assert prompt.ids == head + pre.prefix_ids and prompt.prefixed  # token-exact: never re-tokenised
         assert head[-1] == tok.convert_tokens_to_ids("<|assistant|>")  # the prefix opens the response
+        # the verifier scores prefix + completion, decoded together
+        rest = encode_response(tok, task.solution(pre.problem), eos=False)[pre.cut :]
+        assert prompt.response(tok, rest) == task.solution(pre.problem)
 
 
 def test_paper_rule_three_cuts_in_band_fixed_by_seed(task, tok):

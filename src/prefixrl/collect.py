@@ -23,6 +23,7 @@ from prefixrl.render import (
     render_prompt,
     tokenizer_fingerprint,
 )
+from prefixrl.seeds import derive
 from prefixrl.tasks.base import Problem, Task, Verdict
 from prefixrl.traces import Trace
 from prefixrl.verifier import verify_all
@@ -61,7 +62,7 @@ def rejection_sample(
     while open_:
         n = min(per_round, cap - col.samples[open_[0].id])  # all open problems have drawn the same count
         prompts = [render_prompt(tokenizer, p.question) for p in open_]
-        gens = engine.generate(prompts, n, params, seed=seed * 1_000_003 + col.rounds)
+        gens = engine.generate(prompts, n, params, seed=derive(seed, col.rounds))
         col.ledger.add("collect/prefill", gens.prefill_flops)
         col.ledger.add("collect/decode", gens.decode_flops)
         per_prompt = [len(pr) for pr in prompts]

@@ -23,6 +23,7 @@ import torch
 
 from prefixrl.flops import sample_flops
 from prefixrl.model import param_count
+from prefixrl.seeds import derive
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def _pick(logits: torch.Tensor, params: SamplingParams, u: torch.Tensor) -> tupl
 
 def row_uniforms(seed: int, rows: range, steps: int) -> torch.Tensor:
     """[len(rows), steps] uniforms; row r's depend only on (seed, r)."""
-    return torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(seed * 1_000_003 + r)) for r in rows])
+    return torch.stack([torch.rand(steps, generator=torch.Generator().manual_seed(derive(seed, r))) for r in rows])
 
 
 class Sampler:

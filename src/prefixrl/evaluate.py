@@ -1,5 +1,6 @@
-"""pass@k on unprefixed problems, by the unbiased estimator of Chen et al. (2021), and the
-`prefixrl eval` stage. Evaluation FLOPs go to the ledger under "eval/" and never into a method's curve.
+"""pass@k by the unbiased estimator of Chen et al. (2021), on unprefixed or prefixed problems (the CLI's
+`prefixrl eval` is `cli.stages.run_eval`). Evaluation FLOPs go to the ledger under "eval/" and never
+into a method's curve.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from tqdm import tqdm
 
 from prefixrl.engine import Engine, SamplingParams
 from prefixrl.flops import Ledger
-from prefixrl.render import decode_response, render_prompt
+from prefixrl.prefixes import PrefixedPrompt
+from prefixrl.seeds import derive
 from prefixrl.tasks.base import Problem, Task, Verdict
 from prefixrl.verifier import verify_all
 
@@ -52,19 +54,19 @@ def evaluate(
     Problems go to the engine in chunks of about 2,048 samples, each chunk seeded from (seed, chunk).
     """
     prefixes = prefixes or [[] for _ in problems]
-    prompts = [render_prompt(tokenizer, p.question) + pre for p, pre in zip(problems, prefixes)]
+    prompts = [PrefixedPrompt.of(tokenizer, p, pre) for p, pre in zip(problems, prefixes)]
     per_chunk = max(1, 2048 // n)
     correct, counts = [], {v.value: 0 for v in Verdict}
     chunks = range(0, len(problems), per_chunk)
     for c_idx, start in enumerate(tqdm(chunks, desc=desc, disable=not progress)):
-        gens = engine.generate(prompts[start : start + per_chunk], n, params, seed * 1_000_003 + c_idx)
+        gens = engine.generate([p.ids for p in prompts[start : start + per_chunk]], n, params, derive(seed, c_idx))
         if ledger is not None:
             ledger.add(f"{category}/prefill", gens.prefill_flops)
             ledger.add(f"{category}/decode", gens.decode_flops)
-        chunk = list(zip(problems[start:], prefixes[start:], gens.samples))
-        verdicts = iter(verify_all(task, [(prob, decode_response(tokenizer, pre + s.tokens))
-                                          for prob, pre, group in chunk for s in group]))
-        for _, _, group in chunk:
+        chunk = list(zip(prompts[start:], gens.samples))
+        verdicts = iter(verify_all(task, [(prompt.problem, prompt.response(tokenizer, s.tokens))
+                                          for prompt, group in chunk for s in group]))
+        for _, group in chunk:
             c = 0
             for _ in group:
                 v = next(verdicts)

@@ -11,7 +11,7 @@ Formats:
 * trl  — Parquet: prompt (chat messages), answer, problem_id, kind, prefix_ids, prefix_text.
 * verl — Parquet in verl's RL schema: data_source, prompt, ability, reward_model {style, ground_truth},
   extra_info {index, problem_id, kind, prefix_ids, prefix_text, question, task}, and agent_name per row
-  (`task` is the task's JSON spec, for `prefixrl.integrations.verl.compute_score`).
+  (`task` is the task's JSON spec, for `prefixrl.integrations.verl_reward.compute_score`).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def reinforce_loss(logp: torch.Tensor, mask: torch.Tensor, advantages: torch.Ten
     return weighted_pg_loss(logp, mask, advantages, torch.ones_like(logp), norm)
 
 
-# --- off-policy baselines (issue 3): token weights on the policy gradient of trace tokens -----------------
+# --- off-policy baselines (paper §6.3): token weights on the policy gradient of trace tokens -----------------
 #
 # Every policy-gradient loss in the project has the form  −Σ_i A_i Σ_t mask·w_t·log π(y_t) / norm  with the
 # weights w_t held constant (no gradient). On-policy tokens have w = 1 (`reinforce_loss`). Off-policy trace

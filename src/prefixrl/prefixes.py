@@ -102,8 +102,28 @@ def cut_prefixes(
     return out
 
 
-def prefixed_prompt(tokenizer, question: str, prefix_ids: list[int]) -> list[int]:
-    return render_prompt(tokenizer, question) + list(prefix_ids)
+@dataclass(frozen=True)
+class PrefixedPrompt:
+    """A problem as the policy sees it: the rendered question, then the prefix ids as the start of the
+    assistant's own response (paper §3.4; empty for an unprefixed problem). Built once, token-exact,
+    never re-tokenised. The verifier scores the whole response, prefix + completion (§3.6)."""
+
+    problem: Problem
+    ids: list[int]  # render_prompt(question) + prefix_ids: what the engine is given
+    prefix_ids: list[int]
+
+    @staticmethod
+    def of(tokenizer, problem: Problem, prefix_ids=()) -> PrefixedPrompt:
+        prefix = list(prefix_ids)
+        return PrefixedPrompt(problem, render_prompt(tokenizer, problem.question) + prefix, prefix)
+
+    @property
+    def prefixed(self) -> bool:
+        return bool(self.prefix_ids)
+
+    def response(self, tokenizer, completion: list[int]) -> str:
+        """The text the verifier scores: prefix + completion, decoded together."""
+        return decode_response(tokenizer, self.prefix_ids + list(completion))
 
 
 def save_prefixes(path: str | Path, prefixes: list[Prefix]) -> None:

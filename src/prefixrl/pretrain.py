@@ -25,6 +25,7 @@ from prefixrl.flops import Ledger
 from prefixrl.mask import make_batch
 from prefixrl.model import ModelShape, build_model, load, param_count
 from prefixrl.render import encode_response, render_prompt
+from prefixrl.seeds import derive
 from prefixrl.sft import sft_step
 from prefixrl.tasks.chain import ChainTask
 from prefixrl.tokenizer import build_tokenizer
@@ -102,7 +103,7 @@ def pretrain(cfg: PretrainConfig, ledger: Ledger | None = None, progress: bool =
     rng = random.Random(cfg.seed)
     t0, bar = time.time(), tqdm(range(cfg.steps), desc="pretrain", disable=not progress)
     for step in bar:
-        problems = task.problems("easy", cfg.batch_size, seed=cfg.seed * 1_000_003 + step)
+        problems = task.problems("easy", cfg.batch_size, seed=derive(cfg.seed, step))
         prompts = [render_prompt(tok, p.question) for p in problems]
         responses = [encode_response(tok, task.noisy_solution(p, cfg.teacher_accuracy, rng)) for p in problems]
         loss = sft_step(model, opt, make_batch(prompts, responses, tok.pad_token_id), ledger, "pretrain/train", n_params)

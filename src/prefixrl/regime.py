@@ -76,7 +76,8 @@ class Forced:
 def teacher_force(model, tokenizer, task, problems: list[Problem], batch_size: int = 256) -> Forced:
     """One forward pass over every correct response (+ EOS) of every problem."""
     if not supports_exact(task):
-        raise BadInput(f"task {task.name!r} cannot list its correct responses; exact regime measurement needs one that can")
+        raise BadInput(f"task {task.name!r} cannot list its correct responses; exact regime measurement needs a "
+                       "task that can")
     model.eval()
     rows = [(i, encode_response(tokenizer, r)) for i, p in enumerate(problems) for r in task.correct_responses(p)]
     prompts = [render_prompt(tokenizer, p.question) for p in problems]
@@ -196,7 +197,8 @@ def gates(measured: dict, target: Target | None, min_yield: float) -> dict:
            "cap": measured["cap"], "problems": measured["problems"], "min_yield": min_yield,
            "yield_ok": measured["expected_yield"] >= min_yield}
     if target is not None:
-        out.update(target_pass1=target.value, window=list(target.window), window_ok=target.holds(measured["exact_pass@1"]))
+        out.update(target_pass1=target.value, window=list(target.window),
+                   window_ok=target.holds(measured["exact_pass@1"]))
     return out
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from prefixrl.engine import Generations, Sample, SamplingParams
 from prefixrl.flops import sample_flops
+from prefixrl.seeds import derive
 
 
 def count_params(model_dir: str | Path) -> int:
@@ -43,7 +44,7 @@ class VLLMEngine:
         requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
         # one seed per request, derived from the call's seed: reproducible whatever the batch composition
         sampling = [VLLMSamplingParams(n=n, temperature=params.temperature, top_p=params.top_p,
-                                       max_tokens=params.max_new_tokens, seed=seed * 100_003 + i, logprobs=0)
+                                       max_tokens=params.max_new_tokens, seed=derive(seed, i), logprobs=0)
                     for i in range(len(prompts))]
         outputs = self.llm.generate(requests, sampling, use_tqdm=False)
         samples = []

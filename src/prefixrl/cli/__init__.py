@@ -15,13 +15,12 @@ from prefixrl.cli.stages import (
     EvalConfig,
     ExportConfig,
     PrefixesConfig,
-    TrainConfig,
     run_collect,
     run_eval,
     run_export,
     run_prefixes,
-    run_train,
 )
+from prefixrl.cli.training import TrainConfig, run_train
 from prefixrl.experiments.bench import BENCHES, BenchConfig, run_bench
 from prefixrl.experiments.demo import DemoConfig, run_demo
 from prefixrl.io.errors import BadInput

@@ -19,20 +19,19 @@ import numpy as np
 import torch
 import tyro
 
-from prefixrl.collect import Collection, rejection_sample
+from prefixrl.collect import Collection
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
+from prefixrl.experiments import pipeline
+from prefixrl.experiments.bench_report import bench_plots, write_cross_family, write_results
 from prefixrl.experiments.curves import flops_to_reach
-from prefixrl.experiments.report import bench_plots, write_results
-from prefixrl.flops import Ledger
-from prefixrl.io.errors import BadInput
 from prefixrl.io.store import write_json_atomic
-from prefixrl.model import load, param_count
+from prefixrl.model import param_count
 from prefixrl.prefixes import cut_prefixes
-from prefixrl.pretrain import PretrainConfig, ensure_pretrained
+from prefixrl.pretrain import PretrainConfig
+from prefixrl.settings import RLSettings
 from prefixrl.tasks.chain import ChainTask
-from prefixrl.traces import load_traces, save_traces
-from prefixrl.train import RLSettings, result_settings, train_rl
+from prefixrl.traces import save_traces
 from prefixrl.verifier import deadlined
 
 # label -> (trainer method, overrides). "rl-n64" is standard RL with 64 samples per prompt (paper §6.3).
@@ -56,19 +55,6 @@ def _run_key(cfg: BenchConfig) -> dict:
             "teacher_accuracy": cfg.teacher_accuracy, "pretrain_steps": cfg.pretrain_steps}
 
 
-def _cached(path: Path, key: dict, compute):
-    """A bench run's record, reused when a previous (interrupted) bench already finished it with the same
-    key; otherwise computed and written atomically. Lets a killed bench resume run by run."""
-    key = json.loads(json.dumps(key, default=str))
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        if saved.get("key") == key:
-            return saved["record"]
-    record = compute()
-    write_json_atomic(path, {"key": key, "record": record})
-    return record
-
-
 class WallClock:
     """Wall-clock seconds spent on one work folder, summed over every bench invocation (a resumed bench
     reports the time of all its parts, not only of the last one). Saved after every finished run."""
@@ -85,22 +71,11 @@ class WallClock:
         write_json_atomic(self.path, {"seconds": self.total()})
 
 
-def _collection(cfg: BenchConfig, model, tok, task, problems, params, seed: int, folder: Path, source: str) -> Collection:
-    """Rejection sampling with `model`, reused from `folder` when it already ran with the same key."""
-    store = folder / "traces.parquet"
-
-    def compute() -> dict:
-        engine = Sampler(model, tok.eos_token_id, tok.pad_token_id)
-        col = rejection_sample(engine, tok, task, problems, params, source=source, seed=seed, cap=cfg.collect_cap,
-                               progress=cfg.progress)
-        save_traces(store, col.traces)
-        return {"samples": col.samples, "flops": col.flops, "ledger": col.ledger.to_dict()}
-
-    rec = _cached(folder / "collection.json", {"seed": seed, "bench": _run_key(cfg)}, compute)
-    traces, rejected = load_traces(store, task, tok)
-    if rejected:
-        raise BadInput(f"{store}: {len(rejected)} cached trace(s) fail re-verification; delete {cfg.work} and rerun")
-    return Collection(traces, rec["samples"], rec["flops"], Ledger.from_dict(rec["ledger"]))
+def _collection(cfg: BenchConfig, model_dir: Path, task, problems, params, seed: int, folder: Path,
+                source: str | None = None, model=None, tok=None) -> Collection:
+    """Rejection sampling with the model in `model_dir`, reused from `folder` when it ran with the same key."""
+    return pipeline.collect_traces(folder / "traces.parquet", model_dir, task, problems, params, cfg.collect_cap, seed,
+                                   cfg.progress, model=model, tok=tok, source=source)
 
 
 BENCHES = {"paper": "results.md", "cross-family": "cross_family.md", "perf": "performance.md"}
@@ -169,16 +144,16 @@ def run_paper(cfg: BenchConfig, task) -> dict:
     clock = WallClock(cfg.work)
     pcfg = PretrainConfig(out=cfg.work / "base", steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy,
                           easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps, calibration=cfg.calibration)
-    ensure_pretrained(pcfg, progress=cfg.progress)
-    base, tok = load(cfg.work / "base")
-    params = SamplingParams(max_new_tokens=2 * task.slots + 4)
+    base, tok = pipeline.ensure_base(pcfg, progress=cfg.progress)
+    params = SamplingParams(max_new_tokens=task.max_response_tokens)
     rl = RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25)
     train_set = task.problems("hard_train", cfg.train_problems, 0)
     heldout = task.problems("hard_heldout", cfg.heldout_problems, 0)
     runs: dict[str, list[dict]] = {m: [] for m in cfg.methods}
     collections, band_runs = [], {}
     for seed in range(cfg.seeds):
-        col = _collection(cfg, base, tok, task, train_set, params, seed, cfg.work / f"seed{seed}", str(cfg.work / "base"))
+        col = _collection(cfg, cfg.work / "base", task, train_set, params, seed, cfg.work / f"seed{seed}", model=base,
+                          tok=tok)
         collections.append(col.summary())
         prefixes = cut_prefixes(col.traces, task, tok, seed=seed)
         for label in cfg.methods:
@@ -187,11 +162,9 @@ def run_paper(cfg: BenchConfig, task) -> dict:
             charged = col.ledger.total() if method != "rl" else 0.0
 
             def one_run(label=label, settings=settings, charged=charged, seed=seed, prefixes=prefixes, col=col):
-                policy, _ = load(cfg.work / "base")
                 out = cfg.work / f"seed{seed}" / label
-                r = train_rl(policy, tok, task, settings, train_set, prefixes, out, charged_flops=charged,
-                             traces=col.traces, eval_heldout=heldout[:64], progress=cfg.progress,
-                             resume=True, restart_if_changed=True)
+                policy, r = pipeline.run_method(out, cfg.work / "base", tok, task, settings, train_set, prefixes, charged,
+                                                traces=col.traces, eval_heldout=heldout[:64], progress=cfg.progress)
                 eng = Sampler(policy, tok.eos_token_id, tok.pad_token_id)
                 final_train = evaluate(eng, tok, task, train_set, 16, params, seed=seed + 3)
                 final_held = evaluate(eng, tok, task, heldout, cfg.passk_samples, params, seed=seed + 4,
@@ -202,8 +175,8 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                         "final": {"hard_train": final_train.pass_at(1), "hard_heldout": final_held.pass_at(1)},
                         "passk_heldout": {str(k): final_held.pass_at(k) for k in ks}, "charged": charged}
 
-            key = {"settings": result_settings(settings), "charged": charged, "bench": _run_key(cfg)}
-            runs[label].append(_cached(cfg.work / f"seed{seed}" / label / "bench_record.json", key, one_run))
+            key = pipeline.run_key(settings, charged, bench=_run_key(cfg))
+            runs[label].append(pipeline.cached(cfg.work / f"seed{seed}" / label / "bench_record.json", key, one_run))
             clock.save()
         if cfg.bands and seed == 0:
             for lo, hi in BANDS:
@@ -215,14 +188,13 @@ def run_paper(cfg: BenchConfig, task) -> dict:
 
                 def band_run(lo=lo, hi=hi, settings=settings, col=col):
                     band = cut_prefixes(col.traces, task, tok, low=lo, high=hi, seed=0)
-                    policy, _ = load(cfg.work / "base")
-                    r = train_rl(policy, tok, task, settings, train_set, band, cfg.work / f"band{lo}-{hi}",
-                                 charged_flops=col.ledger.total(), traces=col.traces, eval_heldout=heldout[:64],
-                                 progress=cfg.progress, resume=True, restart_if_changed=True)
+                    _, r = pipeline.run_method(cfg.work / f"band{lo}-{hi}", cfg.work / "base", tok, task, settings,
+                                               train_set, band, col.ledger.total(), traces=col.traces,
+                                               eval_heldout=heldout[:64], progress=cfg.progress)
                     return r["curve"]
 
-                key = {"settings": result_settings(settings), "band": [lo, hi], "bench": _run_key(cfg)}
-                band_runs[name] = _cached(cfg.work / f"band{lo}-{hi}" / "bench_record.json", key, band_run)
+                key = pipeline.run_key(settings, col.ledger.total(), band=[lo, hi], bench=_run_key(cfg))
+                band_runs[name] = pipeline.cached(cfg.work / f"band{lo}-{hi}" / "bench_record.json", key, band_run)
                 clock.save()
     results = summarise(runs, cfg)
     results["analysis"] = analyse(runs, collections)
@@ -306,23 +278,22 @@ def run_cross_family(cfg: BenchConfig, task) -> dict:
     """PrefixRL on the Llama policy with prefixes from (a) its own rejection-sampled traces and (b) traces
     rejection-sampled by a Qwen2 model with a different tokenizer, moved through text and cut at
     whitespace. Each run is charged its own rejection-sampling FLOPs (for (b), the Qwen2 model's)."""
-    from prefixrl.experiments.report import plot_curves
-    from prefixrl.traces import save_traces, transfer_traces
+    from prefixrl.traces import transfer_traces
 
     clock = WallClock(cfg.work, "cross-family")
     common = dict(steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy, easy_max_steps=cfg.hard_steps,
                   hard_steps=cfg.hard_steps, calibration=cfg.calibration)
-    ensure_pretrained(PretrainConfig(out=cfg.work / "base", **common), progress=cfg.progress)
-    ensure_pretrained(PretrainConfig(out=cfg.work / "base-qwen2", arch="qwen2", tokenizer="pairs", seed=1, **common),
-                      progress=cfg.progress)
-    policy_base, tok = load(cfg.work / "base")
-    other, other_tok = load(cfg.work / "base-qwen2")
-    params = SamplingParams(max_new_tokens=2 * task.slots + 4)
+    policy_base, tok = pipeline.ensure_base(PretrainConfig(out=cfg.work / "base", **common), progress=cfg.progress)
+    other, other_tok = pipeline.ensure_base(PretrainConfig(out=cfg.work / "base-qwen2", arch="qwen2", tokenizer="pairs",
+                                                           seed=1, **common), progress=cfg.progress)
+    params = SamplingParams(max_new_tokens=task.max_response_tokens)
     train_set = task.problems("hard_train", cfg.train_problems, 0)
     heldout = task.problems("hard_heldout", cfg.heldout_problems, 0)
     sources, runs = {}, {}
-    for name, (model, mtok) in {"same-model": (policy_base, tok), "cross-family": (other, other_tok)}.items():
-        col = _collection(cfg, model, mtok, task, train_set, params, 0, cfg.work / f"xfam-{name}-collection", name)
+    families = {"same-model": (policy_base, tok, "base"), "cross-family": (other, other_tok, "base-qwen2")}
+    for name, (model, mtok, folder) in families.items():
+        col = _collection(cfg, cfg.work / folder, task, train_set, params, 0, cfg.work / f"xfam-{name}-collection",
+                          source=name, model=model, tok=mtok)
         traces, boundary, rejected = col.traces, "token", []
         if name == "cross-family":
             save_traces(cfg.work / "qwen2-traces.parquet", col.traces)
@@ -331,12 +302,11 @@ def run_cross_family(cfg: BenchConfig, task) -> dict:
         prefixes = cut_prefixes(traces, task, tok, seed=0, boundary=boundary)
         sources[name] = {**col.summary(), "transferred": len(traces), "rejected": len(rejected),
                          "mean_prefix_tokens": float(np.mean([len(p.prefix_ids) for p in prefixes])) if prefixes else 0.0}
-        policy, _ = load(cfg.work / "base")
         settings = replace(RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25), method="prefixrl",
                            steps=100_000, flops_budget=cfg.flops_budget)
-        r = train_rl(policy, tok, task, settings, train_set, prefixes, cfg.work / f"xfam-{name}",
-                     charged_flops=col.ledger.total(), traces=traces, eval_heldout=heldout[:64], progress=cfg.progress,
-                             resume=True, restart_if_changed=True)
+        policy, r = pipeline.run_method(cfg.work / f"xfam-{name}", cfg.work / "base", tok, task, settings, train_set,
+                                        prefixes, col.ledger.total(), traces=traces, eval_heldout=heldout[:64],
+                                        progress=cfg.progress)
         eng = Sampler(policy, tok.eos_token_id, tok.pad_token_id)
         final = {s: evaluate(eng, tok, task, probs, 16, params, seed=4).pass_at(1)
                  for s, probs in (("hard_train", train_set), ("hard_heldout", heldout))}
@@ -346,34 +316,5 @@ def run_cross_family(cfg: BenchConfig, task) -> dict:
            "config": json.loads(json.dumps(asdict(cfg), default=str)),
            "models": {"policy": f"Llama, char tokenizer, {param_count(policy_base):,} parameters",
                       "other": f"Qwen2, pairs tokenizer, {param_count(other):,} parameters"}}
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / "results").mkdir(exist_ok=True)
-    plot_curves({k: {"curve": v["curve"]} for k, v in runs.items()}, cfg.out / "results" / "cross_family.png",
-                "PrefixRL with same-model vs cross-family prefixes",
-                charged={k: v["flops"] for k, v in sources.items()})
-    (cfg.out / "cross_family.json").write_text(json.dumps(res, indent=2))
-    lines = ["# Cross-family traces", "",
-             f"Generated by `prefixrl bench cross-family{' --quick' if cfg.quick else ''}` in {res['seconds'] / 60:.0f} "
-             "minutes of wall-clock (summed over resumed invocations); every number comes from that command "
-             "(raw: cross_family.json).", "",
-             f"Policy: {res['models']['policy']}. Second family: {res['models']['other']}, pretrained on the same "
-             "imperfect teacher. Its traces are decoded with its own tokenizer, re-encoded with the policy's, "
-             "re-verified, and cut at whitespace (3 cuts per trace at U[0.4, 0.8]); same-model prefixes are "
-             f"token-exact. Each PrefixRL run stops at {cfg.flops_budget / 1e12:.1f} TFLOP, charged its own "
-             "rejection sampling.", "",
-             "| prefixes from | traces (solved / problems) | RS FLOPs | mean prefix tokens | RL steps | final hard-train | final hard-heldout |",
-             "|---|---|---|---|---|---|---|"]
-    for name, src in sources.items():
-        f = runs[name]["final"]
-        lines.append(f"| {name} | {src['transferred']} / {src['problems']} | {src['flops'] / 1e12:.2f} T | "
-                     f"{src['mean_prefix_tokens']:.1f} | {runs[name]['steps']} | {f['hard_train']:.3f} | {f['hard_heldout']:.3f} |")
-    common = min(r["curve"][-1]["step"] for r in runs.values())
-    at = {n: [p for p in r["curve"] if p["step"] <= common][-1] for n, r in runs.items()}
-    lines += ["", f"Trace quality apart from cost: at the same number of RL steps ({common}, the shorter run's length), "
-              "unprefixed hard-train accuracy is " + "; ".join(
-                  f"{n} {p['train_acc_unprefixed']:.3f} (eval at step {p['step']})" for n, p in at.items()) +
-              ". The final numbers also differ because each run is charged its own rejection sampling, so a cheaper "
-              "collection leaves more of the budget for RL steps.",
-              "", "![cross-family](results/cross_family.png)", ""]
-    (cfg.out / "cross_family.md").write_text("\n".join(lines) + "\n")
+    write_cross_family(cfg, res)
     return res

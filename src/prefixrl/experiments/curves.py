@@ -4,8 +4,13 @@ target (the paper's compute-efficiency ratio, §6.2). Shared by the demo, the be
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
-import numpy as np
+import matplotlib
+
+matplotlib.use("Agg")  # headless: never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def grid_curve(curves: list[list[dict]], key: str, grid: np.ndarray) -> np.ndarray:
@@ -27,3 +32,28 @@ def flops_to_reach(curves: list[list[dict]], key: str, target: float, grid: np.n
         mean = np.nanmean(grid_curve(curves, key, grid), axis=0)
     hit = np.nonzero(mean >= target)[0]
     return float(grid[hit[0]]) if len(hit) else None
+
+
+def plot_curves(methods: dict[str, dict], path: Path, title: str, charged: dict[str, float] | None = None) -> None:
+    """Unprefixed hard-train accuracy against cumulative FLOPs, one line per method."""
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for name, m in methods.items():
+        xs = [p["flops"] for p in m["curve"]]
+        ys = [p["train_acc_unprefixed"] for p in m["curve"]]
+        (line,) = ax.plot(xs, ys, marker="o", ms=3, label=name)
+        off = (charged or {}).get(name, 0.0)
+        if off:  # the offline cost a method is charged before its first step (paper Fig. 2's shaded band)
+            ax.axvspan(0, off, color=line.get_color(), alpha=0.08)
+            ax.axvline(off, color=line.get_color(), ls=":", lw=1)
+    ax.set_xlabel("cumulative FLOPs (rejection sampling included)")
+    ax.set_ylabel("unprefixed hard-train pass@1")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def fmt_flops(x: float) -> str:
+    return f"{x / 1e12:.2f} TFLOP"

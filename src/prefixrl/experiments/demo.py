@@ -15,17 +15,17 @@ from pathlib import Path
 import torch
 
 from prefixrl import regime
-from prefixrl.collect import rejection_sample
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
-from prefixrl.experiments.report import plot_curves, write_report
+from prefixrl.experiments import pipeline
+from prefixrl.experiments.curves import plot_curves
+from prefixrl.experiments.demo_report import write_report
 from prefixrl.io.errors import BadInput
-from prefixrl.model import load, param_count
+from prefixrl.model import param_count
 from prefixrl.prefixes import cut_prefixes, save_prefixes
-from prefixrl.pretrain import PretrainConfig, ensure_pretrained
+from prefixrl.pretrain import PretrainConfig
+from prefixrl.settings import RLSettings
 from prefixrl.tasks.chain import ChainTask
-from prefixrl.traces import save_traces
-from prefixrl.train import RLSettings, train_rl
 from prefixrl.verifier import deadlined
 
 
@@ -39,26 +39,26 @@ class DemoConfig:
     """A smaller run (fewer problems and steps) that finishes in about 6 minutes."""
     seed: int = 0
     """Seed for problems, pretraining, sampling and RL."""
-    train_problems: int = 64
-    """Hard-train problems (rejection sampling and RL)."""
-    heldout_problems: int = 128
-    """Hard-heldout problems (evaluation only)."""
+    train_problems: int | None = None
+    """Hard-train problems (rejection sampling and RL); default 64, --quick 16."""
+    heldout_problems: int | None = None
+    """Hard-heldout problems (evaluation only); default 128, --quick 32."""
     pretrain_steps: int = PretrainConfig.steps
     """Pretraining steps for the base model."""
-    base_samples: int = 64
-    """Samples per problem for the base model's pass@k."""
+    base_samples: int | None = None
+    """Samples per problem for the base model's pass@k; default 64, --quick 16."""
     collect_cap: int = 1024
     """Most samples drawn per problem in rejection sampling."""
-    rl_steps: int = 300
-    """PrefixRL steps; standard RL then runs until it has spent the same total FLOPs."""
+    rl_steps: int | None = None
+    """PrefixRL steps; standard RL then runs until it has spent the same total FLOPs; default 300, --quick 60."""
     rl_lr: float = RLSettings.lr
     """RL learning rate (shared by every method)."""
     hard_steps: int = 16
     """Steps in a hard chain (the difficulty knob); easy chains have 1 to hard_steps steps."""
     teacher_accuracy: float = PretrainConfig.teacher_accuracy
     """Per-step accuracy of the imperfect teacher the base model is pretrained on (sets its pass rate)."""
-    final_samples: int = 16
-    """Samples per problem for the final pass@1."""
+    final_samples: int | None = None
+    """Samples per problem for the final pass@1; default 16, --quick 8."""
     target_pass1: float | None = None
     """Exact hard-train pass@1 the base is calibrated to (default: teacher_accuracy ** hard_steps)."""
     min_yield: float = 0.25
@@ -67,11 +67,14 @@ class DemoConfig:
     """Show progress bars."""
 
     def resolved(self) -> DemoConfig:
-        if not self.quick:
-            return self
-        # Same base model as the full demo: a weaker one (400 steps) left rejection sampling on 16 problems
-        # with no trace at all under some random streams.
-        return replace(self, train_problems=16, heldout_problems=32, base_samples=16, rl_steps=60, final_samples=8)
+        """The sizes the user left unset, from the full or the quick preset; a flag the user passed always
+        wins (`prefixrl demo --quick --rl-steps 100` runs 100 steps). Both presets share one base model."""
+        preset = QUICK if self.quick else FULL
+        return replace(self, **{k: v for k, v in preset.items() if getattr(self, k) is None})
+
+
+FULL = {"train_problems": 64, "heldout_problems": 128, "base_samples": 64, "rl_steps": 300, "final_samples": 16}
+QUICK = {"train_problems": 16, "heldout_problems": 32, "base_samples": 16, "rl_steps": 60, "final_samples": 8}
 
 
 def _pass_at_ks(result, ks):
@@ -94,10 +97,9 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
                           target_pass1=cfg.target_pass1)
 
     # 1. the base model, calibrated (reused when the same configuration was pretrained before here)
-    ensure_pretrained(pcfg, progress=cfg.progress)
-    model, tok = load(out / "base")
+    model, tok = pipeline.ensure_base(pcfg, progress=cfg.progress)
     engine = Sampler(model, tok.eos_token_id, tok.pad_token_id)
-    params = SamplingParams(max_new_tokens=2 * task.slots + 4)
+    params = SamplingParams(max_new_tokens=task.max_response_tokens)
     splits = {s: task.problems(s, n, cfg.seed) for s, n in
               [("easy", cfg.heldout_problems), ("hard_train", cfg.train_problems), ("hard_heldout", cfg.heldout_problems)]}
 
@@ -108,20 +110,12 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
     regime.check_gates(regime_gates, str(out / "base"))
 
     # 3. base pass@k on unprefixed problems, sampled
-    ks = [1, 8, 64]
-    base = {"pass@1": {}, "pass@k": {}, "exact": exact,
+    base = {**_base_pass_at_k(cfg, engine, tok, task, splits, params), "exact": exact,
             "calibration": json.loads((out / "base" / "prefixrl.json").read_text())["calibration"]}
-    for split, probs in splits.items():
-        r = evaluate(engine, tok, task, probs, cfg.base_samples, params, seed=cfg.seed + 1, progress=cfg.progress,
-                     desc=f"base pass@k {split}")
-        base["pass@1"][split] = r.pass_at(1)
-        for k, v in _pass_at_ks(r, ks).items():
-            base["pass@k"].setdefault(k, {})[split] = v
 
     # 4. rejection sampling with the base model
-    col = rejection_sample(engine, tok, task, splits["hard_train"], params, source=str(out / "base"),
-                           cap=cfg.collect_cap, seed=cfg.seed, progress=cfg.progress)
-    save_traces(out / "traces.parquet", col.traces)
+    col = pipeline.collect_traces(out / "traces.parquet", out / "base", task, splits["hard_train"], params,
+                                  cfg.collect_cap, cfg.seed, cfg.progress, model=model, tok=tok)
     (out / "traces.json").write_text(json.dumps(col.summary(), indent=2))
     if not col.traces:
         raise BadInput(f"rejection sampling found no correct trace in {cfg.collect_cap} samples per problem; "
@@ -131,36 +125,11 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
     # 5. prefixes (paper rule: 3 cuts per trace at U[0.4, 0.8] of its tokens)
     prefixes = cut_prefixes(col.traces, task, tok, seed=cfg.seed)
     save_prefixes(out / "prefixes.parquet", prefixes)
-    traced = [t.problem for t in col.traces]
-    prefix_success = {}
-    for f in (0.2, 0.4, 0.6, 0.8):
-        pre = [t.token_ids[: int(f * len(t.token_ids))] for t in col.traces]
-        r = evaluate(engine, tok, task, traced, cfg.base_samples // 2 or 1, params, seed=cfg.seed + 2, prefixes=pre)
-        prefix_success[f"{int(f * 100)}%"] = r.pass_at(1)
+    prefix_success = _prefix_success(cfg, engine, tok, task, col.traces, params)
 
     # 6. PrefixRL, then standard RL with the same total FLOPs
     rl = RLSettings(steps=cfg.rl_steps, lr=cfg.rl_lr, seed=cfg.seed, max_new_tokens=params.max_new_tokens)
-    methods, runs = {}, {}
-    for name in ("prefixrl", "rl"):
-        policy, _ = load(out / "base")
-        if name == "prefixrl":
-            settings, charged = replace(rl, method="prefixrl"), rs_flops
-        else:
-            budget = runs["prefixrl"]["curve"][-1]["flops"]
-            # ~25 curve points whatever the number of steps the budget buys (sampling dominates a step)
-            led = runs["prefixrl"]["ledger"]
-            per_step = (led.get("rl/prefill", 0) + led.get("rl/decode", 0)) / max(1, runs["prefixrl"]["steps"])
-            every = max(rl.eval_every, int(budget / max(per_step, 1.0) / 25))
-            settings = replace(rl, method="rl", steps=cfg.rl_steps * 50, flops_budget=budget, eval_every=every)
-            charged = 0.0
-        runs[name] = train_rl(policy, tok, task, settings, splits["hard_train"], prefixes, out / "runs" / name,
-                              charged_flops=charged, progress=cfg.progress, resume=True, restart_if_changed=True)
-        eng = Sampler(policy, tok.eos_token_id, tok.pad_token_id)
-        final = {f"{s}_pass@1": evaluate(eng, tok, task, splits[s], cfg.final_samples, params, seed=cfg.seed + 3,
-                                         progress=cfg.progress, desc=f"final {name} {s}").pass_at(1)
-                 for s in ("hard_train", "hard_heldout")}
-        methods[name] = {"curve": runs[name]["curve"], "final": final, "flops_total": runs[name]["curve"][-1]["flops"],
-                         "steps": runs[name]["steps"]}
+    methods = _methods(cfg, rl, tok, task, splits, prefixes, rs_flops, params)
 
     # 7. report
     rl_steps = [json.loads(l) for l in (out / "runs" / "rl" / "metrics.jsonl").read_text().splitlines()]
@@ -189,6 +158,53 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
     plot_curves(methods, out / "curve.png", "PrefixRL vs standard RL at equal FLOPs", charged={"prefixrl": rs_flops})
     write_report(out, report)
     return report
+
+
+def _base_pass_at_k(cfg: DemoConfig, engine, tok, task, splits: dict, params) -> dict:
+    """The base's sampled pass@k on unprefixed problems, per split."""
+    base = {"pass@1": {}, "pass@k": {}}
+    for split, probs in splits.items():
+        r = evaluate(engine, tok, task, probs, cfg.base_samples, params, seed=cfg.seed + 1, progress=cfg.progress,
+                     desc=f"base pass@k {split}")
+        base["pass@1"][split] = r.pass_at(1)
+        for k, v in _pass_at_ks(r, [1, 8, 64]).items():
+            base["pass@k"].setdefault(k, {})[split] = v
+    return base
+
+
+def _prefix_success(cfg: DemoConfig, engine, tok, task, traces, params) -> dict:
+    """Success conditioned on the first 20/40/60/80 % of a correct trace (the shape of the paper's Fig. 3)."""
+    traced, out = [t.problem for t in traces], {}
+    for f in (0.2, 0.4, 0.6, 0.8):
+        pre = [t.token_ids[: int(f * len(t.token_ids))] for t in traces]
+        r = evaluate(engine, tok, task, traced, cfg.base_samples // 2 or 1, params, seed=cfg.seed + 2, prefixes=pre)
+        out[f"{int(f * 100)}%"] = r.pass_at(1)
+    return out
+
+
+def _methods(cfg: DemoConfig, rl: RLSettings, tok, task, splits: dict, prefixes, rs_flops: float, params) -> dict:
+    """PrefixRL (charged the rejection sampling), then standard RL until it has spent the same total FLOPs."""
+    out, methods, runs = cfg.out, {}, {}
+    for name in ("prefixrl", "rl"):
+        if name == "prefixrl":
+            settings, charged = replace(rl, method="prefixrl"), rs_flops
+        else:
+            budget = runs["prefixrl"]["curve"][-1]["flops"]
+            # ~25 curve points whatever the number of steps the budget buys (sampling dominates a step)
+            led = runs["prefixrl"]["ledger"]
+            per_step = (led.get("rl/prefill", 0) + led.get("rl/decode", 0)) / max(1, runs["prefixrl"]["steps"])
+            every = max(rl.eval_every, int(budget / max(per_step, 1.0) / 25))
+            settings = replace(rl, method="rl", steps=cfg.rl_steps * 50, flops_budget=budget, eval_every=every)
+            charged = 0.0
+        policy, runs[name] = pipeline.run_method(out / "runs" / name, out / "base", tok, task, settings,
+                                                 splits["hard_train"], prefixes, charged, progress=cfg.progress)
+        eng = Sampler(policy, tok.eos_token_id, tok.pad_token_id)
+        final = {f"{s}_pass@1": evaluate(eng, tok, task, splits[s], cfg.final_samples, params, seed=cfg.seed + 3,
+                                         progress=cfg.progress, desc=f"final {name} {s}").pass_at(1)
+                 for s in ("hard_train", "hard_heldout")}
+        methods[name] = {"curve": runs[name]["curve"], "final": final, "flops_total": runs[name]["curve"][-1]["flops"],
+                         "steps": runs[name]["steps"]}
+    return methods
 
 
 def compute_efficiency(methods: dict) -> dict:

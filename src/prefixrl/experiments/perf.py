@@ -14,6 +14,7 @@ method is charged, not what the hardware executed on padding.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -23,17 +24,18 @@ import torch
 
 from prefixrl.collect import rejection_sample
 from prefixrl.engine import Sampler, SamplingParams
-from prefixrl.flops import train_flops
+from prefixrl.flops import Ledger, train_flops
 from prefixrl.io.store import write_json_atomic
 from prefixrl.losses import token_logprobs, weighted_pg_loss
 from prefixrl.mask import make_batch, micro_batches
+from prefixrl.methods import METHODS
 from prefixrl.model import load, param_count
 from prefixrl.precision import native_bf16
+from prefixrl.prefixes import Prefix
 from prefixrl.pretrain import PretrainConfig, ensure_pretrained
-from prefixrl.render import decode_response, encode_response, render_prompt
-from prefixrl.tasks.base import reward
-from prefixrl.train import RLSettings, guarded_update
-from prefixrl.verifier import verify_all
+from prefixrl.render import encode_response, render_prompt
+from prefixrl.settings import RLSettings
+from prefixrl.train import Learner, Pool, guarded_update, rl_step
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.75)
 
@@ -119,7 +121,7 @@ def train_rows(tok, task, problems, n: int, fraction: float, max_new: int, seed:
 
 
 def pg_losses(model, tok, context, trained, adv, plain: bool = False):
-    """The update's micro-batch losses, as `train_rl` builds them (plain: the path before issue 7,
+    """The update's micro-batch losses, as `train_rl` builds them (plain: the path before the fast paths,
     full-vocabulary logits at every position in one padded batch)."""
     norm = float(len(context) * 128)
     groups = [list(range(len(context)))] if plain else micro_batches(context, trained, RLSettings.micro_batch_tokens)
@@ -140,24 +142,22 @@ def train_step_seconds(model, tok, context, trained, repeats: int, plain: bool =
                         repeats)
 
 
-def rl_step_seconds(model, tok, task, problems, n: int, params: SamplingParams, fraction: float, repeats: int) -> float:
-    """One PrefixRL step as `train_rl` runs it: sample n per prefixed prompt, verify, update on all rows."""
+def rl_step_seconds(model, tok, task, problems, n: int, params: SamplingParams, fraction: float,
+                    repeats: int) -> float:
+    """One step of `train.rl_step` itself, every prompt prefixed with the first `fraction` of its reference
+    solution (fraction 0: standard RL). The optimizer has lr 0, so timing leaves the weights as they were."""
+    method = "prefixrl-only" if fraction > 0 else "rl"
+    cfg = RLSettings(method=method, prompts_per_step=len(problems), samples_per_prompt=n, lr=0.0,
+                     max_new_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p)
+    prefixes = []
+    for p in problems:
+        sol = encode_response(tok, task.solution(p), eos=False)
+        cut = int(fraction * len(sol))
+        prefixes.append(Prefix(p.id, p.question, p.answer, sol[:cut], fraction, cut, len(sol)))
+    pool = Pool(problems, prefixes if fraction > 0 else [])
+    learner = Learner(model, torch.optim.AdamW(model.parameters(), lr=0.0), METHODS[method], contextlib.nullcontext)
     sampler = Sampler(model, tok.eos_token_id, tok.pad_token_id)
-    opt = torch.optim.AdamW(model.parameters(), lr=0.0)
-    prompts = prefixed_prompts(tok, task, problems, fraction)
-    starts = [len(render_prompt(tok, p.question)) for p in problems]
-
-    def step():
-        gens = sampler.generate(prompts, n, params, seed=1)
-        items = [(p, decode_response(tok, pr[s:] + x.tokens))  # prefix + completion, as train_rl judges
-                 for p, pr, s, grp in zip(problems, prompts, starts, gens.samples) for x in grp]
-        rewards = torch.tensor([reward(v) for v in verify_all(task, items)])
-        context = [pr for pr, grp in zip(prompts, gens.samples) for _ in grp]
-        trained = [x.tokens for grp in gens.samples for x in grp]
-        adv = rewards - rewards.mean() + torch.linspace(-0.1, 0.1, len(rewards))  # every row trains: worst case
-        guarded_update(model, opt, pg_losses(model, tok, context, trained, adv), 1.0)
-
-    return best_seconds(step, repeats)
+    return best_seconds(lambda: rl_step(1, pool, sampler, learner, task, tok, cfg, Ledger()), repeats)
 
 
 def run_perf(cfg, task) -> dict:
@@ -168,7 +168,7 @@ def run_perf(cfg, task) -> dict:
     model, tok = load(cfg.work / "base")
     model.eval()
     n_prompts, n, repeats = (16, 4, 1) if cfg.quick else (64, 8, 2)
-    params = SamplingParams(max_new_tokens=2 * task.slots + 4)
+    params = SamplingParams(max_new_tokens=task.max_response_tokens)
     problems = task.problems("hard_train", n_prompts, 0)
     peak = matmul_peak()
     res: dict = {"machine": machine(), "model_params": param_count(model), "matmul_peak_flops": peak,

@@ -1,7 +1,7 @@
 """The task contract: problems by split, a prompt, a verifier with typed verdicts, a reward.
 
 A task is pure: it turns ids and strings into records and verdicts. It never touches a model,
-a file or a process; the verifier pool (issue 4/5) wraps `verify` for tasks that can hang.
+a file or a process; the verifier pool (`prefixrl.verifier`) wraps `verify` for tasks that can hang.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class Task(Protocol):
 
     name: str
     splits: tuple[str, ...]
+    max_response_tokens: int  # the task's bound on a sampled response (--max-new-tokens overrides it)
 
     def problems(self, split: str, n: int, seed: int) -> list[Problem]:
         """`n` problems of `split`, deterministic in `seed`; splits never share a question."""

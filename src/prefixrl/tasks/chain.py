@@ -96,6 +96,11 @@ class ChainTask:
     def slots(self) -> int:
         return max(self.easy_max_steps, self.hard_steps)
 
+    @property
+    def max_response_tokens(self) -> int:
+        """The sampling bound: two characters per slot, the answer marker and EOS, with slack."""
+        return 2 * self.slots + 4
+
     def _random_chain(self, rng: random.Random, n_steps: int) -> Chain:
         return Chain(rng.randrange(MOD), tuple((rng.choice(self.ops), rng.randrange(MOD)) for _ in range(n_steps)))
 

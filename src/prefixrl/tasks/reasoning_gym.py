@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import ClassVar
 
 from prefixrl.io.errors import BadInput
 from prefixrl.tasks.base import Problem, Verdict
@@ -36,6 +37,7 @@ class ReasoningGymTask:
     size: int = 1000
     data_seed: int = 0
     heldout_share: float = 0.1
+    max_response_tokens: ClassVar[int] = 1024  # the sampling bound for open-ended reasoning
     name: str = "reasoning-gym"
     splits: tuple[str, ...] = SPLITS
 

@@ -1,108 +1,13 @@
-"""The demo's outputs: report.json (an interface other tools read), report.md and the FLOPs plot."""
+"""`prefixrl bench` outputs: docs/results.md and its plots (paper), docs/cross_family.md (cross-family)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: never needs a display
-import matplotlib.pyplot as plt
 import numpy as np
 
-
-def plot_curves(methods: dict[str, dict], path: Path, title: str, charged: dict[str, float] | None = None) -> None:
-    """Unprefixed hard-train accuracy against cumulative FLOPs, one line per method."""
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for name, m in methods.items():
-        xs = [p["flops"] for p in m["curve"]]
-        ys = [p["train_acc_unprefixed"] for p in m["curve"]]
-        (line,) = ax.plot(xs, ys, marker="o", ms=3, label=name)
-        off = (charged or {}).get(name, 0.0)
-        if off:  # the offline cost a method is charged before its first step (paper Fig. 2's shaded band)
-            ax.axvspan(0, off, color=line.get_color(), alpha=0.08)
-            ax.axvline(off, color=line.get_color(), ls=":", lw=1)
-    ax.set_xlabel("cumulative FLOPs (rejection sampling included)")
-    ax.set_ylabel("unprefixed hard-train pass@1")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def fmt_flops(x: float) -> str:
-    return f"{x / 1e12:.2f} TFLOP"
-
-
-def write_report(out: Path, report: dict) -> None:
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    b, col, ms = report["base"], report["collection"], report["methods"]
-    lines = [
-        "# PrefixRL demo report", "",
-        f"Seed {report['seed']}; task `{report['config']['task']}`; model {report['model']['n_params']:,} parameters. "
-        f"Wall-clock {report['seconds']:.0f} s.", "",
-        "## Base model (pass@k on unprefixed problems)", "",
-        "| split | " + " | ".join(f"pass@{k}" for k in b["pass@k"]) + " |",
-        "|---|" + "---|" * len(b["pass@k"]),
-    ]
-    for split in ("easy", "hard_train", "hard_heldout"):
-        vals = [b["pass@k"][k].get(split) for k in b["pass@k"]]
-        lines.append(f"| {split} | " + " | ".join("–" if v is None else f"{v:.4f}" for v in vals) + " |")
-    lines += _exact_regime(b, report["gates"]["regime"])
-    lines += ["", "Success conditioned on a prefix of a correct trace (hard-train, fraction of trace tokens):", "",
-              "| prefix | " + " | ".join(report["prefix_success"]) + " |",
-              "|---|" + "---|" * len(report["prefix_success"]),
-              "| pass@1 | " + " | ".join(f"{v:.3f}" for v in report["prefix_success"].values()) + " |", ""]
-    lines += ["## Rejection sampling", "",
-              f"{col['solved']} of {col['problems']} hard-train problems solved with {col['samples']:,} samples "
-              f"(cap {report['config']['collect_cap']}), {fmt_flops(col['flops'])}.", ""]
-    lines += ["## RL at equal total FLOPs", "",
-              "| method | steps | total FLOPs | hard-train pass@1 | hard-heldout pass@1 |", "|---|---|---|---|---|"]
-    for name, m in ms.items():
-        lines.append(f"| {name} | {m['steps']} | {fmt_flops(m['flops_total'])} | {m['final']['hard_train_pass@1']:.4f} "
-                     f"| {m['final']['hard_heldout_pass@1']:.4f} |")
-    eff = report.get("compute_efficiency", {})
-    fr, ar = eff.get("flops_ratio_vs_rl"), eff.get("final_acc_ratio_vs_rl")
-    lines += ["", f"PrefixRL's FLOPs to reach standard RL's final hard-train accuracy ÷ standard RL's FLOPs: "
-              f"**{'not reached' if fr is None else f'{fr:.2f}'}**; final accuracy ratio PrefixRL ÷ standard RL: "
-              f"**{'n/a' if ar is None else f'{ar:.2f}'}** (the paper reports 0.5 and 3).", ""]
-    lines += ["", "![accuracy vs FLOPs](curve.png)", "", "## Verdict", "", report["verdict"], ""]
-    gates = report["gates"]
-    lines += ["## Regime checks after the runs (docs/task.md)", "",
-              f"- standard RL saw a correct sample in {gates['rl_steps_with_signal']} of its first "
-              f"{gates['rl_steps_checked']} steps (target: well under half)",
-              f"- rejection sampling solved {gates['collect_solved_share']:.0%} of hard-train problems (target: at least half)",
-              f"- success after an 80 % prefix: {gates['prefix80_success']:.3f} (target: at least 0.20)", ""]
-    (out / "report.md").write_text("\n".join(lines))
-
-
-def _exact_regime(base: dict, g: dict) -> list[str]:
-    """The base's regime measured exactly (teacher forcing), its calibration, and the gates checked
-    before any sampling. These figures match across machines within the calibration window; sampled
-    ones do not (docs/model.md)."""
-    cal = base["calibration"]
-    lines = ["", "Measured exactly by teacher forcing (`prefixrl.regime`; deterministic, no sampling):", "",
-             "| split | exact pass@1 | greedy pass@1 | per-step probability |", "|---|---|---|---|"]
-    for split, m in base["exact"].items():
-        lines.append(f"| {split} | {m['exact_pass@1']:.2e} | {m['greedy_pass@1']:.3f} | {m['step_prob']:.3f} |")
-    if cal.get("method") == "logit-scale":
-        lines += ["", f"Calibration: logit scale {cal['scale']:.4f} (the final norm's weight × s), which moved exact "
-                  f"hard-train pass@1 over {cal['problems']} problems from {cal['exact_pass@1_before']:.2e} to "
-                  f"{cal['exact_pass@1_after']:.2e} (target {cal['target_pass1']:.2e})."]
-    else:
-        lines += ["", "Calibration: none (the base as trained)."]
-    lo, hi = g.get("window", (None, None))
-    window = "" if lo is None else f"exact hard-train pass@1 {g['exact_pass@1']:.2e} in [{lo:.2e}, {hi:.2e}]: " \
-        f"**{'pass' if g['window_ok'] else 'FAIL'}**; "
-    lines += ["", f"Gates before rejection sampling: {window}expected yield at cap {g['cap']} "
-              f"{g['expected_yield']:.1%} ≥ {g['min_yield']:.0%}: **{'pass' if g['yield_ok'] else 'FAIL'}**."]
-    return lines
-
-
-# --- the bench (issue 3) ---------------------------------------------------------------------------------
+from prefixrl.experiments.curves import grid_curve, plot_curves, plt
 
 
 def _band(ax, xs, ys_by_seed, label):
@@ -121,7 +26,6 @@ def bench_plots(runs: dict, bands: dict, folder: Path) -> None:
     """accuracy vs FLOPs (mean, min–max band over seeds), heldout pass@k, per-step health, bands."""
     import numpy as np
 
-    from prefixrl.experiments.curves import grid_curve
 
     folder.mkdir(parents=True, exist_ok=True)
     budget = max(p["flops"] for rs in runs.values() for r in rs for p in r["curve"])
@@ -268,7 +172,7 @@ def _why(res: dict) -> list[str]:
            "Every method shares the task, base model, problem set, sampler, optimizer (AdamW, lr "
            f"{res.get('rl_lr', 3e-5):g}), batch (8 prompts × 8 samples, except rl-n64) and FLOPs ledger; only each method's own "
            "part differs (docs/baselines.md). The RL learning rate was set before any comparison, so that standard "
-           "RL sees reward in some of its first 100 steps (the core issue's gate); it was not tuned per method.", "",
+           "RL sees reward in some of its first 100 steps (docs/task.md's gate); it was not tuned per method.", "",
            "| seed | rejection sampling | standard RL: steps with signal in its first 100 | standard RL: first correct sample | "
            "standard RL reaches 0.1 train acc | PrefixRL reaches 0.1 (RL FLOPs after RS) |", "|---|---|---|---|---|---|"]
     pre = a.get("prefixrl_flops_to_0.1_after_rs", [None] * len(a["rs_flops"]))
@@ -312,3 +216,38 @@ def _why(res: dict) -> list[str]:
                    "64 problems × 4 samples).")
     out.append("")
     return out
+
+
+def write_cross_family(cfg, res: dict) -> None:
+    """docs/cross_family.md, its plot and cross_family.json, from `prefixrl bench cross-family`."""
+    runs, sources = res["runs"], res["sources"]
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    (cfg.out / "results").mkdir(exist_ok=True)
+    plot_curves({k: {"curve": v["curve"]} for k, v in runs.items()}, cfg.out / "results" / "cross_family.png",
+                "PrefixRL with same-model vs cross-family prefixes",
+                charged={k: v["flops"] for k, v in sources.items()})
+    (cfg.out / "cross_family.json").write_text(json.dumps(res, indent=2))
+    lines = ["# Cross-family traces", "",
+             f"Generated by `prefixrl bench cross-family{' --quick' if cfg.quick else ''}` in {res['seconds'] / 60:.0f} "
+             "minutes of wall-clock (summed over resumed invocations); every number comes from that command "
+             "(raw: cross_family.json).", "",
+             f"Policy: {res['models']['policy']}. Second family: {res['models']['other']}, pretrained on the same "
+             "imperfect teacher. Its traces are decoded with its own tokenizer, re-encoded with the policy's, "
+             "re-verified, and cut at whitespace (3 cuts per trace at U[0.4, 0.8]); same-model prefixes are "
+             f"token-exact. Each PrefixRL run stops at {cfg.flops_budget / 1e12:.1f} TFLOP, charged its own "
+             "rejection sampling.", "",
+             "| prefixes from | traces (solved / problems) | RS FLOPs | mean prefix tokens | RL steps | final hard-train | final hard-heldout |",
+             "|---|---|---|---|---|---|---|"]
+    for name, src in sources.items():
+        f = runs[name]["final"]
+        lines.append(f"| {name} | {src['transferred']} / {src['problems']} | {src['flops'] / 1e12:.2f} T | "
+                     f"{src['mean_prefix_tokens']:.1f} | {runs[name]['steps']} | {f['hard_train']:.3f} | {f['hard_heldout']:.3f} |")
+    common = min(r["curve"][-1]["step"] for r in runs.values())
+    at = {n: [p for p in r["curve"] if p["step"] <= common][-1] for n, r in runs.items()}
+    lines += ["", f"Trace quality apart from cost: at the same number of RL steps ({common}, the shorter run's length), "
+              "unprefixed hard-train accuracy is " + "; ".join(
+                  f"{n} {p['train_acc_unprefixed']:.3f} (eval at step {p['step']})" for n, p in at.items()) +
+              ". The final numbers also differ because each run is charged its own rejection sampling, so a cheaper "
+              "collection leaves more of the budget for RL steps.",
+              "", "![cross-family](results/cross_family.png)", ""]
+    (cfg.out / "cross_family.md").write_text("\n".join(lines) + "\n")

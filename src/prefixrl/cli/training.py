@@ -1,0 +1,133 @@
+"""`prefixrl train`: the config (the trainer's one `RLSettings`, composed once) and its runner."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import tyro
+
+from prefixrl.cli.options import TaskOptions, load_policy, task_of
+from prefixrl.cli.stages import regime_gate
+from prefixrl.engine import SamplingParams
+from prefixrl.experiments import pipeline
+from prefixrl.experiments.demo import DemoConfig
+from prefixrl.io.errors import BadInput
+from prefixrl.io.store import write_json_atomic
+from prefixrl.io.tracking import BACKENDS, Tracker
+from prefixrl.prefixes import PrefixedPrompt, cut_prefixes, load_prefixes, save_prefixes
+from prefixrl.pretrain import PretrainConfig
+from prefixrl.settings import RLSettings
+from prefixrl.traces import load_traces
+from prefixrl.train import METHODS, train_rl
+from prefixrl.verifier import deadlined
+
+
+@dataclass(frozen=True)
+class TrainConfig(TaskOptions):
+    """On-policy RL: PrefixRL, or one of the paper's baselines on the same trainer (docs/baselines.md)."""
+
+    model: Path = Path("runs/base")
+    """Starting policy folder (Hugging Face format)."""
+    out: Path = Path("runs/train")
+    """Run folder: metrics.jsonl, ledger.json, config.json, checkpoints, and the final policy in final/."""
+    resume: bool = False
+    """Continue the run in --out from its newest valid checkpoint, exactly as if it had never stopped."""
+    preset: str | None = None
+    """quick: the demo's quick configuration (base model, traces, prefixes built once in --preset-dir);
+    replaces --model, --prefixes, --traces, --problems and --data-seed (the other flags still apply)."""
+    preset_dir: Path | None = None
+    """Where a preset's base model, traces and prefixes live (default runs/presets/NAME)."""
+    log_to: tuple[str, ...] = ()
+    """Also log to: tensorboard, wandb (offline unless WANDB_MODE is set), trackio. metrics.jsonl is always written."""
+    deterministic: bool = False
+    """torch.use_deterministic_algorithms: a resumed run ends bit-identical to an uninterrupted one."""
+    prefixes: Path | None = Path("runs/prefixes.parquet")
+    """Prefix file from `prefixrl prefixes` (not needed by --method rl)."""
+    traces: Path | None = Path("runs/traces.parquet")
+    """Trace store whose collection FLOPs are charged to methods that use it."""
+    problems: int = 64
+    """How many hard-train problems (same as `collect`)."""
+    data_seed: int = 0
+    rl: Annotated[RLSettings, tyro.conf.OmitArgPrefixes] = field(default_factory=RLSettings)
+    """The trainer's settings (`prefixrl.settings.RLSettings`): flags without a prefix, e.g. --lr, --steps."""
+
+    def check(self) -> None:
+        """Called by the CLI before anything is read or written: inconsistent values fail here."""
+        self.rl.check()
+        for b in self.log_to:
+            if b not in BACKENDS:
+                raise BadInput(f"unknown tracker {b!r}; choose from {', '.join(BACKENDS)}")
+
+
+def run_train(cfg: TrainConfig) -> dict:
+    if cfg.preset is not None:
+        cfg = apply_preset(cfg)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    model, tok, task = load_policy(cfg.model, cfg.task_spec())
+    problems = task.problems("hard_train", cfg.problems, cfg.data_seed)
+    method = METHODS[cfg.rl.method]
+    uses_traces = cfg.rl.method != "rl"
+    settings = replace(cfg.rl, max_new_tokens=cfg.rl.max_new_tokens or task.max_response_tokens)
+    with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
+        prefixes = load_prefixes(cfg.prefixes, task, tok) if method.mix != 0.0 and cfg.prefixes else []
+        traces = []
+        if (method.offpolicy or method.sft_first) and cfg.traces is not None:
+            traces, rejected = load_traces(cfg.traces, task, tok)
+            for msg in rejected:
+                print(f"excluded: {msg}", file=sys.stderr)
+        check_length(model, tok, problems, prefixes, settings.max_new_tokens)
+        # the collection's cost travels in its trace store (0 for imported traces)
+        charged = pipeline.charged_flops(cfg.traces) if uses_traces and cfg.traces is not None else 0.0
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(cfg.out / "config.json", json.loads(json.dumps(asdict(cfg), default=str)))
+        tracker = Tracker(cfg.log_to, cfg.out, asdict(cfg), name=cfg.out.name) if cfg.log_to else None
+        try:
+            result = train_rl(model, tok, task, settings, problems, prefixes, cfg.out, charged_flops=charged,
+                              traces=traces, resume=cfg.resume, tracker=tracker)
+        finally:
+            if tracker is not None:
+                tracker.close()
+        counts = task.pool.counts
+        if counts["timeout"] or counts["error"]:
+            print(f"verifier: {counts['timeout']} timeouts, {counts['error']} errors (reward 0) in "
+                  f"{counts['items']} verifications", file=sys.stderr)
+        return result
+
+
+def check_length(model, tok, problems, prefixes, max_new_tokens: int) -> None:
+    """The longest prompt + prefix + completion must fit the model's positions, or sampling would fail late."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is None:
+        return
+    longest = max([len(PrefixedPrompt.of(tok, p).ids) for p in problems]
+                  + [len(PrefixedPrompt.of(tok, p.problem, p.prefix_ids).ids) for p in prefixes], default=0)
+    if longest + max_new_tokens > limit:
+        raise BadInput(f"the longest prompt + prefix ({longest} tokens) + --max-new-tokens ({max_new_tokens}) exceeds "
+                       f"the model's {limit} positions (max_position_embeddings); lower --max-new-tokens")
+
+
+def apply_preset(cfg: TrainConfig) -> TrainConfig:
+    """Build the preset's ingredients once through the experiments' pipeline (reused afterwards) and point
+    the config at them."""
+    if cfg.preset != "quick":
+        raise BadInput(f"unknown preset {cfg.preset!r}; choose from: quick")
+    folder = cfg.preset_dir or Path("runs/presets") / cfg.preset
+    d = DemoConfig(quick=True).resolved()
+    pcfg = PretrainConfig(out=folder / "base", steps=d.pretrain_steps, teacher_accuracy=d.teacher_accuracy,
+                          easy_max_steps=d.hard_steps, hard_steps=d.hard_steps, seed=d.seed)
+    model, tok = pipeline.ensure_base(pcfg, progress=False)
+    with deadlined(task_of(folder / "base")) as task:
+        problems = task.problems("hard_train", d.train_problems, d.seed)
+        regime_gate(model, folder / "base", tok, task, problems, d.collect_cap, d.min_yield)
+        col = pipeline.collect_traces(folder / "traces.parquet", folder / "base", task, problems,
+                                      SamplingParams(max_new_tokens=task.max_response_tokens), d.collect_cap, d.seed,
+                                      model=model, tok=tok)
+    save_prefixes(folder / "prefixes.parquet", cut_prefixes(col.traces, task, tok, seed=d.seed))  # deterministic
+    return replace(cfg, model=folder / "base", traces=folder / "traces.parquet", prefixes=folder / "prefixes.parquet",
+                   problems=d.train_problems, data_seed=d.seed)

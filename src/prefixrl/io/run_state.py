@@ -1,0 +1,118 @@
+"""A training run's folder: its key, its resumable state, and the guard that it is never silently reused.
+
+A run is a pure function of its key (settings, charged offline FLOPs, a hash of its data): batches and
+sampling seeds are functions of (seed, step), so resuming needs the parameters, the optimizer, the
+ledger, the eval curve, the non-finite skip count and torch's RNG state, and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from prefixrl.io.checkpoint import checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint
+from prefixrl.io.errors import BadInput
+from prefixrl.io.store import atomic_write, write_json_atomic
+
+
+def run_key(settings: dict, charged_flops: float, data_ids: list[str]) -> dict:
+    """What a run's result is a function of; a resumed run must match it."""
+    return {"settings": settings, "charged_flops": charged_flops,
+            "data": hashlib.sha256("\n".join(data_ids).encode()).hexdigest()[:16]}
+
+
+@dataclass
+class RunState:
+    """Everything a checkpoint restores besides parameters and optimizer state."""
+
+    key: dict
+    step: int = 0  # last completed step
+    skips: int = 0  # consecutive non-finite steps
+    curve: list[dict] = field(default_factory=list)
+    ledger: dict = field(default_factory=dict)
+    logp_base: dict = field(default_factory=dict)  # offpolicy: log π₀ of every trace token
+
+
+def claim(out: Path, key: dict, resume: bool, restart_if_changed: bool) -> dict | None:
+    """Make `out` this run's folder. Returns the saved result if the same run finished there before.
+
+    A folder holding another run is an error (exit 2), or is discarded with `restart_if_changed` (the
+    demo's and bench's own scratch folders). A folder holding this run needs `resume`.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    if restart_if_changed and saved_key(out) not in (None, key):
+        shutil.rmtree(out)
+        out.mkdir(parents=True)
+    if not ((out / "result.json").is_file() or checkpoints(out)):
+        return None
+    if not resume:
+        raise BadInput(f"{out}: holds a run already; pass --resume to continue it, or choose another --out")
+    if (out / "result.json").is_file():
+        saved = json.loads((out / "result.json").read_text())
+        check_key(out, saved["key"], key)
+        return saved["result"]
+    return None
+
+
+def restore(out: Path, key: dict, model, opt) -> RunState | None:
+    """The newest valid checkpoint's state, loaded into `model` and `opt`; None to start fresh."""
+    ckpt, corrupt = latest_checkpoint(out)
+    for msg in corrupt:
+        warnings.warn(f"skipping checkpoint: {msg}", stacklevel=2)
+    if ckpt is None:
+        return None
+    saved = load_checkpoint(ckpt, model, opt)
+    check_key(out, saved["key"], key)
+    torch.set_rng_state(torch.tensor(saved["torch_rng"], dtype=torch.uint8))
+    truncate_log(out / "metrics.jsonl", saved["step"])
+    return RunState(saved["key"], saved["step"], saved["skips"], saved["curve"], saved["ledger"], saved["logp_base"])
+
+
+def save(out: Path, state: RunState, model, tokenizer, opt) -> None:
+    save_checkpoint(out, state.step, model, tokenizer, opt, {
+        "key": state.key, "skips": state.skips, "curve": state.curve, "ledger": state.ledger,
+        "logp_base": state.logp_base, "torch_rng": torch.get_rng_state().tolist()})
+
+
+def saved_key(out: Path) -> dict | None:
+    """The key of the run in `out` (finished or checkpointed), if any."""
+    if (out / "result.json").is_file():
+        return json.loads((out / "result.json").read_text())["key"]
+    ckpt, _ = latest_checkpoint(out)
+    return json.loads((ckpt / "state.json").read_text())["key"] if ckpt else None
+
+
+def check_key(out: Path, saved: dict, key: dict) -> None:
+    if saved == key:
+        return
+    diff = [k for k in key["settings"] if saved["settings"].get(k) != key["settings"][k]]
+    what = ", ".join(diff) if diff else ("charged FLOPs" if saved["charged_flops"] != key["charged_flops"] else "data")
+    raise BadInput(f"{out}: the run there was started with different settings ({what}); resume it with the same "
+                   "command, or choose another --out")
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop log records written after the checkpoint being resumed (they will be written again)."""
+    keep = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut off by the kill
+            continue
+        if rec["step"] <= step:
+            keep.append(line + "\n")
+    atomic_write(path, lambda f: f.write("".join(keep).encode()))
+
+
+def finish(out: Path, key: dict, result: dict) -> None:
+    """Written last: once result.json exists the run is complete, and its checkpoints can go."""
+    write_json_atomic(out / "ledger.json", result["ledger"])
+    write_json_atomic(out / "result.json", {"key": key, "result": result})
+    for c in checkpoints(out):
+        shutil.rmtree(c, ignore_errors=True)

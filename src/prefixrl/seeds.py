@@ -1,0 +1,14 @@
+"""One rule for deriving a stream's seed from a run's seed and an index (a step, a round, a row).
+
+Every random draw in a run is a function of (seed, index), so a resumed run needs no sampler state and
+a row's sample does not depend on its batch mates. The multiplier is a prime larger than any index a
+run reaches, so distinct (seed, index) pairs of one run never share a stream.
+"""
+
+from __future__ import annotations
+
+PRIME = 1_000_003
+
+
+def derive(seed: int, index: int) -> int:
+    return seed * PRIME + index
