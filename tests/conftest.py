@@ -1,5 +1,7 @@
 """Shared fixtures: a tiny random-init Llama and the embedded tokenizer, built locally (no downloads)."""
 
+import os
+
 import pytest
 import torch
 
@@ -9,7 +11,8 @@ from prefixrl.tasks.chain import ChainTask
 from prefixrl.tokenizer import build_tokenizer
 from prefixrl.traces import Trace
 
-torch.set_num_threads(2)
+if "OMP_NUM_THREADS" not in os.environ:  # the suite runs as CI runs it (2 threads) unless told otherwise
+    torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="session")

@@ -110,3 +110,40 @@ def test_inconsistent_config_values(d, tmp_path, capsys):
     assert not out.exists()
     assert main(["prefixes", "--model", str(d / "base"), "--low", "0.9", "--high", "0.2"]) == 2
     one_line_error(capsys, "0 <= low <= high <= 1")
+
+
+def test_every_rl_setting_is_checked_in_one_place_before_anything_is_written(d, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "--model", str(d / "base"), "--method", "rl", "--out", str(out)]
+    for flags, needle in [(["--eval-every", "0"], "eval_every must be >= 1"),
+                          (["--eval-samples", "0"], "eval_samples must be >= 1"),
+                          (["--lr", "nan"], "lr must be finite"), (["--lr", "1e999"], "lr must be finite"),
+                          (["--temperature", "0"], "temperature must be finite and > 0"),
+                          (["--steps", "-3"], "steps must be >= 0"),
+                          (["--flops-budget", "-1"], "flops_budget must be finite and >= 0"),
+                          (["--max-new-tokens", "0"], "max_new_tokens must be >= 1"),
+                          (["--grad-clip", "inf"], "grad_clip must be finite")]:
+        capsys.readouterr()
+        assert main([*base, *flags]) == 2, flags
+        one_line_error(capsys, needle)
+    assert not out.exists()
+
+
+def test_prompt_plus_prefix_plus_completion_must_fit_the_models_positions(d, task, tok, tmp_path, capsys):
+    traces = reference_traces(task, tok, 4)
+    save_traces(tmp_path / "t.parquet", traces)
+    save_prefixes(tmp_path / "p.parquet", cut_prefixes(traces, task, tok, seed=0))
+    out = tmp_path / "run"
+    assert main(["train", "--model", str(d / "base"), "--prefixes", str(tmp_path / "p.parquet"), "--traces",
+                 str(tmp_path / "t.parquet"), "--problems", "4", "--max-new-tokens", "250", "--out", str(out)]) == 2
+    one_line_error(capsys, "exceeds the model's 256 positions", "--max-new-tokens")
+    assert not out.exists()
+
+
+def test_quick_sets_defaults_but_never_overrides_a_flag():
+    from prefixrl.experiments.demo import DemoConfig
+
+    quick = DemoConfig(quick=True).resolved()
+    assert (quick.rl_steps, quick.train_problems) == (60, 16)
+    assert DemoConfig(quick=True, rl_steps=100).resolved().rl_steps == 100
+    assert DemoConfig(rl_steps=7).resolved().rl_steps == 7 and DemoConfig().resolved().rl_steps == 300

@@ -257,7 +257,7 @@ def write_performance_md(path: Path, r: dict, cfg) -> None:
         lines += [f"bf16 autocast on this CPU (no native bf16): the same update on 8 rows takes "
                   f"{r['bf16_train_seconds']:.3f} s against {r['fp32_train_seconds_same_rows']:.3f} s in float32 "
                   f"({r['bf16_train_seconds'] / r['fp32_train_seconds_same_rows']:.1f}× slower). So `--precision auto` "
-                  "chooses float32 here, and bf16 only where the hardware has it.", ""]
+                  "chooses float32 on every CPU, and bf16 only on a GPU that has it.", ""]
     lines += [
         "## Rejection sampling",
         "",
@@ -266,7 +266,8 @@ def write_performance_md(path: Path, r: dict, cfg) -> None:
         "",
         "## One RL step as the prefix grows",
         "",
-        "Sample, verify and update, every row trained (the worst case). The prefix is that fraction of a correct solution.",
+        "One call of `train.rl_step` itself (draw, sample, verify, update the groups with signal, ledger). The "
+        "prefix is that fraction of a correct solution.",
         "",
         "| prefix fraction | " + " | ".join(steps) + " |",
         "|---|" + "---|" * len(steps),
@@ -286,7 +287,8 @@ def write_performance_md(path: Path, r: dict, cfg) -> None:
         "- Bucketed micro-batches (`mask.micro_batches`, `--micro-batch-tokens`): rows sorted by length, gradients "
         "accumulated; the loss's constant normaliser makes the sum exactly the full-batch loss "
         "(`tests/test_speed_paths.py`).",
-        "- `--precision auto|bf16|fp32` (`precision.py`): bf16 autocast only where the hardware has native bf16. "
+        "- `--precision auto|bf16|fp32` (`precision.py`): auto is bf16 autocast on a GPU with native bf16 and "
+        "float32 on every CPU, so the default computes alike on CPUs with and without native bf16. "
         "`--compile`: torch.compile of the backbone for the training forward.",
         "",
     ]
