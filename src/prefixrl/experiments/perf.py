@@ -212,6 +212,28 @@ def _bf16_step(model, tok, context, trained) -> float:
         return train_step_seconds(model, tok, context, trained, 1)
 
 
+FAST_PATHS = [  # the end of docs/performance.md: what each fast path is, and where it lives
+    "## What the fast paths are, and where",
+    "",
+    "- Shared-prefix prefill (`engine.Sampler`): a group's problem + prefix is prefilled once and its KV cache "
+    "repeated for the n samples; the ledger charges that prefill once. `tests/test_engine.py` checks that tokens "
+    "and log-probs equal the unshared path for the same seed: each row samples from its own seeded uniforms, so "
+    "its draw does not depend on which rows share its batch.",
+    "- Length bucketing and retirement (`engine.Sampler`): prompts are sorted by length before batching; finished "
+    "rows leave the batch whenever a quarter of it has finished (each retirement copies the KV cache).",
+    "- Completion-only logits (`losses.token_logprobs`): only trained positions reach the LM head. With this "
+    "model's 24-token vocabulary that saves nothing; with a 150k vocabulary and long prefixes it is most of the "
+    "head's work.",
+    "- Bucketed micro-batches (`mask.micro_batches`, `--micro-batch-tokens`): rows sorted by length, gradients "
+    "accumulated; the loss's constant normaliser makes the sum exactly the full-batch loss "
+    "(`tests/test_speed_paths.py`).",
+    "- `--precision auto|bf16|fp32` (`precision.py`): auto is bf16 autocast on a GPU with native bf16 and "
+    "float32 on every CPU, so the default computes alike on CPUs with and without native bf16. "
+    "`--compile`: torch.compile of the backbone for the training forward.",
+    "",
+]
+
+
 def write_performance_md(path: Path, r: dict, cfg) -> None:
     m = r["machine"]
     s0, s5 = r["sampling_noprefix"], r["sampling_prefix50"]
@@ -273,24 +295,7 @@ def write_performance_md(path: Path, r: dict, cfg) -> None:
         "|---|" + "---|" * len(steps),
         "| seconds per step | " + " | ".join(f"{v:.2f}" for v in steps.values()) + " |",
         "",
-        "## What the fast paths are, and where",
-        "",
-        "- Shared-prefix prefill (`engine.Sampler`): a group's problem + prefix is prefilled once and its KV cache "
-        "repeated for the n samples; the ledger charges that prefill once. `tests/test_engine.py` checks that tokens "
-        "and log-probs equal the unshared path for the same seed: each row samples from its own seeded uniforms, so "
-        "its draw does not depend on which rows share its batch.",
-        "- Length bucketing and retirement (`engine.Sampler`): prompts are sorted by length before batching; finished "
-        "rows leave the batch whenever a quarter of it has finished (each retirement copies the KV cache).",
-        "- Completion-only logits (`losses.token_logprobs`): only trained positions reach the LM head. With this "
-        "model's 24-token vocabulary that saves nothing; with a 150k vocabulary and long prefixes it is most of the "
-        "head's work.",
-        "- Bucketed micro-batches (`mask.micro_batches`, `--micro-batch-tokens`): rows sorted by length, gradients "
-        "accumulated; the loss's constant normaliser makes the sum exactly the full-batch loss "
-        "(`tests/test_speed_paths.py`).",
-        "- `--precision auto|bf16|fp32` (`precision.py`): auto is bf16 autocast on a GPU with native bf16 and "
-        "float32 on every CPU, so the default computes alike on CPUs with and without native bf16. "
-        "`--compile`: torch.compile of the backbone for the training forward.",
-        "",
+        *FAST_PATHS,
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
