@@ -139,3 +139,18 @@ def test_expected_yield_and_no_trace_probability():
     e = regime.expected_collection(p, cap=4)
     assert e["expected_yield"] == pytest.approx((1 - 0.5**4 + 1 - (1 - 1e-6) ** 4 + 0) / 3, rel=1e-9)
     assert e["p_no_trace"] == pytest.approx(0.5**4 * (1 - 1e-6) ** 4, rel=1e-9)
+
+
+def test_a_copied_base_is_reused_not_pretrained_again(tmp_path):
+    import shutil
+
+    from prefixrl.pretrain import PretrainConfig, ensure_pretrained
+
+    shape = dict(steps=2, hidden=32, layers=1, heads=2, ffn=64, easy_max_steps=6, hard_steps=6, calibration="none")
+    ensure_pretrained(PretrainConfig(out=tmp_path / "a", **shape), progress=False)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    before = (tmp_path / "b" / "model.safetensors").stat().st_mtime_ns
+    ensure_pretrained(PretrainConfig(out=tmp_path / "b", **shape), progress=False)
+    assert (tmp_path / "b" / "model.safetensors").stat().st_mtime_ns == before
+    ensure_pretrained(PretrainConfig(out=tmp_path / "b", **{**shape, "steps": 3}), progress=False)  # other settings
+    assert (tmp_path / "b" / "model.safetensors").stat().st_mtime_ns != before

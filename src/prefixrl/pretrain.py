@@ -131,9 +131,14 @@ def pretrain(cfg: PretrainConfig, ledger: Ledger | None = None, progress: bool =
 
 
 def ensure_pretrained(cfg: PretrainConfig, progress: bool = True) -> None:
-    """Pretrain unless `cfg.out` already holds a base model made with exactly this configuration."""
+    """Pretrain unless `cfg.out` already holds a base model made with exactly this configuration (where
+    the folder was first written does not matter: a copied base is reused)."""
     meta = cfg.out / "prefixrl.json"
-    wanted = json.loads(json.dumps(asdict(cfg), default=str))
-    if meta.is_file() and json.loads(meta.read_text()).get("pretrain") == wanted:
+
+    def settings(d: dict) -> dict:
+        return {k: v for k, v in d.items() if k != "out"}
+
+    wanted = settings(json.loads(json.dumps(asdict(cfg), default=str)))
+    if meta.is_file() and settings(json.loads(meta.read_text()).get("pretrain") or {}) == wanted:
         return
     pretrain(cfg, progress=progress)
