@@ -14,7 +14,7 @@ import datasets
 import tyro
 from trl import GRPOConfig
 
-from prefixrl.cli.stages import TaskOptions, task_of
+from prefixrl.cli.options import TaskOptions, task_of
 from prefixrl.integrations.trl import PrefixGRPOTrainer, reward_functions
 from prefixrl.verifier import deadlined
 
