@@ -57,19 +57,28 @@ class Forced:
     problem_of_row: torch.Tensor  # [R] which problem each row (one correct response) belongs to
     steps: list[int]  # per problem
 
-    def per_problem(self, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """(exact pass@1 [P], greedy correct [P] as 0/1) at logit scale `scale`."""
+    def pass1(self, scale: float = 1.0) -> torch.Tensor:
+        """Exact pass@1 per problem [P] at logit scale `scale`."""
         logp = torch.log_softmax(self.logits.double() * scale, dim=-1)
         tok = logp.gather(-1, self.targets[:, None]).squeeze(-1)
-        rows = int(self.problem_of_row.numel())
-        row_logp = torch.zeros(rows, dtype=torch.float64).index_add_(0, self.row_of_token, tok)
-        # A row is greedy-correct iff no position has a token it prefers strictly to the target.
+        return self._per_problem(self._per_row(tok).exp())
+
+    def greedy(self) -> torch.Tensor:
+        """Greedy correctness per problem [P] as 0/1 (no scale changes an argmax). A row is greedy-correct
+        iff no position has a token it prefers strictly to the target."""
         wrong = (self.logits.gather(-1, self.targets[:, None]) < self.logits).any(-1).double()
-        row_wrong = torch.zeros(rows, dtype=torch.float64).index_add_(0, self.row_of_token, wrong)
-        n = len(self.steps)
-        p = torch.zeros(n, dtype=torch.float64).index_add_(0, self.problem_of_row, row_logp.exp())
-        greedy = torch.zeros(n, dtype=torch.float64).index_add_(0, self.problem_of_row, (row_wrong == 0).double())
-        return p.clamp(max=1.0), greedy.clamp(max=1.0)
+        return self._per_problem((self._per_row(wrong) == 0).double())
+
+    def per_problem(self, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.pass1(scale), self.greedy()
+
+    def _per_row(self, per_token: torch.Tensor) -> torch.Tensor:
+        rows = int(self.problem_of_row.numel())
+        return torch.zeros(rows, dtype=torch.float64).index_add_(0, self.row_of_token, per_token)
+
+    def _per_problem(self, per_row: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(len(self.steps), dtype=torch.float64).index_add_(0, self.problem_of_row, per_row)
+        return out.clamp(max=1.0)
 
 
 @torch.no_grad()
@@ -149,13 +158,12 @@ def calibrate(model, tokenizer, task, problems: list[Problem], target: Target) -
     reachable only below greedy pass@1 (its limit as s → ∞). Stops within 1 % of the target.
     """
     forced = teacher_force(model, tokenizer, task, problems)
-    greedy = float(forced.per_problem()[1].mean())
-    before = float(forced.per_problem()[0].mean())
+    greedy, before = float(forced.greedy().mean()), float(forced.pass1().mean())
     if greedy <= target.value:
         raise BadInput(f"calibration: greedy hard-train pass@1 is {greedy:.4f}, so no logit scale reaches the target "
                        f"pass@1 {target.value:.2e}; pretrain longer (--steps) or lower --target-pass1")
     lo, hi = -4.0, 4.0  # log s: temperatures from e^-4 to e^4
-    at = lambda log_s: float(forced.per_problem(math.exp(log_s))[0].mean())  # noqa: E731
+    at = lambda log_s: float(forced.pass1(math.exp(log_s)).mean())  # noqa: E731
     if not at(lo) <= target.value <= at(hi):
         raise BadInput(f"calibration: exact pass@1 {at(lo):.2e}..{at(hi):.2e} over logit scales e^-4..e^4 misses the "
                        f"target {target.value:.2e}; pretrain longer (--steps) or change --target-pass1")

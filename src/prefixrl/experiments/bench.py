@@ -175,7 +175,7 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                         "final": {"hard_train": final_train.pass_at(1), "hard_heldout": final_held.pass_at(1)},
                         "passk_heldout": {str(k): final_held.pass_at(k) for k in ks}, "charged": charged}
 
-            key = pipeline.run_key(settings, charged, bench=_run_key(cfg))
+            key = pipeline.record_key(settings, charged, bench=_run_key(cfg))
             runs[label].append(pipeline.cached(cfg.work / f"seed{seed}" / label / "bench_record.json", key, one_run))
             clock.save()
         if cfg.bands and seed == 0:
@@ -193,7 +193,7 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                                                eval_heldout=heldout[:64], progress=cfg.progress)
                     return r["curve"]
 
-                key = pipeline.run_key(settings, col.ledger.total(), band=[lo, hi], bench=_run_key(cfg))
+                key = pipeline.record_key(settings, col.ledger.total(), band=[lo, hi], bench=_run_key(cfg))
                 band_runs[name] = pipeline.cached(cfg.work / f"band{lo}-{hi}" / "bench_record.json", key, band_run)
                 clock.save()
     results = summarise(runs, cfg)

@@ -106,6 +106,6 @@ def run_method(out: Path, base_dir: Path, tok, task, settings: RLSettings, train
     return policy, result
 
 
-def run_key(settings: RLSettings, charged: float, **extra) -> dict:
+def record_key(settings: RLSettings, charged: float, **extra) -> dict:
     """The key of a method's cached record: what its result depends on."""
     return {"settings": result_settings(settings), "charged": charged, **extra}
