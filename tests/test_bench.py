@@ -24,7 +24,8 @@ def test_flops_to_reach_uses_the_seed_mean_step_curve():
 def test_bench_smoke(tmp_path):
     out = tmp_path / "docs"
     args = ["bench", "paper", "--out", str(out), "--work", str(tmp_path / "w"), "--seeds", "2", "--hard-steps", "4",
-            "--teacher-accuracy", "0.9", "--pretrain-steps", "300", "--train-problems", "6", "--heldout-problems", "8",
+            "--rare-steps", "0", "--teacher-accuracy", "0.9", "--pretrain-steps", "300", "--train-problems", "6",
+            "--heldout-problems", "8",
             "--flops-budget", "3e10", "--passk-samples", "4", "--collect-cap", "64", "--no-progress"]
     assert main(args) == 0
     res = json.loads((out / "results.json").read_text())
@@ -57,7 +58,8 @@ def test_bench_smoke(tmp_path):
 def test_cross_family_smoke(tmp_path):
     out = tmp_path / "docs"
     args = ["bench", "cross-family", "--out", str(out), "--work", str(tmp_path / "w"), "--hard-steps", "4",
-            "--teacher-accuracy", "0.9", "--pretrain-steps", "300", "--train-problems", "6", "--heldout-problems", "8",
+            "--rare-steps", "0", "--teacher-accuracy", "0.9", "--pretrain-steps", "300", "--train-problems", "6",
+            "--heldout-problems", "8",
             "--flops-budget", "3e10", "--collect-cap", "64", "--no-progress"]
     assert main(args) == 0
     res = json.loads((out / "cross_family.json").read_text())
@@ -71,7 +73,8 @@ def test_perf_bench_writes_every_figure(tmp_path):
     """`prefixrl bench perf`: the page and the JSON keys the issue names, all measured (positive, finite)."""
     out = tmp_path / "docs"
     assert main(["bench", "perf", "--quick", "--work", str(tmp_path / "w"), "--out", str(out), "--json",
-                 str(tmp_path / "perf.json"), "--hard-steps", "6", "--pretrain-steps", "30", "--calibration", "none",
+                 str(tmp_path / "perf.json"), "--hard-steps", "6", "--rare-steps", "0", "--pretrain-steps", "30",
+                 "--calibration", "none",
                  "--no-progress"]) == 0
     r = json.loads((tmp_path / "perf.json").read_text())
     for key in ("sampler_vs_generate_prefix50", "sampler_vs_generate_noprefix", "train_fraction_of_peak",
@@ -81,3 +84,33 @@ def test_perf_bench_writes_every_figure(tmp_path):
     assert all(v > 0 for v in r["step_seconds_by_prefix_fraction"].values())
     page = (out / "performance.md").read_text()
     assert "bench perf --quick" in page and f"{r['sampler_vs_generate_prefix50']:.2f}×" in page
+
+
+@pytest.mark.slow
+def test_regimes_bench_maps_the_knob(tmp_path):
+    """`prefixrl bench regimes` at toy size: both ends of the knob, the gates at each, the theory beside it,
+    and docs/regimes.md rewritten below its marker only."""
+    from prefixrl.experiments.regimes import MARKER
+
+    out = tmp_path / "docs"
+    out.mkdir()
+    (out / "regimes.md").write_text(f"# Hand-written design\n\nkept\n\n{MARKER}\n\nstale numbers\n")
+    args = ["bench", "regimes", "--out", str(out), "--work", str(tmp_path / "w"), "--knob", "0", "2", "--seeds", "1",
+            "--hard-steps", "6", "--teacher-accuracy", "0.9", "--pretrain-steps", "300", "--train-problems", "6",
+            "--heldout-problems", "8", "--flops-budget", "3e10", "--passk-samples", "4", "--collect-cap", "64",
+            "--methods", "prefixrl", "rl", "sft-rl", "--no-progress"]
+    assert main(args) == 0
+    res = json.loads((out / "regimes.json").read_text())
+    assert list(res["settings"]) == ["0", "2"]
+    for s in res["settings"].values():
+        assert {"knowledge", "reachable", "rl_starved", "transfer"} <= set(s["gates"])
+        assert set(s["results"]["table"]) == {"prefixrl", "rl", "sft-rl"}
+        assert s["traces_free"]["strongest_baseline"] in ("rl", "sft-rl")
+    assert res["settings"]["0"]["theory"]["ratio"] == 1.0 and res["settings"]["2"]["theory"]["H"] == 2
+    # the shared-skill end: greedy decoding knows what sampling misses; with rare steps it does not
+    assert res["settings"]["0"]["gates"]["knowledge"]["greedy_pass@1"] > res["settings"]["2"]["gates"]["knowledge"][
+        "greedy_pass@1"]
+    page = (out / "regimes.md").read_text()
+    assert page.startswith("# Hand-written design") and "kept" in page and "stale numbers" not in page
+    assert "## The map" in page and "### K = 2" in page
+    assert (out / "regimes" / "rare2" / "results.md").is_file()

@@ -77,8 +77,8 @@ def test_bad_input_is_one_line_exit_2(args, needle, capsys):
 def test_demo_cli_at_toy_size(tmp_path):
     """`prefixrl demo` as a user runs it, shrunk: every stage, the report files and their schema."""
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-m", "prefixrl.cli", "demo", "--out", str(out), "--hard-steps", "4", "--teacher-accuracy",
-           "0.9", "--pretrain-steps", "300", "--train-problems", "8", "--heldout-problems", "8", "--base-samples", "8",
+    cmd = [sys.executable, "-m", "prefixrl.cli", "demo", "--out", str(out), "--hard-steps", "6", "--rare-steps", "2",
+           "--teacher-accuracy", "0.9", "--pretrain-steps", "300", "--train-problems", "8", "--heldout-problems", "8", "--base-samples", "8",
            "--collect-cap", "64", "--rl-steps", "4", "--final-samples", "4", "--no-progress"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -97,3 +97,8 @@ def test_demo_cli_at_toy_size(tmp_path):
     # equal total FLOPs: standard RL stops within one step of PrefixRL's total
     assert rep["methods"]["rl"]["flops_total"] >= rep["methods"]["prefixrl"]["flops_total"]
     assert (out / "curve.png").stat().st_size > 0 and "Verdict" in (out / "report.md").read_text()
+    # the paper's-regime gates are measured on every run (docs/regimes.md), with the headline ratios
+    assert {"knowledge", "rl_starved", "reachable"} <= set(rep["gates"])
+    assert all(isinstance(rep["gates"][g]["ok"], bool) for g in ("knowledge", "rl_starved", "reachable"))
+    assert rep["config"]["task_config"]["rare_steps"] == 2 and "flops_ratio_vs_rl" in rep["compute_efficiency"]
+    assert "The paper's regime, gated" in (out / "report.md").read_text()

@@ -127,7 +127,7 @@ def test_calibration_refuses_a_target_the_base_cannot_reach(tmp_path, capsys):
     assert main(["pretrain", "--out", str(tmp_path / "b"), "--steps", "2", "--hidden", "32", "--layers", "1",
                  "--heads", "2", "--ffn", "64", "--easy-max-steps", "6", "--hard-steps", "6"]) == 2
     err = capsys.readouterr().err
-    assert "greedy hard-train pass@1 is 0.0000" in err and "--steps" in err
+    assert "peaks at" in err and "greedy pass@1 is 0.0000" in err and "--steps" in err
     with pytest.raises(SystemExit) as e:  # refused while the config is parsed, before any compute
         main(["pretrain", "--out", str(tmp_path / "c"), "--target-pass1", "1.5"])
     assert e.value.code == 2

@@ -4,7 +4,7 @@ import pytest
 
 from prefixrl.tasks import Verdict, get_task, reward
 from prefixrl.tasks.base import Problem
-from prefixrl.tasks.chain import Chain, ChainTask
+from prefixrl.tasks.chain import RARE, Chain, ChainTask, rare_tables
 
 
 def test_reference_solution_is_correct(task):
@@ -77,3 +77,53 @@ def test_unknown_names_are_rejected(task):
         get_task("nope")
     with pytest.raises(ValueError, match="unknown split"):
         task.problems("medium", 1, seed=0)
+
+
+def test_rare_steps_admit_two_values_each_and_every_witness_verifies():
+    task = ChainTask(rare_steps=4, classes=3)
+    for p in task.problems("hard_train", 10, seed=2):
+        chain = Chain.parse(p.question)
+        ops = [op for op, _ in chain.steps]
+        assert [i for i, op in enumerate(ops) if op in RARE] == list(task.rare_block)
+        assert len({op for op in ops if op in RARE}) == 1 and RARE.index(ops[task.rare_block[0]]) == p.meta["class"]
+        responses = task.correct_responses(p)
+        assert len(responses) == 16 and len({task.witness(p, r) for r in responses}) == 16
+        assert all(task.verify(p, r) is Verdict.CORRECT for r in responses)
+        # a rare step outside its two table values is wrong, and so is every step after a wrong one
+        values = [int(v) for v in responses[0].split()[:-1]]
+        k = task.rare_block[0]
+        bad = next(d for d in range(10) if d not in (rare_tables(ops[k])[0][chain.steps[k][1]],
+                                                      rare_tables(ops[k])[1][chain.steps[k][1]]))
+        values[k] = bad
+        assert task.verify(p, " ".join(map(str, values)) + f" #{values[-1]}") is Verdict.INCORRECT
+        assert task.witness(p, "garbage") is None
+
+
+def test_the_rare_block_sits_in_the_papers_cut_band_and_the_design_rate_holds_at_every_knob():
+    for k in range(0, 5):
+        task = ChainTask(rare_steps=k)
+        assert task.teacher_pass1(task.design_accuracy()) == pytest.approx(0.65 ** 16, rel=1e-9)
+        if k:
+            # response characters: two per step; the block's middle lies in the band [40 %, 80 %]
+            mid = (task.rare_block[0] + task.rare_block[-1] + 1) / 2 / task.hard_steps
+            assert 0.4 <= mid <= 0.8
+    with pytest.raises(ValueError, match="rarer than the design pass rate"):
+        ChainTask(rare_steps=5).design_accuracy()
+
+
+def test_the_teacher_guesses_rare_steps_and_easy_chains_carry_them():
+    task = ChainTask(rare_steps=4)
+    rng = random.Random(0)
+    easy = task.problems("easy", 400, seed=0)
+    steps = [s for p in easy for s in Chain.parse(p.question).steps]
+    assert abs(sum(op in RARE for op, _ in steps) / len(steps) - 4 / 16) < 0.03
+    hits = total = 0
+    for p in easy:
+        chain = Chain.parse(p.question)
+        values = [int(v) for v in task.noisy_solution(p, 1.0, rng).split(" ")[:-1]]
+        for (op, y), v in zip(chain.steps, values):
+            if op in RARE:
+                hits += v in (rare_tables(op)[0][y], rare_tables(op)[1][y])
+                total += 1
+    assert total > 300 and abs(hits / total - 0.2) < 0.05  # a uniform guess: 2 of 10 digits
+    assert all(not set(p.question) & set(RARE) for p in ChainTask().problems("hard_train", 20, seed=0))

@@ -5,7 +5,7 @@ into a method's curve.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
@@ -39,6 +39,7 @@ class EvalResult:
     n: int  # samples per problem
     correct: list[int]  # per problem
     verdicts: dict[str, int]  # verdict name -> count
+    solves: list[list[str]] = field(default_factory=list)  # per problem: its correct responses (prefix included)
 
     def pass_at(self, k: int) -> float:
         return sum(pass_at_k(self.n, c, k) for c in self.correct) / max(1, len(self.correct))
@@ -56,7 +57,7 @@ def evaluate(
     prefixes = prefixes or [[] for _ in problems]
     prompts = [PrefixedPrompt.of(tokenizer, p, pre) for p, pre in zip(problems, prefixes)]
     per_chunk = max(1, 2048 // n)
-    correct, counts = [], {v.value: 0 for v in Verdict}
+    correct, solves, counts = [], [], {v.value: 0 for v in Verdict}
     chunks = range(0, len(problems), per_chunk)
     for c_idx, start in enumerate(tqdm(chunks, desc=desc, disable=not progress)):
         gens = engine.generate([p.ids for p in prompts[start : start + per_chunk]], n, params, derive(seed, c_idx))
@@ -64,13 +65,15 @@ def evaluate(
             ledger.add(f"{category}/prefill", gens.prefill_flops)
             ledger.add(f"{category}/decode", gens.decode_flops)
         chunk = list(zip(prompts[start:], gens.samples))
-        verdicts = iter(verify_all(task, [(prompt.problem, prompt.response(tokenizer, s.tokens))
-                                          for prompt, group in chunk for s in group]))
-        for _, group in chunk:
-            c = 0
-            for _ in group:
+        responses = [[prompt.response(tokenizer, s.tokens) for s in group] for prompt, group in chunk]
+        verdicts = iter(verify_all(task, [(prompt.problem, r) for (prompt, _), rs in zip(chunk, responses) for r in rs]))
+        for rs in responses:
+            right = []
+            for r in rs:
                 v = next(verdicts)
                 counts[v.value] += 1
-                c += v is Verdict.CORRECT
-            correct.append(c)
-    return EvalResult(n, correct, counts)
+                if v is Verdict.CORRECT:
+                    right.append(r)
+            correct.append(len(right))
+            solves.append(right)
+    return EvalResult(n, correct, counts, solves)

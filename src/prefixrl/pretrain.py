@@ -43,14 +43,20 @@ class PretrainConfig:
     """Sequences per step."""
     lr: float = 3e-3
     """Peak learning rate (linear warm-up, cosine decay)."""
-    teacher_accuracy: float = 0.65
-    """Probability that the teacher writes a step's value correctly."""
+    teacher_accuracy: float | None = None
+    """Probability that the teacher writes a common step's value correctly (default: the value that puts
+    hard pass@1 at the design rate 0.65 ** hard_steps at this --rare-steps; 0.65 with none)."""
     easy_min_steps: int = 1
     """Shortest easy chain."""
     easy_max_steps: int = 16
     """Longest easy chain."""
     hard_steps: int = 16
     """Length of hard chains (recorded with the model; used by later stages)."""
+    rare_steps: int = 0
+    """The regime knob (docs/regimes.md): steps of each hard chain that are rare-operation lookups the
+    teacher does not know; 0 is the shared-skill chain."""
+    classes: int = 4
+    """Problem classes, one rare operation each (used when --rare-steps > 0)."""
     arch: str = "llama"
     """Model family: llama (the embedded default) or qwen2 (a second family for cross-family traces)."""
     tokenizer: str = "char"
@@ -73,7 +79,7 @@ class PretrainConfig:
     """Hard-train problems (data seed --seed) over which exact pass@1 is calibrated and measured."""
 
     def __post_init__(self) -> None:
-        if not 0 < self.teacher_accuracy <= 1:
+        if not 0 < self.accuracy() <= 1:
             raise ValueError("teacher_accuracy must be in (0, 1]")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
@@ -83,15 +89,22 @@ class PretrainConfig:
             raise ValueError("calibration_problems must be >= 1")
         self.target()  # the target and its window are checked before any compute
 
+    def task(self) -> ChainTask:
+        return ChainTask(self.easy_min_steps, self.easy_max_steps, self.hard_steps, rare_steps=self.rare_steps,
+                         classes=self.classes)
+
+    def accuracy(self) -> float:
+        return self.task().design_accuracy() if self.teacher_accuracy is None else self.teacher_accuracy
+
     def target(self) -> regime.Target:
-        value = self.teacher_accuracy ** self.hard_steps if self.target_pass1 is None else self.target_pass1
+        value = self.task().teacher_pass1(self.accuracy()) if self.target_pass1 is None else self.target_pass1
         return regime.Target(value, self.target_tolerance)
 
 
 def pretrain(cfg: PretrainConfig, ledger: Ledger | None = None, progress: bool = True):
     ledger = ledger if ledger is not None else Ledger()
     torch.manual_seed(cfg.seed)
-    task = ChainTask(cfg.easy_min_steps, cfg.easy_max_steps, cfg.hard_steps)
+    task, accuracy = cfg.task(), cfg.accuracy()
     tok = build_tokenizer(cfg.tokenizer)
     model = build_model(tok, ModelShape(cfg.hidden, cfg.layers, cfg.heads, cfg.ffn), seed=cfg.seed, arch=cfg.arch)
     n_params = param_count(model)
@@ -105,7 +118,7 @@ def pretrain(cfg: PretrainConfig, ledger: Ledger | None = None, progress: bool =
     for step in bar:
         problems = task.problems("easy", cfg.batch_size, seed=derive(cfg.seed, step))
         prompts = [render_prompt(tok, p.question) for p in problems]
-        responses = [encode_response(tok, task.noisy_solution(p, cfg.teacher_accuracy, rng)) for p in problems]
+        responses = [encode_response(tok, task.noisy_solution(p, accuracy, rng)) for p in problems]
         loss = sft_step(model, opt, make_batch(prompts, responses, tok.pad_token_id), ledger, "pretrain/train", n_params)
         sched.step()
         bar.set_postfix(loss=f"{loss:.3f}")
@@ -118,7 +131,8 @@ def pretrain(cfg: PretrainConfig, ledger: Ledger | None = None, progress: bool =
     tok.save_pretrained(cfg.out)
     meta = {"pretrain": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
             "task": {"name": "chain", "easy_min_steps": cfg.easy_min_steps, "easy_max_steps": cfg.easy_max_steps,
-                     "hard_steps": cfg.hard_steps},
+                     "hard_steps": cfg.hard_steps, "rare_steps": cfg.rare_steps, "classes": cfg.classes},
+            "teacher_accuracy": accuracy,
             "calibration": calibration,
             "n_params": n_params, "flops": ledger.total("pretrain"), "seconds": round(time.time() - t0, 1)}
     (cfg.out / "prefixrl.json").write_text(json.dumps(meta, indent=2))

@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerFast
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 USER, ASSISTANT = "<|user|>", "<|assistant|>"
-CHARS = string.digits + "+-*=#. \n"
+CHARS = string.digits + "+-*=#. \n" + "abcdefgh"  # letters: the chain task's rare operations
 
 # The generation prompt ends the prompt; whatever follows (a prefix, then the policy's tokens) is the
 # assistant's response. An assistant message in the history is closed with EOS.

@@ -45,7 +45,7 @@ from prefixrl.precision import autocast
 from prefixrl.prefixes import Prefix, PrefixedPrompt
 from prefixrl.seeds import derive
 from prefixrl.settings import RLSettings
-from prefixrl.sft import sft_on_traces
+from prefixrl.sft import fit
 from prefixrl.tasks.base import Problem, Task, Verdict, reward
 from prefixrl.traces import Trace
 from prefixrl.verifier import verify_all
@@ -96,6 +96,7 @@ class StepRecord:
             "kind": "step", "step": self.step, "flops": flops,
             "reward_prefixed": _mean([x for r, k in on if k for x in r]),
             "reward_unprefixed": _mean([x for r, k in on if not k for x in r]),
+            "samples_unprefixed": sum(len(r) for r, k in on if not k),
             "zero_adv_groups": self.zero_adv_groups, "entropy": self.entropy, "grad_norm": self.grad_norm,
             "trained_rows": self.trained_rows, "skipped_nonfinite": skipped,
             "verifier_timeouts": sum(v is Verdict.TIMEOUT for v in self.verdicts),
@@ -243,6 +244,8 @@ def train_rl(
         eval_point(done)
     log.close()
     result = {"curve": state.curve, "ledger": ledger.to_dict(), "steps": done}
+    if state.before_rl:
+        result["sft"] = state.before_rl
     save_policy(out / "final", model, tokenizer)
     run_state.finish(out, key, result)
     return result
@@ -276,8 +279,9 @@ def _start(model, tokenizer, cfg: RLSettings, method, traces: list[Trace], out: 
         ledger.add("offline/charged", charged)
         if method.offpolicy == "importance":
             state.logp_base = base_logprobs(model, tokenizer, traces, ledger)
-        if method.sft_first:
-            sft_on_traces(model, tokenizer, traces, cfg.sft_epochs, 16, cfg.sft_lr, cfg.seed, ledger)
+        if method.sft_first:  # epochs and lr chosen on held-out traces (`sft.fit`), never by a method's result
+            state.before_rl = asdict(fit(model, tokenizer, traces, cfg.sft_epochs, cfg.sft_lr, cfg.seed, ledger,
+                                         cfg.micro_batch_tokens))
         (out / "metrics.jsonl").write_text("")
     else:
         ledger = Ledger.from_dict(state.ledger)
@@ -304,8 +308,8 @@ def evaluate_point(engine, tokenizer, task, cfg: RLSettings, unprefixed, prefixe
 
 
 def _policy_flops(ledger: Ledger) -> float:
-    """The FLOPs a method is charged: everything but evaluation."""
-    return ledger.total() - ledger.total("eval/")
+    """The FLOPs a method is charged: everything but evaluation and hyperparameter selection (`sft.fit`)."""
+    return ledger.total() - ledger.total("eval/") - ledger.total("select/")
 
 
 def result_settings(cfg: RLSettings) -> dict:

@@ -20,7 +20,6 @@ from prefixrl.io.errors import BadInput
 from prefixrl.io.store import write_json_atomic
 from prefixrl.io.tracking import BACKENDS, Tracker
 from prefixrl.prefixes import PrefixedPrompt, cut_prefixes, load_prefixes, save_prefixes
-from prefixrl.pretrain import PretrainConfig
 from prefixrl.settings import RLSettings
 from prefixrl.traces import load_traces
 from prefixrl.train import METHODS, train_rl
@@ -119,8 +118,7 @@ def apply_preset(cfg: TrainConfig) -> TrainConfig:
         raise BadInput(f"unknown preset {cfg.preset!r}; choose from: quick")
     folder = cfg.preset_dir or Path("runs/presets") / cfg.preset
     d = DemoConfig(quick=True).resolved()
-    pcfg = PretrainConfig(out=folder / "base", steps=d.pretrain_steps, teacher_accuracy=d.teacher_accuracy,
-                          easy_max_steps=d.hard_steps, hard_steps=d.hard_steps, seed=d.seed)
+    pcfg = pipeline.base_config(folder / "base", d, seed=d.seed)
     model, tok = pipeline.ensure_base(pcfg, progress=False)
     with deadlined(task_of(folder / "base")) as task:
         problems = task.problems("hard_train", d.train_problems, d.seed)

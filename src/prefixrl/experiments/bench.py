@@ -30,7 +30,6 @@ from prefixrl.model import param_count
 from prefixrl.prefixes import cut_prefixes
 from prefixrl.pretrain import PretrainConfig
 from prefixrl.settings import RLSettings
-from prefixrl.tasks.chain import ChainTask
 from prefixrl.traces import save_traces
 from prefixrl.verifier import deadlined
 
@@ -52,7 +51,8 @@ def _run_key(cfg: BenchConfig) -> dict:
     """What a finished run's result depends on besides its own settings (for reuse across restarts)."""
     return {"version": version("prefixrl"), "train_problems": cfg.train_problems, "heldout_problems": cfg.heldout_problems,
             "passk_samples": cfg.passk_samples, "hard_steps": cfg.hard_steps, "collect_cap": cfg.collect_cap,
-            "teacher_accuracy": cfg.teacher_accuracy, "pretrain_steps": cfg.pretrain_steps}
+            "teacher_accuracy": cfg.teacher_accuracy, "pretrain_steps": cfg.pretrain_steps, "rare_steps": cfg.rare_steps,
+            "classes": cfg.classes}
 
 
 class WallClock:
@@ -78,7 +78,7 @@ def _collection(cfg: BenchConfig, model_dir: Path, task, problems, params, seed:
                                    cfg.progress, model=model, tok=tok, source=source)
 
 
-BENCHES = {"paper": "results.md", "cross-family": "cross_family.md", "perf": "performance.md"}
+BENCHES = {"paper": "results.md", "cross-family": "cross_family.md", "perf": "performance.md", "regimes": "regimes.md"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,8 @@ class BenchConfig:
     which: tyro.conf.Positional[str] = "paper"
     """paper (all methods, equal FLOPs, seeds → results.md), cross-family (traces from a Qwen2 model with
     another tokenizer, moved through text, against same-model traces → cross_family.md) or perf (sampler,
-    training and rejection-sampling speed, side by side → performance.md)."""
+    training and rejection-sampling speed, side by side → performance.md) or regimes (paper at each setting
+    of the regime knob --rare-steps, with the regime gates → regimes.md)."""
     json: Path | None = None
     """perf: also write the figures as JSON to this file."""
     out: Path = Path("docs")
@@ -108,8 +109,13 @@ class BenchConfig:
     """Methods to run (labels; rl-n64 is standard RL with 64 samples per prompt)."""
     hard_steps: int = 16
     """Steps in a hard chain."""
-    teacher_accuracy: float = PretrainConfig.teacher_accuracy
-    """Per-step accuracy of the base model's imperfect teacher."""
+    rare_steps: int = 4
+    """The regime knob (docs/regimes.md): class-specific rare steps per hard chain; 0 = the shared-skill chain."""
+    classes: int = 4
+    """Problem classes, one rare operation each."""
+    teacher_accuracy: float | None = None
+    """Per-step accuracy of the base model's imperfect teacher on common steps (default: the design value
+    for --rare-steps, docs/regimes.md)."""
     pretrain_steps: int = PretrainConfig.steps
     calibration: str = PretrainConfig.calibration
     """Base calibration (logit-scale or none; docs/model.md). perf at toy size needs none: a base
@@ -118,18 +124,28 @@ class BenchConfig:
     """Most samples per problem in rejection sampling."""
     bands: bool = True
     """Also run prefixrl-only on prefixes from each length band (back-generalization), first seed only."""
+    knob: tuple[int, ...] = (0, 2, 4)
+    """regimes: the --rare-steps settings mapped (0: shared skill; 4: the most class-specific knowledge the
+    design pass rate allows)."""
     progress: bool = True
 
     def resolved(self) -> BenchConfig:
         if not self.quick:
             return self
+        if self.which == "regimes":  # the two ends of the knob, the three methods the map is about
+            return replace(self, seeds=1, train_problems=16, heldout_problems=32, flops_budget=1e12, passk_samples=16,
+                           methods=("prefixrl", "rl", "sft-rl"), knob=(0, 4))
         return replace(self, seeds=2, train_problems=16, heldout_problems=32, flops_budget=2e12, passk_samples=16)
 
 
 def run_bench(cfg: BenchConfig) -> dict:
     if cfg.which not in BENCHES:
         raise ValueError(f"unknown bench {cfg.which!r}; choose from: {', '.join(BENCHES)}")
-    with deadlined(ChainTask(easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)) as task:
+    if cfg.which == "regimes":  # one task (and verifier pool) per setting of the knob
+        from prefixrl.experiments.regimes import run_regimes
+
+        return run_regimes(cfg.resolved(), run_paper)
+    with deadlined(pipeline.base_config(cfg.work / "base", cfg).task()) as task:
         if cfg.which == "perf":
             from prefixrl.experiments.perf import run_perf
 
@@ -142,8 +158,7 @@ def run_paper(cfg: BenchConfig, task) -> dict:
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}")
     clock = WallClock(cfg.work)
-    pcfg = PretrainConfig(out=cfg.work / "base", steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy,
-                          easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps, calibration=cfg.calibration)
+    pcfg = pipeline.base_config(cfg.work / "base", cfg, calibration=cfg.calibration)
     base, tok = pipeline.ensure_base(pcfg, progress=cfg.progress)
     params = SamplingParams(max_new_tokens=task.max_response_tokens)
     rl = RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25)
@@ -173,7 +188,8 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                 steps = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
                 return {"seed": seed, "curve": r["curve"], "steps": [s for s in steps if s["kind"] == "step"],
                         "final": {"hard_train": final_train.pass_at(1), "hard_heldout": final_held.pass_at(1)},
-                        "passk_heldout": {str(k): final_held.pass_at(k) for k in ks}, "charged": charged}
+                        "passk_heldout": {str(k): final_held.pass_at(k) for k in ks}, "charged": charged,
+                        "strategy": strategy_change(task, train_set, final_train, col.traces), "sft": r.get("sft")}
 
             key = pipeline.record_key(settings, charged, bench=_run_key(cfg))
             runs[label].append(pipeline.cached(cfg.work / f"seed{seed}" / label / "bench_record.json", key, one_run))
@@ -198,6 +214,8 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                 clock.save()
     results = summarise(runs, cfg)
     results["analysis"] = analyse(runs, collections)
+    results["runs"] = {m: [{"seed": r["seed"], "charged": r["charged"], "curve": r["curve"]} for r in rs]
+                       for m, rs in runs.items()}
     results.update({"config": json.loads(json.dumps(asdict(cfg), default=str)), "collections": collections,
                     "bands": band_runs, "n_params": param_count(base), "seconds": clock.total(),
                     "torch_threads": torch.get_num_threads(), "rl_lr": rl.lr})
@@ -223,6 +241,9 @@ def summarise(runs: dict[str, list[dict]], cfg: BenchConfig) -> dict:
             "grad_norm_mean": float(np.mean([s["grad_norm"] for r in rs for s in r["steps"] if s["trained_rows"]] or [0])),
             "grad_norm_std": float(np.std([s["grad_norm"] for r in rs for s in r["steps"] if s["trained_rows"]] or [0])),
             "entropy_last": float(np.mean([r["steps"][-1]["entropy"] for r in rs if r["steps"]] or [float("nan")])),
+            "strategy_differ_share": _mean_of([(r.get("strategy") or {}).get("differ_share") for r in rs]),
+            "sft": [{k: r["sft"][k] for k in ("lr", "epochs", "entropy_before", "entropy_after")} for r in rs
+                    if r.get("sft")],
         }
     ratios = {}
     if "prefixrl" in runs:
@@ -241,6 +262,28 @@ def summarise(runs: dict[str, list[dict]], cfg: BenchConfig) -> dict:
                 entry["final_acc_ratio_vs_rl"] = None
             ratios[split] = entry
     return {"table": table, "ratios": ratios}
+
+
+def _mean_of(xs: list) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return float(np.mean(xs)) if xs else None
+
+
+def strategy_change(task, problems, result, traces) -> dict | None:
+    """Paper §4 (Fig. 5: learned strategies often differ from the prefix's): of the final policy's solves of
+    unprefixed problems that have a trace, the share whose witness (`task.witness`: the table chosen at each
+    rare step) differs from the trace's. None for tasks that cannot name a solve's path."""
+    if not callable(getattr(task, "witness", None)):
+        return None
+    trace_of = {t.problem_id: t.response for t in traces}
+    same = differ = 0
+    for p, solves in zip(problems, result.solves):
+        if p.id not in trace_of:
+            continue
+        path = task.witness(p, trace_of[p.id])
+        for s in solves:
+            same, differ = (same + 1, differ) if task.witness(p, s) == path else (same, differ + 1)
+    return {"solves": same + differ, "differ_share": differ / (same + differ) if same + differ else None}
 
 
 def _acc_at(curve: list[dict], key: str, flops: float) -> float:
@@ -281,11 +324,11 @@ def run_cross_family(cfg: BenchConfig, task) -> dict:
     from prefixrl.traces import transfer_traces
 
     clock = WallClock(cfg.work, "cross-family")
-    common = dict(steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy, easy_max_steps=cfg.hard_steps,
-                  hard_steps=cfg.hard_steps, calibration=cfg.calibration)
-    policy_base, tok = pipeline.ensure_base(PretrainConfig(out=cfg.work / "base", **common), progress=cfg.progress)
-    other, other_tok = pipeline.ensure_base(PretrainConfig(out=cfg.work / "base-qwen2", arch="qwen2", tokenizer="pairs",
-                                                           seed=1, **common), progress=cfg.progress)
+    policy_base, tok = pipeline.ensure_base(pipeline.base_config(cfg.work / "base", cfg, calibration=cfg.calibration),
+                                            progress=cfg.progress)
+    other, other_tok = pipeline.ensure_base(pipeline.base_config(cfg.work / "base-qwen2", cfg, arch="qwen2",
+                                                                 tokenizer="pairs", seed=1, calibration=cfg.calibration),
+                                            progress=cfg.progress)
     params = SamplingParams(max_new_tokens=task.max_response_tokens)
     train_set = task.problems("hard_train", cfg.train_problems, 0)
     heldout = task.problems("hard_heldout", cfg.heldout_problems, 0)

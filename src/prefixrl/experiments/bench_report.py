@@ -96,13 +96,26 @@ def write_results(path: Path, res: dict) -> None:
             "leaves every method near zero, so its ranking is mostly noise; it checks the machinery. The comparison "
             "is the full `prefixrl bench paper`.", ""] if cfg["quick"] else []),
         "## Final unprefixed pass@1 at equal FLOPs", "",
-        "| method | hard-train (mean ± std) | hard-heldout (mean ± std) | steps per seed | zero-adv groups | grad-norm mean ± std |",
-        "|---|---|---|---|---|---|",
+        "| method | hard-train (mean ± std) | hard-heldout (mean ± std) | steps per seed | zero-adv groups | "
+        "grad-norm mean ± std | last entropy | solves off the trace's path |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m, t in table.items():
+        differ = t.get("strategy_differ_share")
         lines.append(f"| {m} | {t['hard_train_mean']:.3f} ± {t['hard_train_std']:.3f} | {t['hard_heldout_mean']:.3f} ± "
                      f"{t['hard_heldout_std']:.3f} | {', '.join(map(str, t['steps']))} | {t['zero_adv_share']:.2f} | "
-                     f"{t['grad_norm_mean']:.3f} ± {t['grad_norm_std']:.3f} |")
+                     f"{t['grad_norm_mean']:.3f} ± {t['grad_norm_std']:.3f} | {t['entropy_last']:.3f} | "
+                     f"{'–' if differ is None else f'{differ:.0%}'} |")
+    lines += ["", "Last entropy: the policy's per-token entropy on its own samples at its last step (Monte-Carlo). "
+              "Solves off the trace's path: of the final policy's correct unprefixed hard-train samples on problems "
+              "with a trace, the share whose rare-step choices differ from the trace's (paper §4, Fig. 5; 0 when a "
+              "problem has one correct response)."]
+    for m, t in table.items():
+        if t.get("sft"):
+            lines += ["", f"SFT before RL ({m}; epochs and lr chosen by the least validation NLL on held-out traces, "
+                      "`prefixrl.sft.fit`), per seed: " + "; ".join(
+                          f"lr {c['lr']:.2g}, {c['epochs']} epochs, entropy on the traces {c['entropy_before']:.3f} → "
+                          f"{c['entropy_after']:.3f}" for c in t["sft"]) + "."]
     lines += ["", "![train](results/acc_vs_flops_hard-train.png)", "", "![heldout](results/acc_vs_flops_hard-heldout.png)",
               "", "## Headline ratios (the paper: 2× less compute than SFT→RL, 3× standard RL's final reward)", ""]
     for split, r in ratios.items():

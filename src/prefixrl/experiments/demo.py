@@ -17,6 +17,7 @@ import torch
 from prefixrl import regime
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
+from prefixrl.experiments import gates as regime_gate
 from prefixrl.experiments import pipeline
 from prefixrl.experiments.curves import plot_curves
 from prefixrl.experiments.demo_report import write_report
@@ -25,7 +26,6 @@ from prefixrl.model import param_count
 from prefixrl.prefixes import cut_prefixes, save_prefixes
 from prefixrl.pretrain import PretrainConfig
 from prefixrl.settings import RLSettings
-from prefixrl.tasks.chain import ChainTask
 from prefixrl.verifier import deadlined
 
 
@@ -55,12 +55,19 @@ class DemoConfig:
     """RL learning rate (shared by every method)."""
     hard_steps: int = 16
     """Steps in a hard chain (the difficulty knob); easy chains have 1 to hard_steps steps."""
-    teacher_accuracy: float = PretrainConfig.teacher_accuracy
-    """Per-step accuracy of the imperfect teacher the base model is pretrained on (sets its pass rate)."""
+    rare_steps: int = 4
+    """The regime knob (docs/regimes.md): steps of each hard chain that are class-specific rare operations the
+    base never learned; 0 is the shared-skill chain of earlier releases. 4 was chosen by the regime gates."""
+    classes: int = 4
+    """Problem classes, one rare operation each."""
+    teacher_accuracy: float | None = None
+    """Per-step accuracy of the imperfect teacher on common steps (default: the value that puts hard pass@1 at
+    0.65 ** hard_steps at this --rare-steps)."""
     final_samples: int | None = None
     """Samples per problem for the final pass@1; default 16, --quick 8."""
     target_pass1: float | None = None
-    """Exact hard-train pass@1 the base is calibrated to (default: teacher_accuracy ** hard_steps)."""
+    """Exact hard-train pass@1 the base is calibrated to (default: the pass rate of a base that learned its
+    teacher exactly, 0.65 ** hard_steps with the default teacher)."""
     min_yield: float = 0.25
     """Stop before rejection sampling if it is expected (exactly) to solve less than this share of problems."""
     progress: bool = True
@@ -83,8 +90,12 @@ def _pass_at_ks(result, ks):
 
 def run_demo(cfg: DemoConfig) -> dict:
     cfg = cfg.resolved()
-    with deadlined(ChainTask(easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps)) as task:
+    with deadlined(pretrain_config(cfg).task()) as task:
         return _run_demo(cfg, task)
+
+
+def pretrain_config(cfg: DemoConfig) -> PretrainConfig:
+    return pipeline.base_config(cfg.out / "base", cfg, seed=cfg.seed, target_pass1=cfg.target_pass1)
 
 
 def _run_demo(cfg: DemoConfig, task) -> dict:
@@ -92,9 +103,7 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
     torch.manual_seed(cfg.seed)
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
-    pcfg = PretrainConfig(out=out / "base", steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy,
-                          easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps, seed=cfg.seed,
-                          target_pass1=cfg.target_pass1)
+    pcfg = pretrain_config(cfg)
 
     # 1. the base model, calibrated (reused when the same configuration was pretrained before here)
     model, tok = pipeline.ensure_base(pcfg, progress=cfg.progress)
@@ -119,7 +128,7 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
     (out / "traces.json").write_text(json.dumps(col.summary(), indent=2))
     if not col.traces:
         raise BadInput(f"rejection sampling found no correct trace in {cfg.collect_cap} samples per problem; "
-                       "raise --collect-cap or --teacher-accuracy, or lower --hard-steps")
+                       "raise --collect-cap, or lower --rare-steps or --hard-steps")
     rs_flops = col.ledger.total()
 
     # 5. prefixes (paper rule: 3 cuts per trace at U[0.4, 0.8] of its tokens)
@@ -137,12 +146,17 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
     gates = {"regime": regime_gates, "rl_steps_checked": len(rl_steps),
              "rl_steps_with_signal": sum(r["zero_adv_groups"] < 1.0 for r in rl_steps),
              "collect_solved_share": col.summary()["solved"] / max(1, col.summary()["problems"]),
-             "prefix80_success": prefix_success["80%"]}
+             "prefix80_success": prefix_success["80%"],
+             "knowledge": regime_gate.knowledge(exact["hard_train"]),
+             "rl_starved": regime_gate.rl_starvation(out / "runs" / "rl", rs_flops, len(col.traces)),
+             "reachable": regime_gate.reachability(exact["hard_train"]["expected_yield"], cfg.min_yield,
+                                                   prefix_success["80%"])}
     report = {
         "seed": cfg.seed,
         "config": {**json.loads(json.dumps(asdict(cfg), default=str)), "task": task.name,
                    "task_config": {"hard_steps": task.hard_steps, "easy_steps": [task.easy_min_steps, task.easy_max_steps],
-                                   "ops": task.ops},
+                                   "ops": task.ops, "rare_steps": task.rare_steps, "classes": task.classes,
+                                   "teacher_accuracy": pcfg.accuracy()},
                    "rl": asdict(rl)},
         "model": {"n_params": param_count(model), "path": str(out / "base")},
         "base": base,
@@ -239,6 +253,6 @@ def verdict(methods: dict, samples: dict[str, int]) -> str:
     for split, label in (("hard_train", "hard-train"), ("hard_heldout", "hard-heldout")):
         a, b, n = p[f"{split}_pass@1"], r[f"{split}_pass@1"], samples[split]
         se = math.sqrt((a * (1 - a) + b * (1 - b)) / max(1, n))
-        word = "within noise of" if abs(a - b) < 2 * se else ("above" if a > b else "BELOW")
+        word = "level with" if a == b else "within noise of" if abs(a - b) < 2 * se else ("above" if a > b else "BELOW")
         parts.append(f"on {label}, PrefixRL ends {word} standard RL ({a:.4f} vs {b:.4f}, ±{2 * se:.4f} at 2 SE)")
     return "At equal total FLOPs (rejection sampling charged to PrefixRL): " + "; ".join(parts) + "."

@@ -24,6 +24,7 @@ import torch
 
 from prefixrl.collect import rejection_sample
 from prefixrl.engine import Sampler, SamplingParams
+from prefixrl.experiments import pipeline
 from prefixrl.flops import Ledger, train_flops
 from prefixrl.io.store import write_json_atomic
 from prefixrl.losses import token_logprobs, weighted_pg_loss
@@ -32,7 +33,7 @@ from prefixrl.methods import METHODS
 from prefixrl.model import load, param_count
 from prefixrl.precision import native_bf16
 from prefixrl.prefixes import Prefix
-from prefixrl.pretrain import PretrainConfig, ensure_pretrained
+from prefixrl.pretrain import ensure_pretrained
 from prefixrl.render import encode_response, render_prompt
 from prefixrl.settings import RLSettings
 from prefixrl.train import Learner, Pool, guarded_update, rl_step
@@ -162,8 +163,7 @@ def rl_step_seconds(model, tok, task, problems, n: int, params: SamplingParams, 
 
 def run_perf(cfg, task) -> dict:
     """cfg: a BenchConfig (work, out, quick, json, hard_steps, pretrain settings)."""
-    pcfg = PretrainConfig(out=cfg.work / "base", steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy,
-                          easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps, calibration=cfg.calibration)
+    pcfg = pipeline.base_config(cfg.work / "base", cfg, calibration=cfg.calibration)
     ensure_pretrained(pcfg, progress=cfg.progress)
     model, tok = load(cfg.work / "base")
     model.eval()

@@ -41,6 +41,14 @@ def cached(path: Path, key: dict, compute):
     return record
 
 
+def base_config(folder: Path, cfg, **over) -> PretrainConfig:
+    """The base a demo- or bench-shaped config (`pretrain_steps`, `teacher_accuracy`, `hard_steps`,
+    `rare_steps`, `classes`) pretrains into `folder`: easy chains up to the hard length."""
+    return PretrainConfig(out=folder, steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy,
+                          easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps, rare_steps=cfg.rare_steps,
+                          classes=cfg.classes, **over)
+
+
 def ensure_base(cfg: PretrainConfig, progress: bool = True):
     """The calibrated base model of `cfg` (pretrained unless `cfg.out` already holds it), loaded."""
     ensure_pretrained(cfg, progress=progress)

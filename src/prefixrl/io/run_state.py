@@ -37,6 +37,7 @@ class RunState:
     curve: list[dict] = field(default_factory=list)
     ledger: dict = field(default_factory=dict)
     logp_base: dict = field(default_factory=dict)  # offpolicy: log π₀ of every trace token
+    before_rl: dict = field(default_factory=dict)  # sft-rl: what SFT chose and measured (`sft.SFTChoice`)
 
 
 def claim(out: Path, key: dict, resume: bool, restart_if_changed: bool) -> dict | None:
@@ -71,13 +72,14 @@ def restore(out: Path, key: dict, model, opt) -> RunState | None:
     check_key(out, saved["key"], key)
     torch.set_rng_state(torch.tensor(saved["torch_rng"], dtype=torch.uint8))
     truncate_log(out / "metrics.jsonl", saved["step"])
-    return RunState(saved["key"], saved["step"], saved["skips"], saved["curve"], saved["ledger"], saved["logp_base"])
+    return RunState(saved["key"], saved["step"], saved["skips"], saved["curve"], saved["ledger"], saved["logp_base"],
+                    saved.get("before_rl", {}))
 
 
 def save(out: Path, state: RunState, model, tokenizer, opt) -> None:
     save_checkpoint(out, state.step, model, tokenizer, opt, {
         "key": state.key, "skips": state.skips, "curve": state.curve, "ledger": state.ledger,
-        "logp_base": state.logp_base, "torch_rng": torch.get_rng_state().tolist()})
+        "logp_base": state.logp_base, "before_rl": state.before_rl, "torch_rng": torch.get_rng_state().tolist()})
 
 
 def saved_key(out: Path) -> dict | None:
