@@ -52,7 +52,7 @@ def _run_key(cfg: BenchConfig) -> dict:
     return {"version": version("prefixrl"), "train_problems": cfg.train_problems, "heldout_problems": cfg.heldout_problems,
             "passk_samples": cfg.passk_samples, "hard_steps": cfg.hard_steps, "collect_cap": cfg.collect_cap,
             "teacher_accuracy": cfg.teacher_accuracy, "pretrain_steps": cfg.pretrain_steps, "rare_steps": cfg.rare_steps,
-            "classes": cfg.classes}
+            "classes": cfg.classes, "rl_lr": cfg.rl_lr}
 
 
 class WallClock:
@@ -122,6 +122,8 @@ class BenchConfig:
     pretrained for a few steps reaches no regime target."""
     collect_cap: int = 1024
     """Most samples per problem in rejection sampling."""
+    rl_lr: float = pipeline.EMBEDDED_RL_LR
+    """RL learning rate, shared by every method (chosen by SFT→RL's result, docs/regimes.md)."""
     bands: bool = True
     """Also run prefixrl-only on prefixes from each length band (back-generalization), first seed only."""
     knob: tuple[int, ...] = (0, 2, 4)
@@ -161,7 +163,7 @@ def run_paper(cfg: BenchConfig, task) -> dict:
     pcfg = pipeline.base_config(cfg.work / "base", cfg, calibration=cfg.calibration)
     base, tok = pipeline.ensure_base(pcfg, progress=cfg.progress)
     params = SamplingParams(max_new_tokens=task.max_response_tokens)
-    rl = RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25)
+    rl = RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25, lr=cfg.rl_lr)
     train_set = task.problems("hard_train", cfg.train_problems, 0)
     heldout = task.problems("hard_heldout", cfg.heldout_problems, 0)
     runs: dict[str, list[dict]] = {m: [] for m in cfg.methods}
@@ -253,7 +255,7 @@ def summarise(runs: dict[str, list[dict]], cfg: BenchConfig) -> dict:
             entry = {}
             if strongest:
                 target = table[strongest][f"{split}_mean"]
-                reach = flops_to_reach([r["curve"] for r in runs["prefixrl"]], key, target, grid)
+                reach = flops_to_reach([r["curve"] for r in runs["prefixrl"]], key, target, grid) if target > 0 else None
                 entry.update({"strongest_baseline": strongest, "target": target,
                               "flops_ratio": None if reach is None else reach / cfg.flops_budget})
             if "rl" in runs and table["rl"][f"{split}_mean"] > 0:
@@ -345,7 +347,7 @@ def run_cross_family(cfg: BenchConfig, task) -> dict:
         prefixes = cut_prefixes(traces, task, tok, seed=0, boundary=boundary)
         sources[name] = {**col.summary(), "transferred": len(traces), "rejected": len(rejected),
                          "mean_prefix_tokens": float(np.mean([len(p.prefix_ids) for p in prefixes])) if prefixes else 0.0}
-        settings = replace(RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25), method="prefixrl",
+        settings = replace(RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25, lr=cfg.rl_lr), method="prefixrl",
                            steps=100_000, flops_budget=cfg.flops_budget)
         policy, r = pipeline.run_method(cfg.work / f"xfam-{name}", cfg.work / "base", tok, task, settings, train_set,
                                         prefixes, col.ledger.total(), traces=traces, eval_heldout=heldout[:64],

@@ -51,8 +51,8 @@ class DemoConfig:
     """Most samples drawn per problem in rejection sampling."""
     rl_steps: int | None = None
     """PrefixRL steps; standard RL then runs until it has spent the same total FLOPs; default 300, --quick 60."""
-    rl_lr: float = RLSettings.lr
-    """RL learning rate (shared by every method)."""
+    rl_lr: float = pipeline.EMBEDDED_RL_LR
+    """RL learning rate (shared by every method; chosen by SFT→RL's result, docs/regimes.md)."""
     hard_steps: int = 16
     """Steps in a hard chain (the difficulty knob); easy chains have 1 to hard_steps steps."""
     rare_steps: int = 4
@@ -237,6 +237,9 @@ def compute_efficiency(methods: dict) -> dict:
         if name == "prefixrl":
             continue
         target = m["curve"][-1]["train_acc_unprefixed"]
+        if target <= 0:  # nothing to reach: any curve "reaches" 0 at its first point
+            out[f"flops_ratio_vs_{name}"] = None
+            continue
         grid = np.linspace(0, max(p["flops_total"], m["flops_total"]), 401)
         reach = flops_to_reach([p["curve"]], "train_acc_unprefixed", target, grid)
         out[f"flops_ratio_vs_{name}"] = None if reach is None else reach / m["flops_total"]

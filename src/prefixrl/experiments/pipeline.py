@@ -41,6 +41,12 @@ def cached(path: Path, key: dict, compute):
     return record
 
 
+# The embedded task's RL learning rate, shared by every method in the demo and the benches. Chosen by the
+# strongest baseline, never by PrefixRL: of {3e-5, 1e-4, 3e-4}, the one at which SFT→RL ended highest on
+# --rare-steps 4 at the demo's budget, seed 0 (docs/regimes.md, where the pilot's numbers are).
+EMBEDDED_RL_LR = 3e-4
+
+
 def base_config(folder: Path, cfg, **over) -> PretrainConfig:
     """The base a demo- or bench-shaped config (`pretrain_steps`, `teacher_accuracy`, `hard_steps`,
     `rare_steps`, `classes`) pretrains into `folder`: easy chains up to the hard length."""

@@ -79,8 +79,8 @@ def transfer(cfg, task, tok, train_set, params) -> dict:
     before and after (and of the trained half, so the share that transferred can be read)."""
     half = len(train_set) // 2
     trained, other = train_set[:half], train_set[half:]
-    settings = replace(RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25), method="rl", steps=100_000,
-                       flops_budget=cfg.flops_budget)
+    settings = replace(RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25, lr=cfg.rl_lr), method="rl",
+                       steps=100_000, flops_budget=cfg.flops_budget)
     folder = cfg.work / "transfer"
 
     def compute():
@@ -115,7 +115,8 @@ def traces_free(cfg, results: dict) -> dict:
     strongest = max(baselines, key=lambda m: table[m]["hard_train_mean"])
     ends = [c[-1]["flops"] for c in free[strongest]]
     grid = np.linspace(0, max(c[-1]["flops"] for cs in free.values() for c in cs), 201)
-    reach = flops_to_reach(free["prefixrl"], "train_acc_unprefixed", table[strongest]["hard_train_mean"], grid)
+    target = table[strongest]["hard_train_mean"]
+    reach = flops_to_reach(free["prefixrl"], "train_acc_unprefixed", target, grid) if target > 0 else None
     return {"strongest_baseline": strongest, "flops_ratio": None if reach is None else reach / float(np.mean(ends)),
             "onpolicy_flops": {m: float(np.mean([c[-1]["flops"] for c in cs])) for m, cs in free.items()}}
 
