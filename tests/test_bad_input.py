@@ -60,7 +60,7 @@ def test_traces_failing_reverification_are_reported_and_excluded(d, task, tok, t
 
 def test_prefix_longer_than_its_trace(d, task, tok, tmp_path, capsys):
     [p] = cut_prefixes(reference_traces(task, tok, 1), task, tok, k=1)
-    save_prefixes(tmp_path / "p.parquet", [replace(p, trace_len=p.cut - 1)])
+    save_prefixes(tmp_path / "p.parquet", [replace(p, trace_len=p.cut - 1)], tok)
     out = tmp_path / "run"
     assert main(["train", "--model", str(d / "base"), "--prefixes", str(tmp_path / "p.parquet"), "--out", str(out),
                  "--steps", "1"]) == 2
@@ -83,6 +83,9 @@ def test_unknown_task_in_a_model_folder(d, tmp_path, capsys):
     meta = json.loads((tmp_path / "base" / "prefixrl.json").read_text())
     meta["task"]["name"] = "sudoku"
     (tmp_path / "base" / "prefixrl.json").write_text(json.dumps(meta))
+    assert main(["eval", "--model", str(tmp_path / "base"), "--samples", "2", "--k", "1"]) == 2
+    one_line_error(capsys, "prefixrl.json does not match its hash")  # a sealed base refuses the edit
+    (tmp_path / "base" / "manifest.json").unlink()  # a folder of the user's own, with no manifest
     assert main(["eval", "--model", str(tmp_path / "base"), "--samples", "2", "--k", "1"]) == 2
     one_line_error(capsys, "unknown task 'sudoku'")
 
@@ -120,7 +123,7 @@ def test_every_rl_setting_is_checked_in_one_place_before_anything_is_written(d, 
                           (["--lr", "nan"], "lr must be finite"), (["--lr", "1e999"], "lr must be finite"),
                           (["--temperature", "0"], "temperature must be finite and > 0"),
                           (["--steps", "-3"], "steps must be >= 0"),
-                          (["--flops-budget", "-1"], "flops_budget must be finite and >= 0"),
+                          (["--flops-budget", "-1"], "flops_budget must be >= 0"),
                           (["--max-new-tokens", "0"], "max_new_tokens must be >= 1"),
                           (["--grad-clip", "inf"], "grad_clip must be finite")]:
         capsys.readouterr()
@@ -132,7 +135,7 @@ def test_every_rl_setting_is_checked_in_one_place_before_anything_is_written(d, 
 def test_prompt_plus_prefix_plus_completion_must_fit_the_models_positions(d, task, tok, tmp_path, capsys):
     traces = reference_traces(task, tok, 4)
     save_traces(tmp_path / "t.parquet", traces)
-    save_prefixes(tmp_path / "p.parquet", cut_prefixes(traces, task, tok, seed=0))
+    save_prefixes(tmp_path / "p.parquet", cut_prefixes(traces, task, tok, seed=0), tok)
     out = tmp_path / "run"
     assert main(["train", "--model", str(d / "base"), "--prefixes", str(tmp_path / "p.parquet"), "--traces",
                  str(tmp_path / "t.parquet"), "--problems", "4", "--max-new-tokens", "250", "--out", str(out)]) == 2
@@ -147,3 +150,80 @@ def test_quick_sets_defaults_but_never_overrides_a_flag():
     assert (quick.rl_steps, quick.train_problems) == (60, 16)
     assert DemoConfig(quick=True, rl_steps=100).resolved().rl_steps == 100
     assert DemoConfig(rl_steps=7).resolved().rl_steps == 7 and DemoConfig().resolved().rl_steps == 300
+
+
+def user_folder(d, tmp_path):
+    """A copy of the base without its manifest: a Hugging Face folder of the user's own, unsealed."""
+    import shutil
+
+    shutil.copytree(d / "base", tmp_path / "own")
+    (tmp_path / "own" / "manifest.json").unlink()
+    return tmp_path / "own"
+
+
+@pytest.mark.parametrize("name,damage,needle", [
+    ("model.safetensors", lambda b: b[: len(b) // 2], "cannot load the model"),  # truncated
+    ("model.safetensors", lambda b: b"", "cannot load the model"),  # empty
+    ("config.json", lambda b: b"{not json", "cannot load"),
+    ("tokenizer.json", lambda b: b"[1, 2", "cannot load its tokenizer"),
+    ("prefixrl.json", lambda b: b"{oops", "prefixrl.json: cannot load it"),
+    ("prefixrl.json", lambda b: json.dumps({"calibration": {}}).encode(), "key task: missing"),
+    ("prefixrl.json", lambda b: json.dumps({"task": {"name": "chain", "colour": 3}}).encode(), "key task"),
+])
+def test_damaged_files_of_a_users_own_model_folder_are_one_line_errors(d, tmp_path, capsys, name, damage, needle):
+    own = user_folder(d, tmp_path)
+    (own / name).write_bytes(damage((own / name).read_bytes()))
+    assert main(["eval", "--model", str(own), "--samples", "2", "--k", "1"]) == 2
+    one_line_error(capsys, str(own), needle)
+
+
+def test_bad_utf8_in_a_jsonl_file_names_the_file_and_row(d, tmp_path, capsys):
+    (tmp_path / "p.jsonl").write_bytes(b'{"problem": "1+1", "answer": "2"}\n{"problem": "\xff\xfe", "answer": "1"}\n')
+    assert main(["eval", "--model", str(d / "base"), "--task", "math", "--task-file", str(tmp_path / "p.jsonl"),
+                 "--samples", "2", "--k", "1"]) == 2
+    one_line_error(capsys, "p.jsonl: row 1: not valid UTF-8")
+    (tmp_path / "imp.jsonl").write_bytes(b'{"problem_id": "x", "trace": "\xc3"}\n')
+    assert main(["collect", "--model", str(d / "base"), "--import-file", str(tmp_path / "imp.jsonl"), "--out",
+                 str(tmp_path / "t.parquet"), "--problems", "2"]) == 2
+    one_line_error(capsys, "imp.jsonl: row 0: not valid UTF-8")
+    assert not (tmp_path / "t.parquet").exists()
+
+
+def test_imported_characters_the_tokenizer_cannot_represent_are_an_error_not_dropped(d, task, tmp_path, capsys):
+    p = task.problems("hard_train", 1, 0)[0]
+    row = {"problem_id": p.id, "trace": task.solution(p).replace(" ", " é ", 1)}
+    (tmp_path / "imp.jsonl").write_text(json.dumps(row) + "\n")
+    assert main(["collect", "--model", str(d / "base"), "--import-file", str(tmp_path / "imp.jsonl"), "--out",
+                 str(tmp_path / "t.parquet"), "--problems", "1"]) == 2
+    one_line_error(capsys, "imp.jsonl: row 0: field trace", "cannot represent it exactly")
+
+
+def test_ctrl_c_is_one_line_saying_how_to_resume_and_exit_130(d, tmp_path):
+    """A real SIGINT to a real training run, once it has logged its first step."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "prefixrl.cli", "train", "--model", str(d / "base"), "--method", "rl",
+                             "--steps", "100000", "--eval-every", "1000", "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ((run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert last.startswith("prefixrl: interrupted") and "--resume" in last, err
+    assert "Traceback" not in err, err
+
+
+def test_a_trace_row_with_infinite_flops_is_refused(d, task, tok, tmp_path, capsys):
+    rows = [asdict(t) for t in reference_traces(task, tok, 2)]
+    rows[0]["flops"] = float("inf")
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "inf.parquet")
+    assert main(prefixes_cmd(d, tmp_path / "inf.parquet", tmp_path / "p.parquet")) == 2
+    one_line_error(capsys, "inf.parquet", "row 0", "field flops", "finite")

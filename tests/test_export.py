@@ -17,7 +17,7 @@ def setup(tmp_path_factory, tok):
     pretrain_tiny(d / "base", steps=2, hard_steps=6)
     task = ChainTask(easy_max_steps=6, hard_steps=6)
     prefixes = cut_prefixes(reference_traces(task, tok, 8), task, tok)
-    save_prefixes(d / "p.parquet", prefixes)
+    save_prefixes(d / "p.parquet", prefixes, tok)
     return d, prefixes
 
 

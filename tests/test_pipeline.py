@@ -90,7 +90,9 @@ def test_demo_cli_at_toy_size(tmp_path):
     for name in ("prefixrl", "rl"):
         m = rep["methods"][name]
         assert {"step", "flops", "train_acc_unprefixed", "train_acc_prefixed"} <= set(m["curve"][0])
-        assert set(m["final"]) == {"hard_train_pass@1", "hard_heldout_pass@1"} and m["flops_total"] > 0
+        assert set(m["final"]) == {"hard_train_pass@1", "hard_heldout_pass@1", "hard_heldout_exact_pass@1",
+                                   "rare_knowledge"} and m["flops_total"] > 0
+        assert 0 < m["final"]["hard_heldout_exact_pass@1"] < 1 and 0 < m["final"]["rare_knowledge"] < 1
     # PrefixRL's curve starts at the rejection-sampling FLOPs; standard RL's at zero
     assert rep["methods"]["prefixrl"]["curve"][0]["flops"] == pytest.approx(rep["collection"]["flops"])
     assert rep["methods"]["rl"]["curve"][0]["flops"] == 0

@@ -113,7 +113,8 @@ def test_a_base_outside_its_calibration_window_is_refused(two_bases, tmp_path, c
     moved = tmp_path / "moved"
     moved.mkdir()
     for f in base.iterdir():
-        (moved / f.name).write_bytes(f.read_bytes())
+        if f.name != "manifest.json":  # unsealed: a sealed base would refuse the edited prefixrl.json first
+            (moved / f.name).write_bytes(f.read_bytes())
     meta["calibration"]["target_pass1"] = 0.5
     (moved / "prefixrl.json").write_text(json.dumps(meta))
     capsys.readouterr()
@@ -128,9 +129,11 @@ def test_calibration_refuses_a_target_the_base_cannot_reach(tmp_path, capsys):
                  "--heads", "2", "--ffn", "64", "--easy-max-steps", "6", "--hard-steps", "6"]) == 2
     err = capsys.readouterr().err
     assert "peaks at" in err and "greedy pass@1 is 0.0000" in err and "--steps" in err
-    with pytest.raises(SystemExit) as e:  # refused while the config is parsed, before any compute
-        main(["pretrain", "--out", str(tmp_path / "c"), "--target-pass1", "1.5"])
-    assert e.value.code == 2
+    capsys.readouterr()
+    # refused by the config's check, before any compute: one line, exit 2
+    assert main(["pretrain", "--out", str(tmp_path / "c"), "--target-pass1", "1.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("prefixrl: error:") and "target_pass1 must be in (0, 1)" in err and "\n" not in err
     assert not (tmp_path / "c").exists()
 
 
@@ -154,3 +157,28 @@ def test_a_copied_base_is_reused_not_pretrained_again(tmp_path):
     assert (tmp_path / "b" / "model.safetensors").stat().st_mtime_ns == before
     ensure_pretrained(PretrainConfig(out=tmp_path / "b", **{**shape, "steps": 3}), progress=False)  # other settings
     assert (tmp_path / "b" / "model.safetensors").stat().st_mtime_ns != before
+
+
+def test_rare_knowledge_is_the_teacher_forced_mass_on_a_rare_steps_two_admissible_values(tmp_path):
+    """Checked against one forward pass per problem and the tables themselves; None without rare steps."""
+    from prefixrl.tasks.chain import Chain, rare_tables
+
+    base = pretrain_tiny(tmp_path / "base", 3, 6, "--rare-steps", "2", "--teacher-accuracy", "0.9")
+    model, tok = load(base)
+    task = task_of(base)
+    problems = task.problems("hard_heldout", 4, 0)
+    want = []
+    for p in problems:
+        text, chain = task.solution(p), Chain.parse(p.question)
+        prompt = render_prompt(tok, p.question)
+        with torch.no_grad():
+            probs = torch.softmax(model(torch.tensor([prompt + encode_response(tok, text)])).logits[0].double(), -1)
+        for i, (op, y) in enumerate(chain.steps):
+            if op in "abcdefgh":
+                assert text[2 * i] == str(rare_tables(op)[0][y])  # the reference writes table A there
+                ids = [tok.convert_tokens_to_ids(str(rare_tables(op)[t][y])) for t in (0, 1)]
+                want.append(float(probs[len(prompt) + 2 * i - 1, ids].sum()))
+    assert len(want) == 2 * len(problems)
+    assert regime.rare_knowledge(model, tok, task, problems) == pytest.approx(sum(want) / len(want), rel=1e-5)
+    shared = task_of(pretrain_tiny(tmp_path / "b0", 1, 6))
+    assert regime.rare_knowledge(model, tok, shared, shared.problems("hard_heldout", 4, 0)) is None

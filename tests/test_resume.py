@@ -180,3 +180,30 @@ def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one(tiny_model, tok
     blob.write_bytes(blob.read_bytes()[:-10])
     found, skipped = latest_checkpoint(tmp_path)
     assert found == good and "does not match its hash" in skipped[0]
+
+
+@pytest.mark.parametrize("manifest,needle", [
+    ('{"files": {}}', "lists no files"),  # an empty manifest used to verify, so corrupt weights loaded
+    ('{"files": ["policy/model.safetensors"]}', "lists them wrongly"),  # the wrong type used to be a traceback
+    ('[1, 2]', "unreadable manifest"),
+    ('{"files": {"../outside": "00"}}', "outside the folder"),
+    ('{"files": {"state.json": 5}}', "lists them wrongly"),
+    ("\xff", "unreadable manifest"),
+])
+def test_a_malformed_manifest_is_corrupt_and_resume_falls_back_past_it(tiny_model, tok, tmp_path, manifest, needle):
+    opt = torch.optim.AdamW(tiny_model.parameters())
+    good = save_checkpoint(tmp_path, 4, tiny_model, tok, opt, {"x": 1})
+    newer = save_checkpoint(tmp_path, 8, tiny_model, tok, opt, {"x": 2})
+    (tmp_path / "outside").write_text("x")
+    (newer / "manifest.json").write_bytes(manifest.encode("latin-1"))
+    found, skipped = latest_checkpoint(tmp_path)
+    assert found == good and needle in skipped[0], skipped
+
+
+def test_a_file_added_to_a_sealed_folder_is_refused(tiny_model, tok, tmp_path):
+    """An unlisted weights file could be loaded in place of the listed one."""
+    opt = torch.optim.AdamW(tiny_model.parameters())
+    ckpt = save_checkpoint(tmp_path, 4, tiny_model, tok, opt, {"x": 1})
+    (ckpt / "policy" / "pytorch_model.bin").write_bytes(b"planted")
+    with pytest.raises(BadInput, match="pytorch_model.bin is not in the manifest"):
+        verify_folder(ckpt)

@@ -10,13 +10,15 @@ from hypothesis import strategies as st
 from prefixrl.collect import import_traces, rejection_sample
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.io.errors import BadInput
+from prefixrl.io.store import write_records
 from prefixrl.prefixes import (
+    PREFIX_SCHEMA,
     PrefixedPrompt,
     cut_prefixes,
     load_prefixes,
     save_prefixes,
 )
-from prefixrl.render import decode_response, encode_response, render_prompt
+from prefixrl.render import decode_response, encode_response, render_prompt, tokenizer_fingerprint
 from prefixrl.traces import Trace, load_traces, save_traces
 
 
@@ -88,16 +90,17 @@ def test_a_prefix_never_holds_the_final_answer(task, tok, a, b, seed):
 
 def test_prefix_file_checks(task, tok, tmp_path):
     pres = cut_prefixes(_traces(task, tok, 2), task, tok, seed=0)
-    save_prefixes(tmp_path / "p.parquet", pres)
+    save_prefixes(tmp_path / "p.parquet", pres, tok)
     assert load_prefixes(tmp_path / "p.parquet", task, tok) == pres
     rows = [dict(p.__dict__) for p in pres]
     rows[1]["cut"] = rows[1]["trace_len"] = len(rows[1]["prefix_ids"]) - 1
-    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "bad.parquet")
+    ours = {"tokenizer": tokenizer_fingerprint(tok)}
+    write_records(tmp_path / "bad.parquet", rows, PREFIX_SCHEMA, ours)
     with pytest.raises(BadInput, match=r"bad.parquet: row 1: field cut"):
         load_prefixes(tmp_path / "bad.parquet", task, tok)
     full = encode_response(tok, task.solution(pres[0].problem), eos=False)
     rows = [{**pres[0].__dict__, "prefix_ids": full, "cut": len(full), "trace_len": len(full)}]
-    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "ans.parquet")
+    write_records(tmp_path / "ans.parquet", rows, PREFIX_SCHEMA, ours)
     with pytest.raises(BadInput, match="already contains the final answer"):
         load_prefixes(tmp_path / "ans.parquet", task, tok)
 
@@ -123,3 +126,19 @@ def test_rejection_sampling_accounts_every_sample(task, tok, tiny_model):
     assert col.samples == {p.id: 10 for p in probs} and col.traces == []
     assert sum(col.flops.values()) == pytest.approx(col.ledger.total())
     assert col.summary()["flops"] == pytest.approx(col.ledger.total())
+
+
+def test_a_prefix_store_names_its_tokenizer_and_another_tokenizer_is_refused(task, tok, tmp_path):
+    """Ids from another tokenizer are valid ids that decode to garbage: the store's fingerprint must match."""
+    from prefixrl.tokenizer import build_tokenizer
+
+    pres = cut_prefixes(_traces(task, tok, 2), task, tok, seed=0)
+    save_prefixes(tmp_path / "p.parquet", pres, tok)
+    other = build_tokenizer("pairs")
+    with pytest.raises(BadInput, match=rf"tokenizer {tokenizer_fingerprint(tok)}, the policy's is "
+                                       rf"{tokenizer_fingerprint(other)}"):
+        load_prefixes(tmp_path / "p.parquet", task, other)
+    pq.write_table(pa.Table.from_pylist([dict(p.__dict__) for p in pres]), tmp_path / "bare.parquet")
+    with pytest.raises(BadInput, match=r"bare.parquet: prefix ids are from tokenizer \(none recorded\)"):
+        load_prefixes(tmp_path / "bare.parquet", task, tok)
+

@@ -76,7 +76,7 @@ def test_example_script_trains_on_exported_rows(tmp_path, tok, task):
     pretrain_tiny(d / "base", steps=2, hard_steps=6)
     from prefixrl.prefixes import save_prefixes
 
-    save_prefixes(d / "p.parquet", cut_prefixes(reference_traces(task, tok, 4), task, tok))
+    save_prefixes(d / "p.parquet", cut_prefixes(reference_traces(task, tok, 4), task, tok), tok)
     assert main(["export", "--format", "trl", "--model", str(d / "base"), "--prefixes", str(d / "p.parquet"),
                  "--problems", "8", "--out", str(d / "rows.parquet")]) == 0
     r = subprocess.run([sys.executable, "examples/trl_grpo.py", "--model", str(d / "base"), "--rows",

@@ -68,8 +68,11 @@ def test_deadlined_task_is_the_task_with_pooled_verification(task):
 
 
 def test_pool_rejects_nonsense_settings_and_tasks_a_worker_cannot_load():
-    with pytest.raises(ValueError, match="workers >= 1"):
+    with pytest.raises(ValueError, match="workers must be >= 1"):
         VerifierPool(Adversarial(), workers=0)
+    for timeout in (float("nan"), float("inf"), 0.0, -1.0):  # NaN never expires, inf never fires
+        with pytest.raises(ValueError, match="timeout must be a finite number of seconds > 0"):
+            VerifierPool(Adversarial(), workers=1, timeout=timeout)
     with pytest.raises(RuntimeError, match="could not load the task"):
         VerifierPool(Unloadable(), workers=1)
 
@@ -111,3 +114,57 @@ def test_training_goes_on_through_hung_verifications_and_logs_them(task, tok, ti
     steps = [s for s in steps if s["kind"] == "step"]
     assert result["steps"] == 2 and [s["verifier_timeouts"] for s in steps] == [2, 2]
     assert counts["timeout"] >= 4 and counts["restarts"] == counts["timeout"]
+
+
+def test_a_pool_whose_only_worker_died_while_idle_replaces_it_and_serves():
+    """The OOM killer takes an idle worker; the next batch used to crash with min() of an empty sequence."""
+    import signal
+
+    with VerifierPool(Adversarial(), workers=1, timeout=5.0) as pool:
+        assert pool.verify_many([(P, "42")]) == [Verdict.CORRECT]
+        proc = pool._workers[0].proc
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert pool.verify_many([(P, "42"), (P, "7")]) == [Verdict.CORRECT, Verdict.INCORRECT]
+        assert pool.counts["restarts"] == 1
+
+
+def test_workers_run_isolated_so_a_module_planted_in_the_working_directory_is_never_imported(tmp_path, monkeypatch):
+    marker = tmp_path / "PLANTED-RAN"
+    for name in ("ctypes", "json", "pickle", "prefixrl"):  # the verifier imports ctypes; anything else lazily
+        (tmp_path / f"{name}.py").write_text(f"open({str(marker)!r}, 'a').write('{name}\\n')\n")
+    monkeypatch.chdir(tmp_path)
+    with VerifierPool(Adversarial(), workers=2, timeout=5.0) as pool:
+        assert pool.verify_many([(P, "42"), (P, "1")]) == [Verdict.CORRECT, Verdict.INCORRECT]
+    assert not marker.exists(), marker.read_text()
+
+
+@dataclass(frozen=True)
+class HangingMath:
+    """math-verify behind a response that hangs: what a replaced worker sees right after a timeout."""
+
+    path: str
+
+    def warm_up(self):
+        self._inner().warm_up()
+
+    def _inner(self):
+        from prefixrl.tasks.math import MathTask
+
+        return MathTask(self.path)
+
+    def verify(self, problem: Problem, response: str) -> Verdict:
+        if response == "hang":
+            while True:
+                pass
+        return self._inner().verify(problem, response)
+
+
+def test_a_replaced_worker_imports_its_verifier_before_it_is_ready_so_no_answer_pays_for_the_import(tmp_path):
+    """math-verify imports sympy: seconds. Before, 4 of 6 correct answers that followed a hang timed out at 2 s."""
+    (tmp_path / "p.jsonl").write_text('{"problem": "1 + 0?", "answer": "1"}\n')
+    task = HangingMath(str(tmp_path / "p.jsonl"))
+    p = Problem("m0", "hard_train", "1 + 0?", "1")
+    with VerifierPool(task, workers=1, timeout=2.0) as pool:
+        verdicts = pool.verify_many([(p, "hang")] + [(p, "\\boxed{1}")] * 6)
+        assert verdicts == [Verdict.TIMEOUT] + [Verdict.CORRECT] * 6 and pool.counts["restarts"] == 1

@@ -76,7 +76,7 @@ def setup(tmp_path_factory, tok):
     d = tmp_path_factory.mktemp("verl")
     pretrain_tiny(d / "base", steps=2, hard_steps=6)
     task = ChainTask(easy_max_steps=6, hard_steps=6)
-    save_prefixes(d / "p.parquet", cut_prefixes(reference_traces(task, tok, 4), task, tok))
+    save_prefixes(d / "p.parquet", cut_prefixes(reference_traces(task, tok, 4), task, tok), tok)
     assert main(["export", "--format", "verl", "--model", str(d / "base"), "--prefixes", str(d / "p.parquet"),
                  "--out", str(d / "rows.parquet"), "--problems", "4"]) == 0
     return d, task, task.problems("hard_train", 4, 0)

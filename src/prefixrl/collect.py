@@ -7,7 +7,6 @@ problems that were never solved: that compute is the price PrefixRL is charged i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from tqdm import tqdm
 from prefixrl.engine import Engine, SamplingParams
 from prefixrl.flops import Ledger
 from prefixrl.io.errors import BadInput
+from prefixrl.io.store import read_jsonl
 from prefixrl.render import (
     decode_response,
     encode_response,
@@ -104,25 +104,19 @@ def import_traces(path: str | Path, task: Task, tokenizer, problems: list[Proble
     by_id = {p.id: p for p in problems}
     fingerprint = tokenizer_fingerprint(tokenizer)
     traces, rejected = [], []
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read ({e.strerror})") from None
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise BadInput(f"{path}: row {i}: not valid JSON") from None
+    for i, row in read_jsonl(path):
         for name in ("problem_id", "trace"):
-            if not isinstance(row.get(name), str) or not row[name]:
+            if not isinstance(row, dict) or not isinstance(row.get(name), str) or not row[name]:
                 raise BadInput(f"{path}: row {i}: field {name}: expected a non-empty string")
         if row["problem_id"] not in by_id:
             raise BadInput(f"{path}: row {i}: field problem_id: unknown problem {row['problem_id']!r}")
         p = by_id[row["problem_id"]]
         ids = encode_response(tokenizer, row["trace"], eos=False)
         text = decode_response(tokenizer, ids)
+        if text != row["trace"]:  # the tokenizer dropped or changed characters: training on it would lie
+            at = next((j for j, (a, b) in enumerate(zip(text, row["trace"])) if a != b), min(len(text), len(row["trace"])))
+            raise BadInput(f"{path}: row {i}: field trace: the policy's tokenizer cannot represent it exactly "
+                           f"(first difference at character {at}: {row['trace'][at:at + 10]!r})")
         if task.verify(p, text) is not Verdict.CORRECT:
             rejected.append(f"{path}: row {i}: trace for {p.id} fails verification")
             continue

@@ -23,6 +23,8 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from prefixrl.io.errors import BadInput
+
 # Our own progress bars say what is happening; transformers' per-load "Loading weights" bars would
 # interleave with them and with one-line error messages.
 transformers.utils.logging.disable_progress_bar()
@@ -73,8 +75,20 @@ def load(path: str | Path):
     """Load a model folder written by save_pretrained (ours or any HF causal LM) and its tokenizer."""
     path = Path(path)
     tokenizer = load_tokenizer(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = user_file(path, "the model", lambda: AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32))
     return model, tokenizer
+
+
+def user_file(path: Path, what: str, read):
+    """read(), with any failure to parse the user's files (bad JSON, truncated safetensors, a config
+    transformers rejects) turned into one line naming the folder; exit 2 instead of a traceback."""
+    try:
+        return read()
+    except BadInput:
+        raise
+    except Exception as e:  # noqa: BLE001 - transformers/safetensors/tokenizers raise many types for bad files
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise BadInput(f"{path}: cannot load {what} ({type(e).__name__}: {first})") from None
 
 
 def load_tokenizer(path: str | Path):
@@ -86,11 +100,13 @@ def load_tokenizer(path: str | Path):
         from prefixrl.io.checkpoint import verify_folder
 
         verify_folder(path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = user_file(path, "its tokenizer", lambda: AutoTokenizer.from_pretrained(path))
     tok_cfg = path / "tokenizer_config.json"
-    if tok_cfg.is_file() and json.loads(tok_cfg.read_text()).get("tokenizer_class") in GENERIC_TOKENIZERS:
+    generic = tok_cfg.is_file() and user_file(tok_cfg, "it", lambda: json.loads(tok_cfg.read_text())).get(
+        "tokenizer_class") in GENERIC_TOKENIZERS
+    if generic:
         # A generic tokenizer.json (ours): load it exactly as written. transformers 5's AutoTokenizer swaps in
         # the model type's own class (e.g. Qwen2Tokenizer, with a byte-level pre-tokenizer that drops our
         # spaces) when config.json names a family; named tokenizer classes still go through AutoTokenizer.
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
+        tokenizer = user_file(path, "its tokenizer", lambda: PreTrainedTokenizerFast.from_pretrained(path))
     return tokenizer

@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from prefixrl.io.errors import BadInput
-from prefixrl.io.store import read_records, write_records
-from prefixrl.render import decode_response, render_prompt
+from prefixrl.io.store import read_meta, read_records, write_records
+from prefixrl.render import decode_response, render_prompt, tokenizer_fingerprint
 from prefixrl.tasks.base import Problem, Task
 from prefixrl.traces import Trace
 
@@ -126,12 +126,22 @@ class PrefixedPrompt:
         return decode_response(tokenizer, self.prefix_ids + list(completion))
 
 
-def save_prefixes(path: str | Path, prefixes: list[Prefix]) -> None:
-    write_records(path, [asdict(p) for p in prefixes], PREFIX_SCHEMA)
+def save_prefixes(path: str | Path, prefixes: list[Prefix], tokenizer) -> None:
+    """Atomically, with the fingerprint of the tokenizer the ids belong to (checked by `load_prefixes`)."""
+    write_records(path, [asdict(p) for p in prefixes], PREFIX_SCHEMA,
+                  {"tokenizer": tokenizer_fingerprint(tokenizer)})
 
 
 def load_prefixes(path: str | Path, task: Task, tokenizer) -> list[Prefix]:
+    """Every row checked (file, row, field), after the store's tokenizer is checked against the policy's:
+    ids from another tokenizer would load as valid ids and decode to garbage."""
     path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: no such file")
+    stored, ours = read_meta(path).get("tokenizer"), tokenizer_fingerprint(tokenizer)
+    if stored != ours:
+        raise BadInput(f"{path}: prefix ids are from tokenizer {stored or '(none recorded)'}, the policy's is {ours}; "
+                       "cut them again with `prefixrl prefixes` from traces of this policy's tokenizer")
     out = []
     for i, row in enumerate(read_records(path, PREFIX_SCHEMA)):
         ids = row["prefix_ids"]

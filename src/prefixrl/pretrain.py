@@ -14,7 +14,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -22,6 +22,9 @@ from tqdm import tqdm
 
 from prefixrl import regime
 from prefixrl.flops import Ledger
+from prefixrl.io.checkpoint import write_folder
+from prefixrl.io.errors import BadInput
+from prefixrl.io.outputs import Output, claim
 from prefixrl.mask import make_batch
 from prefixrl.model import ModelShape, build_model, load, param_count
 from prefixrl.render import encode_response, render_prompt
@@ -77,12 +80,24 @@ class PretrainConfig:
     """The regime window is target ÷ this to target × this; later stages refuse a base outside it."""
     calibration_problems: int = 256
     """Hard-train problems (data seed --seed) over which exact pass@1 is calibrated and measured."""
+    overwrite: bool = False
+    """Replace an existing base in --out (the new one is swapped in only once it is complete)."""
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """Every value, before anything is computed or written (the CLI calls it after parsing, `pretrain`
+        before its first step): a ValueError is one line and exit 2."""
+        try:
+            self.task()
+        except ValueError as e:
+            raise BadInput(str(e)) from None
         if not 0 < self.accuracy() <= 1:
             raise ValueError("teacher_accuracy must be in (0, 1]")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be finite and > 0, got {self.lr}")
+        if min(self.hidden, self.layers, self.heads, self.ffn) < 1 or self.hidden % self.heads:
+            raise ValueError("hidden, layers, heads and ffn must be >= 1, and hidden a multiple of heads")
         if self.calibration not in regime.CALIBRATIONS:
             raise ValueError(f"unknown calibration {self.calibration!r}; choose from {', '.join(regime.CALIBRATIONS)}")
         if self.calibration_problems < 1:
@@ -102,7 +117,15 @@ class PretrainConfig:
 
 
 def pretrain(cfg: PretrainConfig, ledger: Ledger | None = None, progress: bool = True):
-    ledger = ledger if ledger is not None else Ledger()
+    """Pretrain, calibrate and write the base into `cfg.out` atomically, sealed with a manifest (a
+    flipped byte is refused on load). An existing folder needs `overwrite`; it is replaced only once the
+    new one is complete."""
+    cfg.check()
+    with claim("pretrain", [Output(cfg.out, kind="folder", existing="replace" if cfg.overwrite else "refuse")], {}):
+        return _pretrain(cfg, ledger if ledger is not None else Ledger(), progress)
+
+
+def _pretrain(cfg: PretrainConfig, ledger: Ledger, progress: bool):
     torch.manual_seed(cfg.seed)
     task, accuracy = cfg.task(), cfg.accuracy()
     tok = build_tokenizer(cfg.tokenizer)
@@ -126,33 +149,38 @@ def pretrain(cfg: PretrainConfig, ledger: Ledger | None = None, progress: bool =
     calibration = {"method": "none"}
     if cfg.calibration == "logit-scale":
         calibration = regime.calibrate(model, tok, task, calib_problems, cfg.target())
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(cfg.out)
-    tok.save_pretrained(cfg.out)
-    meta = {"pretrain": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+    meta = {"pretrain": settings_record(cfg),
             "task": {"name": "chain", "easy_min_steps": cfg.easy_min_steps, "easy_max_steps": cfg.easy_max_steps,
                      "hard_steps": cfg.hard_steps, "rare_steps": cfg.rare_steps, "classes": cfg.classes},
             "teacher_accuracy": accuracy,
             "calibration": calibration,
             "n_params": n_params, "flops": ledger.total("pretrain"), "seconds": round(time.time() - t0, 1)}
-    (cfg.out / "prefixrl.json").write_text(json.dumps(meta, indent=2))
-    # The regime as any loader sees it: measured on the folder just written, not on the model in memory.
-    saved, _ = load(cfg.out)
-    measured = {"hard_train": regime.measure(saved, tok, task, calib_problems),
-                "easy": regime.measure(saved, tok, task, task.problems("easy", cfg.calibration_problems, cfg.seed))}
-    (cfg.out / "regime.json").write_text(json.dumps(measured, indent=2))
+
+    def fill(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+        (folder / "prefixrl.json").write_text(json.dumps(meta, indent=2))
+        # The regime as any loader sees it: measured on the folder as written, not on the model in memory.
+        saved, _ = load(folder)
+        measured = {"hard_train": regime.measure(saved, tok, task, calib_problems),
+                    "easy": regime.measure(saved, tok, task, task.problems("easy", cfg.calibration_problems, cfg.seed))}
+        (folder / "regime.json").write_text(json.dumps(measured, indent=2))
+
+    write_folder(cfg.out, fill)
     return model, tok
+
+
+def settings_record(cfg: PretrainConfig) -> dict:
+    """What a base is a function of (recorded in prefixrl.json; `ensure_pretrained` compares it): every
+    setting but where it is written and whether it may replace an older one."""
+    return {k: v for k, v in json.loads(json.dumps(asdict(cfg), default=str)).items() if k not in ("out", "overwrite")}
 
 
 def ensure_pretrained(cfg: PretrainConfig, progress: bool = True) -> None:
     """Pretrain unless `cfg.out` already holds a base model made with exactly this configuration (where
     the folder was first written does not matter: a copied base is reused)."""
     meta = cfg.out / "prefixrl.json"
-
-    def settings(d: dict) -> dict:
-        return {k: v for k, v in d.items() if k != "out"}
-
-    wanted = settings(json.loads(json.dumps(asdict(cfg), default=str)))
-    if meta.is_file() and settings(json.loads(meta.read_text()).get("pretrain") or {}) == wanted:
-        return
-    pretrain(cfg, progress=progress)
+    saved = json.loads(meta.read_text()).get("pretrain") or {} if meta.is_file() else None
+    if saved is not None and {k: v for k, v in saved.items() if k not in ("out", "overwrite")} == settings_record(cfg):
+        return  # (older bases recorded their `out` too)
+    pretrain(replace(cfg, overwrite=True), progress=progress)  # the experiment's own folder: a stale base goes

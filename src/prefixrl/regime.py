@@ -128,6 +128,30 @@ def measure(model, tokenizer, task, problems: list[Problem], cap: int | None = N
     return summarize(p, greedy, forced.steps, cap)
 
 
+@torch.no_grad()
+def rare_knowledge(model, tokenizer, task, problems: list[Problem]) -> float | None:
+    """Mean probability of an admissible value at a rare step, teacher-forced along the reference
+    response: 0.2 for a base that guesses the rare operations, 1 for a policy that knows them. A dense
+    measure of the knowledge a trace carries (hard pass@1 moves only once all K steps are known), so a
+    method that is learning the tables shows it before pass@1 does. None when the task has no rare steps."""
+    targets = {p.id: task.rare_targets(p) for p in problems} if hasattr(task, "rare_targets") else {}
+    if not any(targets.values()):
+        return None
+    model.eval()
+    digit = torch.tensor([tokenizer.convert_tokens_to_ids(str(d)) for d in range(10)])
+    texts = [task.solution(p) for p in problems]
+    responses = [encode_response(tokenizer, t, eos=False) for t in texts]
+    if any(len(r) != len(t) for r, t in zip(responses, texts)):
+        raise BadInput(f"rare_knowledge needs one token per character; {type(tokenizer).__name__} is not")
+    prompts = [render_prompt(tokenizer, p.question) for p in problems]
+    batch = make_batch(prompts, responses, tokenizer.pad_token_id)
+    probs = torch.softmax(model(input_ids=batch.ids).logits.float(), dim=-1)[..., digit]  # [P, T, 10]
+    # the logits at position len(prompt) + offset - 1 predict response character `offset`
+    mass = [float(probs[i, len(prompts[i]) + offset - 1, list(admissible)].sum())
+            for i, p in enumerate(problems) for offset, admissible in targets[p.id]]
+    return sum(mass) / len(mass)
+
+
 @dataclass(frozen=True)
 class Target:
     """A regime target fixed before any method runs: exact hard-train pass@1 in [value/tol, value·tol]."""

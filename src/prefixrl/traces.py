@@ -6,6 +6,7 @@ prefixes are cut from the very tokens that were sampled and the cost of finding 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -63,8 +64,8 @@ def _check_row(path: Path, i: int, row: dict) -> None:
     if not isinstance(ids, list) or not ids or not all(isinstance(t, int) and t >= 0 for t in ids):
         raise BadInput(f"{path}: row {i}: field token_ids: expected a non-empty list of token ids")
     for name in ("temperature", "top_p", "flops"):
-        if not isinstance(row[name], float) or row[name] < 0 or row[name] != row[name]:
-            raise BadInput(f"{path}: row {i}: field {name}: expected a non-negative number")
+        if not isinstance(row[name], float) or not math.isfinite(row[name]) or row[name] < 0:
+            raise BadInput(f"{path}: row {i}: field {name}: expected a finite non-negative number")
     if not isinstance(row["samples"], int) or row["samples"] < 1:
         raise BadInput(f"{path}: row {i}: field samples: expected a positive integer")
 

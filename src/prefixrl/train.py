@@ -46,6 +46,7 @@ from prefixrl.prefixes import Prefix, PrefixedPrompt
 from prefixrl.seeds import derive
 from prefixrl.settings import RLSettings
 from prefixrl.sft import fit
+from prefixrl.tasks import task_spec
 from prefixrl.tasks.base import Problem, Task, Verdict, reward
 from prefixrl.traces import Trace
 from prefixrl.verifier import verify_all
@@ -228,7 +229,7 @@ def train_rl(
         if rec.trained_rows:
             state.skips = 0 if rec.applied else state.skips + 1
         if state.skips >= cfg.max_nonfinite_steps:
-            save_policy(out / "final", model, tokenizer)  # parameters are those of the last finite step
+            save_policy(out / "final", model, tokenizer, policy_meta(task))  # parameters: the last finite step
             raise NonFiniteError(f"{state.skips} consecutive steps had a non-finite loss or gradient (last at step "
                                  f"{step}); stopped, last good policy in {out / 'final'}")
         line = rec.log(_policy_flops(ledger), time.time() - t0, bool(rec.trained_rows) and state.skips > 0)
@@ -237,7 +238,7 @@ def train_rl(
         if step % cfg.eval_every == 0:
             eval_point(step)
         if cfg.save_every and step % cfg.save_every == 0:
-            save_policy(out / f"step-{step:06d}", model, tokenizer)
+            save_policy(out / f"step-{step:06d}", model, tokenizer, policy_meta(task))
         if step % cfg.checkpoint_every == 0:
             checkpoint(step)
     if state.curve[-1]["step"] != done:
@@ -246,9 +247,17 @@ def train_rl(
     result = {"curve": state.curve, "ledger": ledger.to_dict(), "steps": done}
     if state.before_rl:
         result["sft"] = state.before_rl
-    save_policy(out / "final", model, tokenizer)
+    save_policy(out / "final", model, tokenizer, policy_meta(task))
     run_state.finish(out, key, result)
     return result
+
+
+def policy_meta(task) -> dict | None:
+    """prefixrl.json of a trained policy folder: the task it was trained on (None for a task that is not a
+    dataclass, which `task_spec` cannot describe)."""
+    import dataclasses
+
+    return {"task": task_spec(task)} if dataclasses.is_dataclass(getattr(task, "inner", task)) else None
 
 
 def _checked(cfg: RLSettings, task: Task, prefixed: list[Prefix], traces: list[Trace]):

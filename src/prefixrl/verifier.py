@@ -6,7 +6,10 @@ process; past it the worker is killed and replaced and the item's verdict is TIM
 gives ERROR and is replaced; an exception inside `verify` gives ERROR and the worker lives on. Both earn
 reward 0 (`tasks.base.reward`) and are counted in `counts`, which the trainer logs.
 
-Workers are fresh interpreters (see `_Worker`) that import only the task's module.
+Workers are fresh interpreters in isolated mode (see `_Worker`): the working directory is not on their
+import path, so a planted `ctypes.py` there is never imported. Each loads its task and warms up its
+verifier (math-verify imports sympy, seconds of work) before it reports ready, so an import never eats
+an answer's deadline, not even right after a hung worker was replaced.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import math
 import os
 import signal
 import subprocess
@@ -21,6 +25,7 @@ import sys
 import time
 from multiprocessing.connection import Connection, wait
 
+from prefixrl.io.errors import BadInput
 from prefixrl.tasks.base import Problem, Task, Verdict
 
 FLUSH_S = 0.005  # a worker reports finished verdicts at least this often (the deadline restarts on each)
@@ -40,6 +45,9 @@ def _serve(conn) -> None:
     """Worker loop: the first message is the task, then chunks of (index, problem, response) until None."""
     _die_with_parent()
     task = conn.recv()
+    warm_up = getattr(task, "warm_up", None)
+    if warm_up is not None:  # lazy imports happen here, before the first deadline starts
+        warm_up()
     conn.send("ready")
     while True:
         try:
@@ -79,10 +87,10 @@ class _Worker:
     def __init__(self, task: Task):
         to_child, from_parent = os.pipe()
         to_parent, from_child = os.pipe()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", f"from prefixrl.verifier import _child; _child({to_child}, {from_child})"],
-            pass_fds=(to_child, from_child), env=env, stdin=subprocess.DEVNULL)
+        boot = f"import sys; sys.path[:0] = {_import_path()!r}; from prefixrl.verifier import _child; " \
+               f"_child({to_child}, {from_child})"
+        self.proc = subprocess.Popen([sys.executable, "-I", "-c", boot], pass_fds=(to_child, from_child),
+                                     stdin=subprocess.DEVNULL)
         os.close(to_child)
         os.close(from_child)
         self.send = Connection(from_parent, readable=False)
@@ -109,6 +117,23 @@ class _Worker:
         self.conn.close()
 
 
+def _import_path() -> list[str]:
+    """The parent's import path without the working directory (isolated mode, `-I`, drops it and
+    PYTHONPATH; they are put back here minus '' and the cwd), plus where prefixrl itself lives."""
+    cwd = os.path.realpath(os.getcwd())
+    own = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # the folder holding prefixrl/
+    keep = [p for p in sys.path if p and os.path.realpath(p) != cwd]
+    return [own] + [p for p in keep if p != own]
+
+
+def check_timeout(timeout: float, workers: int = 1) -> None:
+    """A deadline must be a finite, positive number of seconds (NaN never expires; inf never fires)."""
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise BadInput(f"verifier timeout must be a finite number of seconds > 0, got {timeout}")
+    if workers < 1:
+        raise BadInput(f"verifier workers must be >= 1, got {workers}")
+
+
 class VerifierPool:
     """`verify_many(items)` → one verdict per (problem, response), each under `timeout` seconds.
 
@@ -116,8 +141,7 @@ class VerifierPool:
     """
 
     def __init__(self, task: Task, workers: int = 2, timeout: float = 10.0):
-        if workers < 1 or timeout <= 0:
-            raise ValueError("the verifier pool needs workers >= 1 and timeout > 0")
+        check_timeout(timeout, workers)
         self.task, self.timeout = task, timeout
         self._workers = [_Worker(task) for _ in range(workers)]
         for w in self._workers:
@@ -134,6 +158,8 @@ class VerifierPool:
         while todo or any(w.items for w in self._workers):
             for w in self._workers:  # hand work to idle workers
                 if not w.items and todo:
+                    if w.proc.poll() is not None:  # died while idle (the OOM killer, say): a fresh one takes over
+                        self._replace(w)
                     w.items = collections.deque(todo.popleft() for _ in range(min(chunk, len(todo))))
                     w.deadline = time.monotonic() + self.timeout
                     try:
@@ -143,6 +169,8 @@ class VerifierPool:
                         w.items.clear()
                         self._replace(w)
             busy = [w for w in self._workers if w.items]
+            if not busy:  # every worker died while idle and was replaced; their chunks are queued again
+                continue
             next_deadline = min(w.deadline for w in busy)
             for conn in wait([w.conn for w in busy], timeout=max(0.0, next_deadline - time.monotonic())):
                 w = next(w for w in busy if w.conn is conn)

@@ -10,6 +10,7 @@ import sys
 
 import tyro
 
+from prefixrl.cli.options import check_numbers
 from prefixrl.cli.stages import (
     CollectConfig,
     EvalConfig,
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prefixrl: error: {e}", file=sys.stderr)
         return 2
     try:
+        check_numbers(cfg)
         if hasattr(cfg, "check"):
             cfg.check()
         if isinstance(cfg, DemoConfig):
@@ -87,6 +89,18 @@ def main(argv: list[str] | None = None) -> int:
             run_bench(cfg)
             print(f"results: {cfg.out / BENCHES[cfg.which]}")
     except (BadInput, FileNotFoundError, ValueError) as e:
-        print(f"prefixrl: error: {e}", file=sys.stderr)
+        print(f"prefixrl: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # state is saved atomically, so an interrupted stage continues where it stopped
+        print(f"prefixrl: interrupted; {RESUME_HINT.get(type(cfg).__name__, 'nothing was half-written')}",
+              file=sys.stderr)
+        return 130
     return 0
+
+
+RESUME_HINT = {
+    "TrainConfig": "rerun the same command with --resume to continue from the last checkpoint",
+    "CollectConfig": "rerun the same command with --resume to continue the collection",
+    "DemoConfig": "rerun the same command: finished pieces are reused",
+    "BenchConfig": "rerun the same command: finished runs are reused",
+}

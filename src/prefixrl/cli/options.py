@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.io.errors import BadInput
-from prefixrl.model import load, load_tokenizer
+from prefixrl.model import load, load_tokenizer, user_file
 from prefixrl.tasks import get_task
+from prefixrl.verifier import check_timeout
 
 
 def task_spec_of(model_dir: Path, spec: dict | None = None) -> dict:
     """The task spec given on the command line, else the one in the model folder's prefixrl.json."""
     if spec is None:
         meta = Path(model_dir) / "prefixrl.json"
-        spec = json.loads(meta.read_text())["task"] if meta.is_file() else {"name": "chain"}
+        if not meta.is_file():
+            return {"name": "chain"}
+        saved = user_file(meta, "it", lambda: json.loads(meta.read_text()))
+        spec = saved.get("task") if isinstance(saved, dict) else None
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise BadInput(f"{meta}: key task: missing, or not an object with a name")
     return dict(spec)
 
 
 def task_of(model_dir: Path, spec: dict | None = None):
     """The task named by `spec` (from the command line), else by the model folder's prefixrl.json."""
-    return get_task(**task_spec_of(model_dir, spec))
+    spec = task_spec_of(model_dir, spec)
+    try:
+        return get_task(**spec)
+    except TypeError as e:  # a key the task does not have
+        raise BadInput(f"{Path(model_dir) / 'prefixrl.json'}: key task: {e}") from None
 
 
 def load_policy(model_dir: Path, task_spec: dict | None = None, weights: bool = True):
@@ -50,6 +62,34 @@ def make_engine(kind: str, model, model_dir: Path, tok, seed: int = 0):
     raise BadInput(f"unknown engine {kind!r}; choose from: builtin, vllm")
 
 
+def check_numbers(cfg) -> None:
+    """The rule every number of every command obeys, before its own checks and before anything is
+    written: it is finite and >= 0 (counts, sizes, seeds, rates, budgets, deadlines: no setting of any
+    command is negative). Nested configs (RLSettings) and tuples are walked too."""
+    for f in dataclasses.fields(cfg):
+        value, name = getattr(cfg, f.name), f.name
+        if dataclasses.is_dataclass(value):
+            check_numbers(value)
+            continue
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, bool):
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                raise BadInput(f"{name} must be finite, got {v}")
+            if isinstance(v, (int, float)) and v < 0:
+                raise BadInput(f"{name} must be >= 0, got {v}")
+
+
+def check_sampling(cfg) -> None:
+    """A stage's sampling settings (temperature, top_p, max_new_tokens), checked like RLSettings' own."""
+    if not (math.isfinite(cfg.temperature) and cfg.temperature > 0):
+        raise BadInput(f"temperature must be finite and > 0, got {cfg.temperature}")
+    if not 0 < cfg.top_p <= 1:
+        raise BadInput(f"top_p must be in (0, 1], got {cfg.top_p}")
+    if cfg.max_new_tokens is not None and cfg.max_new_tokens < 1:
+        raise BadInput(f"max_new_tokens must be >= 1, got {cfg.max_new_tokens}")
+
+
 def _params(task, cfg) -> SamplingParams:
     """Sampling settings of a stage; response length: --max-new-tokens, else the task's own bound."""
     length = cfg.max_new_tokens or task.max_response_tokens
@@ -74,6 +114,16 @@ class TaskOptions:
     """Verifier worker processes (each verification runs in one, under a hard deadline)."""
     verifier_timeout: float = 10.0
     """Seconds per verification; past it the worker is replaced and the verdict is timeout (reward 0)."""
+
+    def check(self) -> None:
+        """The task options' numbers, before anything is read or written (subclasses call it first)."""
+        check_timeout(self.verifier_timeout, self.verifier_workers)
+        if self.gym_size < 1:
+            raise BadInput(f"gym_size must be >= 1, got {self.gym_size}")
+
+    def inputs(self) -> dict:
+        """The task's own input files (for `outputs.claim`)."""
+        return {"--task-file": self.task_file}
 
     def task_spec(self) -> dict | None:
         if self.task is None:

@@ -12,11 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefixrl import regime
-from prefixrl.cli.options import TaskOptions, _params, check_engine, load_policy, make_engine, task_spec_of
+from prefixrl.cli.options import (
+    TaskOptions,
+    _params,
+    check_engine,
+    check_sampling,
+    load_policy,
+    make_engine,
+    task_spec_of,
+)
 from prefixrl.collect import Collection, import_traces, rejection_sample
 from prefixrl.evaluate import evaluate
 from prefixrl.flops import Ledger
 from prefixrl.io.errors import BadInput
+from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import read_meta, write_json_atomic
 from prefixrl.model import load
 from prefixrl.prefixes import check_cut_rule, cut_prefixes, load_prefixes, save_prefixes
@@ -59,12 +68,28 @@ class CollectConfig(TaskOptions):
     measured exactly before any sampling (built-in tasks), is below this; 0 turns the gate off."""
 
     def check(self) -> None:
+        super().check()
         check_engine(self.engine)
         if not 0.0 <= self.min_yield <= 1.0:
             raise BadInput(f"min_yield must be in [0, 1], got {self.min_yield}")
+        for name in ("problems", "cap", "per_round"):
+            if getattr(self, name) < 1:
+                raise BadInput(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_sampling(self)
+
+    def outputs(self) -> list[Output]:
+        existing = "resume" if self.resume else "refuse"
+        return [Output(self.out, "--out", existing=existing),
+                Output(self.out.with_suffix(".json"), "--out's summary (.json)", existing=existing)]
 
 
 def run_collect(cfg: CollectConfig) -> dict:
+    with claim("collect", cfg.outputs(), {"--model": cfg.model, "--import-file": cfg.import_file, **cfg.inputs()},
+               hint="--resume (to continue it)"):
+        return _collect(cfg)
+
+
+def _collect(cfg: CollectConfig) -> dict:
     model, tok, task = load_policy(cfg.model, cfg.task_spec(), weights=cfg.engine == "builtin" and not cfg.import_file)
     problems = task.problems("hard_train", cfg.problems, cfg.data_seed)
     key = {"model": str(cfg.model), "problems": [p.id for p in problems], "cap": cfg.cap, "per_round": cfg.per_round,
@@ -151,17 +176,27 @@ class PrefixesConfig(TaskOptions):
     seed: int = 0
     """Seed of the cut points (drawn once per trace and stored)."""
 
+    overwrite: bool = False
+    """Replace an existing --out (never one of the inputs)."""
+
     def check(self) -> None:
         """Called by the CLI before anything is read or written."""
+        super().check()
         check_cut_rule(self.k, self.low, self.high)
 
 
 def run_prefixes(cfg: PrefixesConfig) -> dict:
+    with claim("prefixes", [Output(cfg.out, existing="replace" if cfg.overwrite else "refuse")],
+               {"--traces": cfg.traces, "--model": cfg.model, **cfg.inputs()}):
+        return _prefixes(cfg)
+
+
+def _prefixes(cfg: PrefixesConfig) -> dict:
     _, tok, task = load_policy(cfg.model, cfg.task_spec())
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
         traces, rejected = load_traces(cfg.traces, task, tok)
     prefixes = cut_prefixes(traces, task, tok, k=cfg.k, low=cfg.low, high=cfg.high, seed=cfg.seed)
-    save_prefixes(cfg.out, prefixes)
+    save_prefixes(cfg.out, prefixes, tok)
     return {"traces": len(traces), "rejected": rejected, "prefixes": len(prefixes)}
 
 
@@ -189,13 +224,27 @@ class EvalConfig(TaskOptions):
     engine: str = "builtin"
     """builtin (KV-cache sampler on the HF model) or vllm (token-id prompts, prefix caching; docs/vllm.md)."""
 
+    overwrite: bool = False
+    """Replace an existing --out (never one of the inputs)."""
+
     def check(self) -> None:
+        super().check()
         check_engine(self.engine)
+        for name in ("problems", "samples"):
+            if getattr(self, name) < 1:
+                raise BadInput(f"{name} must be >= 1, got {getattr(self, name)}")
+        if any(k > self.samples or k < 1 for k in self.k):
+            raise BadInput(f"pass@k needs 1 <= k <= samples; got k={list(self.k)} with samples={self.samples}")
+        check_sampling(self)
 
 
 def run_eval(cfg: EvalConfig) -> dict:
-    if any(k > cfg.samples or k < 1 for k in cfg.k):
-        raise BadInput(f"pass@k needs 1 <= k <= samples; got k={list(cfg.k)} with samples={cfg.samples}")
+    outputs = [] if cfg.out is None else [Output(cfg.out, existing="replace" if cfg.overwrite else "refuse")]
+    with claim("eval", outputs, {"--model": cfg.model, **cfg.inputs()}):
+        return _eval(cfg)
+
+
+def _eval(cfg: EvalConfig) -> dict:
     model, tok, task = load_policy(cfg.model, cfg.task_spec(), weights=cfg.engine == "builtin")
     problems = task.problems(cfg.split, cfg.problems, cfg.data_seed)
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
@@ -203,8 +252,13 @@ def run_eval(cfg: EvalConfig) -> dict:
                      _params(task, cfg), seed=cfg.seed, progress=True)
     res = {"split": cfg.split, "problems": len(problems), "samples": cfg.samples, "verdicts": r.verdicts,
            **{f"pass@{k}": r.pass_at(k) for k in cfg.k}}
+    if model is not None and regime.supports_exact(task):
+        # Exact, noise-free figures beside the sampled ones (docs/model.md); rare_knowledge: how much of
+        # the rare operations the policy knows (docs/regimes.md), None without rare steps.
+        res["exact_pass@1"] = regime.measure(model, tok, task, problems)["exact_pass@1"]
+        res["rare_knowledge"] = regime.rare_knowledge(model, tok, task, problems)
     if cfg.out is not None:
-        cfg.out.write_text(json.dumps(res, indent=2))
+        write_json_atomic(cfg.out, res)
     return res
 
 
@@ -231,14 +285,26 @@ class ExportConfig(TaskOptions):
     ability: str = "math"
     """verl: the ability column."""
 
+    overwrite: bool = False
+    """Replace an existing --out (never one of the inputs)."""
+
     def check(self) -> None:
+        super().check()
         if self.format not in ("trl", "verl"):
             raise BadInput(f"unknown export format {self.format!r}; choose from: trl, verl")
         if not 0.0 <= self.mix <= 1.0:
             raise BadInput(f"mix must be in [0, 1], got {self.mix}")
+        if self.problems < 1:
+            raise BadInput(f"problems must be >= 1, got {self.problems}")
 
 
 def run_export(cfg: ExportConfig) -> dict:
+    with claim("export", [Output(cfg.out, existing="replace" if cfg.overwrite else "refuse")],
+               {"--prefixes": cfg.prefixes, "--model": cfg.model, **cfg.inputs()}):
+        return _export(cfg)
+
+
+def _export(cfg: ExportConfig) -> dict:
     from prefixrl import export
 
     spec = task_spec_of(cfg.model, cfg.task_spec())

@@ -17,6 +17,7 @@ from prefixrl.engine import SamplingParams
 from prefixrl.experiments import pipeline
 from prefixrl.experiments.demo import DemoConfig
 from prefixrl.io.errors import BadInput
+from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import write_json_atomic
 from prefixrl.io.tracking import BACKENDS, Tracker
 from prefixrl.prefixes import PrefixedPrompt, cut_prefixes, load_prefixes, save_prefixes
@@ -57,15 +58,28 @@ class TrainConfig(TaskOptions):
 
     def check(self) -> None:
         """Called by the CLI before anything is read or written: inconsistent values fail here."""
+        super().check()
         self.rl.check()
+        if self.problems < 1:
+            raise BadInput(f"problems must be >= 1, got {self.problems}")
         for b in self.log_to:
             if b not in BACKENDS:
                 raise BadInput(f"unknown tracker {b!r}; choose from {', '.join(BACKENDS)}")
 
 
 def run_train(cfg: TrainConfig) -> dict:
-    if cfg.preset is not None:
-        cfg = apply_preset(cfg)
+    preset = {"--preset-dir": preset_folder(cfg)} if cfg.preset is not None else {}
+    inputs = {"--model": cfg.model, "--prefixes": cfg.prefixes, "--traces": cfg.traces, **preset, **cfg.inputs()}
+    with claim("train", [Output(cfg.out, kind="folder", existing="resume" if cfg.resume else "refuse")], inputs,
+               hint="--resume (to continue that run)"):
+        return _train(apply_preset(cfg) if cfg.preset is not None else cfg)
+
+
+def preset_folder(cfg: TrainConfig) -> Path:
+    return cfg.preset_dir or Path("runs/presets") / str(cfg.preset)
+
+
+def _train(cfg: TrainConfig) -> dict:
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     model, tok, task = load_policy(cfg.model, cfg.task_spec())
@@ -116,7 +130,7 @@ def apply_preset(cfg: TrainConfig) -> TrainConfig:
     the config at them."""
     if cfg.preset != "quick":
         raise BadInput(f"unknown preset {cfg.preset!r}; choose from: quick")
-    folder = cfg.preset_dir or Path("runs/presets") / cfg.preset
+    folder = preset_folder(cfg)
     d = DemoConfig(quick=True).resolved()
     pcfg = pipeline.base_config(folder / "base", d, seed=d.seed)
     model, tok = pipeline.ensure_base(pcfg, progress=False)
@@ -126,6 +140,6 @@ def apply_preset(cfg: TrainConfig) -> TrainConfig:
         col = pipeline.collect_traces(folder / "traces.parquet", folder / "base", task, problems,
                                       SamplingParams(max_new_tokens=task.max_response_tokens), d.collect_cap, d.seed,
                                       model=model, tok=tok)
-    save_prefixes(folder / "prefixes.parquet", cut_prefixes(col.traces, task, tok, seed=d.seed))  # deterministic
+    save_prefixes(folder / "prefixes.parquet", cut_prefixes(col.traces, task, tok, seed=d.seed), tok)  # deterministic
     return replace(cfg, model=folder / "base", traces=folder / "traces.parquet", prefixes=folder / "prefixes.parquet",
                    problems=d.train_problems, data_seed=d.seed)

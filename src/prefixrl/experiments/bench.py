@@ -25,6 +25,7 @@ from prefixrl.evaluate import evaluate
 from prefixrl.experiments import pipeline
 from prefixrl.experiments.bench_report import bench_plots, write_cross_family, write_results
 from prefixrl.experiments.curves import flops_to_reach
+from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import write_json_atomic
 from prefixrl.model import param_count
 from prefixrl.prefixes import cut_prefixes
@@ -92,10 +93,11 @@ class BenchConfig:
     of the regime knob --rare-steps, with the regime gates → regimes.md)."""
     json: Path | None = None
     """perf: also write the figures as JSON to this file."""
-    out: Path = Path("docs")
-    """Where results.md, results.json and the results/ plots go."""
+    out: Path = Path("runs/bench")
+    """Where results.md, results.json and the results/ plots go (files of those names there are replaced);
+    the committed docs are regenerated with --out docs."""
     work: Path = Path("runs/bench")
-    """Scratch folder: base model, traces, runs."""
+    """Scratch folder: base model, traces, runs (reused piece by piece; only a folder bench made)."""
     quick: bool = False
     """A small version (2 seeds, fewer problems, a smaller budget) for a first look or CI."""
     seeds: int = 3
@@ -122,8 +124,8 @@ class BenchConfig:
     pretrained for a few steps reaches no regime target."""
     collect_cap: int = 1024
     """Most samples per problem in rejection sampling."""
-    rl_lr: float = pipeline.EMBEDDED_RL_LR
-    """RL learning rate, shared by every method (chosen by SFT→RL's result, docs/regimes.md)."""
+    rl_lr: float | None = None
+    """RL learning rate of every method (default: each method its own, chosen by the pilot in docs/regimes.md)."""
     bands: bool = True
     """Also run prefixrl-only on prefixes from each length band (back-generalization), first seed only."""
     knob: tuple[int, ...] = (0, 2, 4)
@@ -143,6 +145,16 @@ class BenchConfig:
 def run_bench(cfg: BenchConfig) -> dict:
     if cfg.which not in BENCHES:
         raise ValueError(f"unknown bench {cfg.which!r}; choose from: {', '.join(BENCHES)}")
+    outputs = [Output(cfg.work, "--work", kind="folder", existing="owned")]
+    if cfg.out.resolve() != cfg.work.resolve():  # the reports: files of the same names in --out are replaced
+        outputs.append(Output(cfg.out, "--out", kind="folder", existing="replace"))
+    if cfg.json is not None:
+        outputs.append(Output(cfg.json, "--json", existing="replace"))
+    with claim("bench", outputs, {}):
+        return _bench(cfg)
+
+
+def _bench(cfg: BenchConfig) -> dict:
     if cfg.which == "regimes":  # one task (and verifier pool) per setting of the knob
         from prefixrl.experiments.regimes import run_regimes
 
@@ -163,7 +175,7 @@ def run_paper(cfg: BenchConfig, task) -> dict:
     pcfg = pipeline.base_config(cfg.work / "base", cfg, calibration=cfg.calibration)
     base, tok = pipeline.ensure_base(pcfg, progress=cfg.progress)
     params = SamplingParams(max_new_tokens=task.max_response_tokens)
-    rl = RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25, lr=cfg.rl_lr)
+    rl = RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25)
     train_set = task.problems("hard_train", cfg.train_problems, 0)
     heldout = task.problems("hard_heldout", cfg.heldout_problems, 0)
     runs: dict[str, list[dict]] = {m: [] for m in cfg.methods}
@@ -175,7 +187,8 @@ def run_paper(cfg: BenchConfig, task) -> dict:
         prefixes = cut_prefixes(col.traces, task, tok, seed=seed)
         for label in cfg.methods:
             method, over = RUNS[label]
-            settings = replace(rl, method=method, seed=seed, steps=100_000, flops_budget=cfg.flops_budget, **over)
+            settings = replace(rl, method=method, seed=seed, steps=100_000, flops_budget=cfg.flops_budget,
+                               lr=pipeline.embedded_lr(method, cfg.rl_lr), **over)
             charged = col.ledger.total() if method != "rl" else 0.0
 
             def one_run(label=label, settings=settings, charged=charged, seed=seed, prefixes=prefixes, col=col):
@@ -220,7 +233,8 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                        for m, rs in runs.items()}
     results.update({"config": json.loads(json.dumps(asdict(cfg), default=str)), "collections": collections,
                     "bands": band_runs, "n_params": param_count(base), "seconds": clock.total(),
-                    "torch_threads": torch.get_num_threads(), "rl_lr": rl.lr})
+                    "torch_threads": torch.get_num_threads(),
+                    "rl_lr": {m: pipeline.embedded_lr(RUNS[m][0], cfg.rl_lr) for m in cfg.methods}})
     cfg.out.mkdir(parents=True, exist_ok=True)
     bench_plots(runs, band_runs, cfg.out / "results")
     (cfg.out / "results.json").write_text(json.dumps(results, indent=2))
@@ -347,7 +361,8 @@ def run_cross_family(cfg: BenchConfig, task) -> dict:
         prefixes = cut_prefixes(traces, task, tok, seed=0, boundary=boundary)
         sources[name] = {**col.summary(), "transferred": len(traces), "rejected": len(rejected),
                          "mean_prefix_tokens": float(np.mean([len(p.prefix_ids) for p in prefixes])) if prefixes else 0.0}
-        settings = replace(RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25, lr=cfg.rl_lr), method="prefixrl",
+        settings = replace(RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25,
+                                       lr=pipeline.embedded_lr("prefixrl", cfg.rl_lr)), method="prefixrl",
                            steps=100_000, flops_budget=cfg.flops_budget)
         policy, r = pipeline.run_method(cfg.work / f"xfam-{name}", cfg.work / "base", tok, task, settings, train_set,
                                         prefixes, col.ledger.total(), traces=traces, eval_heldout=heldout[:64],

@@ -181,11 +181,12 @@ def _why(res: dict) -> list[str]:
     a, cfg = res.get("analysis"), res["config"]
     if not a or "rl_flops_to_0.1" not in a:
         return []
+    lr = res.get("rl_lr", 3e-5)
+    lr = ", ".join(f"{m} {v:g}" for m, v in lr.items()) if isinstance(lr, dict) else f"{lr:g} for every method"
     out = ["## Why the ranking comes out this way", "",
-           "Every method shares the task, base model, problem set, sampler, optimizer (AdamW, lr "
-           f"{res.get('rl_lr', 3e-5):g}), batch (8 prompts × 8 samples, except rl-n64) and FLOPs ledger; only each method's own "
-           "part differs (docs/baselines.md). The RL learning rate was set before any comparison, so that standard "
-           "RL sees reward in some of its first 100 steps (docs/task.md's gate); it was not tuned per method.", "",
+           f"Every method shares the task, base model, problem set, sampler, optimizer (AdamW; RL lr: {lr}), batch "
+           "(8 prompts × 8 samples, except rl-n64) and FLOPs ledger; only each method's own part differs "
+           "(docs/baselines.md). The learning rates were fixed before any comparison (docs/regimes.md).", "",
            "| seed | rejection sampling | standard RL: steps with signal in its first 100 | standard RL: first correct sample | "
            "standard RL reaches 0.1 train acc | PrefixRL reaches 0.1 (RL FLOPs after RS) |", "|---|---|---|---|---|---|"]
     pre = a.get("prefixrl_flops_to_0.1_after_rs", [None] * len(a["rs_flops"]))

@@ -22,6 +22,7 @@ from prefixrl.experiments import pipeline
 from prefixrl.experiments.curves import plot_curves
 from prefixrl.experiments.demo_report import write_report
 from prefixrl.io.errors import BadInput
+from prefixrl.io.outputs import Output, claim
 from prefixrl.model import param_count
 from prefixrl.prefixes import cut_prefixes, save_prefixes
 from prefixrl.pretrain import PretrainConfig
@@ -51,8 +52,8 @@ class DemoConfig:
     """Most samples drawn per problem in rejection sampling."""
     rl_steps: int | None = None
     """PrefixRL steps; standard RL then runs until it has spent the same total FLOPs; default 300, --quick 60."""
-    rl_lr: float = pipeline.EMBEDDED_RL_LR
-    """RL learning rate (shared by every method; chosen by SFT→RL's result, docs/regimes.md)."""
+    rl_lr: float | None = None
+    """RL learning rate of every method (default: each method its own, chosen by the pilot in docs/regimes.md)."""
     hard_steps: int = 16
     """Steps in a hard chain (the difficulty knob); easy chains have 1 to hard_steps steps."""
     rare_steps: int = 4
@@ -90,7 +91,8 @@ def _pass_at_ks(result, ks):
 
 def run_demo(cfg: DemoConfig) -> dict:
     cfg = cfg.resolved()
-    with deadlined(pretrain_config(cfg).task()) as task:
+    with claim("demo", [Output(cfg.out, kind="folder", existing="owned")], {}), \
+            deadlined(pretrain_config(cfg).task()) as task:
         return _run_demo(cfg, task)
 
 
@@ -133,11 +135,11 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
 
     # 5. prefixes (paper rule: 3 cuts per trace at U[0.4, 0.8] of its tokens)
     prefixes = cut_prefixes(col.traces, task, tok, seed=cfg.seed)
-    save_prefixes(out / "prefixes.parquet", prefixes)
+    save_prefixes(out / "prefixes.parquet", prefixes, tok)
     prefix_success = _prefix_success(cfg, engine, tok, task, col.traces, params)
 
     # 6. PrefixRL, then standard RL with the same total FLOPs
-    rl = RLSettings(steps=cfg.rl_steps, lr=cfg.rl_lr, seed=cfg.seed, max_new_tokens=params.max_new_tokens)
+    rl = RLSettings(steps=cfg.rl_steps, seed=cfg.seed, max_new_tokens=params.max_new_tokens)
     methods = _methods(cfg, rl, tok, task, splits, prefixes, rs_flops, params)
 
     # 7. report
@@ -201,14 +203,15 @@ def _methods(cfg: DemoConfig, rl: RLSettings, tok, task, splits: dict, prefixes,
     out, methods, runs = cfg.out, {}, {}
     for name in ("prefixrl", "rl"):
         if name == "prefixrl":
-            settings, charged = replace(rl, method="prefixrl"), rs_flops
+            settings, charged = replace(rl, method="prefixrl", lr=pipeline.embedded_lr("prefixrl", cfg.rl_lr)), rs_flops
         else:
             budget = runs["prefixrl"]["curve"][-1]["flops"]
             # ~25 curve points whatever the number of steps the budget buys (sampling dominates a step)
             led = runs["prefixrl"]["ledger"]
             per_step = (led.get("rl/prefill", 0) + led.get("rl/decode", 0)) / max(1, runs["prefixrl"]["steps"])
             every = max(rl.eval_every, int(budget / max(per_step, 1.0) / 25))
-            settings = replace(rl, method="rl", steps=cfg.rl_steps * 50, flops_budget=budget, eval_every=every)
+            settings = replace(rl, method="rl", steps=cfg.rl_steps * 50, flops_budget=budget, eval_every=every,
+                               lr=pipeline.embedded_lr("rl", cfg.rl_lr))
             charged = 0.0
         policy, runs[name] = pipeline.run_method(out / "runs" / name, out / "base", tok, task, settings,
                                                  splits["hard_train"], prefixes, charged, progress=cfg.progress)
@@ -216,6 +219,9 @@ def _methods(cfg: DemoConfig, rl: RLSettings, tok, task, splits: dict, prefixes,
         final = {f"{s}_pass@1": evaluate(eng, tok, task, splits[s], cfg.final_samples, params, seed=cfg.seed + 3,
                                          progress=cfg.progress, desc=f"final {name} {s}").pass_at(1)
                  for s in ("hard_train", "hard_heldout")}
+        if regime.supports_exact(task):  # noise-free where sampled pass@1 is a handful of samples (docs/regimes.md)
+            final["hard_heldout_exact_pass@1"] = regime.measure(policy, tok, task, splits["hard_heldout"])["exact_pass@1"]
+            final["rare_knowledge"] = regime.rare_knowledge(policy, tok, task, splits["hard_heldout"])
         methods[name] = {"curve": runs[name]["curve"], "final": final, "flops_total": runs[name]["curve"][-1]["flops"],
                          "steps": runs[name]["steps"]}
     return methods

@@ -31,10 +31,18 @@ def write_report(out: Path, report: dict) -> None:
               f"{col['solved']} of {col['problems']} hard-train problems solved with {col['samples']:,} samples "
               f"(cap {report['config']['collect_cap']}), {fmt_flops(col['flops'])}.", ""]
     lines += ["## RL at equal total FLOPs", "",
-              "| method | steps | total FLOPs | hard-train pass@1 | hard-heldout pass@1 |", "|---|---|---|---|---|"]
+              "| method | steps | total FLOPs | hard-train pass@1 | hard-heldout pass@1 | hard-heldout exact pass@1 "
+              "| rare-step knowledge |", "|---|---|---|---|---|---|---|"]
     for name, m in ms.items():
-        lines.append(f"| {name} | {m['steps']} | {fmt_flops(m['flops_total'])} | {m['final']['hard_train_pass@1']:.4f} "
-                     f"| {m['final']['hard_heldout_pass@1']:.4f} |")
+        f = m["final"]
+        exact, rare = f.get("hard_heldout_exact_pass@1"), f.get("rare_knowledge")
+        lines.append(f"| {name} | {m['steps']} | {fmt_flops(m['flops_total'])} | {f['hard_train_pass@1']:.4f} "
+                     f"| {f['hard_heldout_pass@1']:.4f} | {'–' if exact is None else f'{exact:.2e}'} "
+                     f"| {'–' if rare is None else f'{rare:.3f}'} |")
+    base = report["base"]["exact"]["hard_heldout"]
+    lines += ["", f"Exact pass@1 is teacher-forced over every correct response (no sampling noise); the base's is "
+              f"{base['exact_pass@1']:.2e}. Rare-step knowledge is the probability put on an admissible value at a "
+              "rare step (0.2 is a guess, 1 is knowing the tables; docs/regimes.md)."]
     eff = report.get("compute_efficiency", {})
     fr, ar = eff.get("flops_ratio_vs_rl"), eff.get("final_acc_ratio_vs_rl")
     lines += ["", f"PrefixRL's FLOPs to reach standard RL's final hard-train accuracy ÷ standard RL's FLOPs: "

@@ -79,8 +79,8 @@ def transfer(cfg, task, tok, train_set, params) -> dict:
     before and after (and of the trained half, so the share that transferred can be read)."""
     half = len(train_set) // 2
     trained, other = train_set[:half], train_set[half:]
-    settings = replace(RLSettings(max_new_tokens=params.max_new_tokens, eval_every=25, lr=cfg.rl_lr), method="rl",
-                       steps=100_000, flops_budget=cfg.flops_budget)
+    settings = RLSettings(method="rl", max_new_tokens=params.max_new_tokens, eval_every=25, steps=100_000,
+                          flops_budget=cfg.flops_budget, lr=pipeline.embedded_lr("rl", cfg.rl_lr))
     folder = cfg.work / "transfer"
 
     def compute():

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from prefixrl.io.errors import BadInput
-from prefixrl.io.store import fsync_dir
+from prefixrl.io.store import current_umask, fsync_dir
 
 MANIFEST = "manifest.json"
 
@@ -47,20 +47,31 @@ def _seal(folder: Path) -> None:
 
 
 def verify_folder(folder: Path) -> None:
-    """Raise BadInput unless `folder` has a manifest and every file in it matches its hash."""
+    """Raise BadInput unless `folder` has a well-formed, non-empty manifest, every file it lists matches
+    its hash, and every file in the folder is listed (an unlisted weights file could be loaded instead).
+    A manifest is untrusted input: a name that leaves the folder ('../x', '/etc/x') is corrupt."""
     man = folder / MANIFEST
     if not man.is_file():
         raise BadInput(f"{folder}: no {MANIFEST} (incomplete or not written by prefixrl)")
     try:
         files = json.loads(man.read_text())["files"]
-    except (json.JSONDecodeError, KeyError):
-        raise BadInput(f"{man}: unreadable manifest") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise BadInput(f"{man}: unreadable manifest (corrupt)") from None
+    if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
+        raise BadInput(f"{man}: the manifest lists no files, or lists them wrongly (corrupt)")
+    root = folder.resolve()
     for name, digest in files.items():
-        p = folder / name
+        p = (folder / name).resolve()
+        if root not in p.parents:
+            raise BadInput(f"{man}: lists {name!r}, outside the folder (corrupt)")
         if not p.is_file():
             raise BadInput(f"{folder}: file {name} listed in the manifest is missing")
         if _sha256(p) != digest:
             raise BadInput(f"{folder}: file {name} does not match its hash in the manifest (corrupt)")
+    unlisted = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                      if p.is_file() and p.name != MANIFEST and str(p.relative_to(folder)) not in files)
+    if unlisted:
+        raise BadInput(f"{folder}: {unlisted[0]} is not in the manifest (added after the folder was sealed)")
 
 
 def write_folder(dest: Path, fill) -> None:
@@ -70,6 +81,7 @@ def write_folder(dest: Path, fill) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
         fill(tmp)
         _seal(tmp)
         old = None
@@ -86,12 +98,15 @@ def write_folder(dest: Path, fill) -> None:
         raise
 
 
-def save_policy(dest: Path, model, tokenizer) -> None:
-    """The policy in Hugging Face format, atomically, with a manifest that `model.load` verifies."""
+def save_policy(dest: Path, model, tokenizer, meta: dict | None = None) -> None:
+    """The policy in Hugging Face format, atomically, with a manifest that `model.load` verifies, and
+    `meta` as its prefixrl.json (the task it was trained on, so later stages read the same task)."""
 
     def fill(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if meta is not None:
+            (tmp / "prefixrl.json").write_text(json.dumps(meta, indent=2))
 
     write_folder(dest, fill)
 

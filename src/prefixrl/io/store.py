@@ -25,6 +25,7 @@ def atomic_write(path: str | Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a store gets the mode any file would
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -34,6 +35,12 @@ def atomic_write(path: str | Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def fsync_dir(path: str | Path) -> None:
@@ -87,3 +94,27 @@ def read_records(path: str | Path, schema: pa.Schema) -> list[dict]:
     if digest is not None and digest != _digest(rows):
         raise BadInput(f"{path}: content does not match the hash stored with it (corrupt or edited)")
     return [{f.name: row[f.name] for f in schema} for row in rows]
+
+
+def read_jsonl(path: str | Path) -> list[tuple[int, object]]:
+    """(row, value) per non-blank line of a JSONL file; bad UTF-8 or bad JSON is one line naming the
+    file and the row (rows count from 0, blank lines included)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({e.strerror})") from None
+    out = []
+    for i, raw in enumerate(data.split(b"\n")):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BadInput(f"{path}: row {i}: not valid UTF-8 (byte {e.start})") from None
+        if not line.strip():
+            continue
+        try:
+            out.append((i, json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise BadInput(f"{path}: row {i}: not valid JSON ({e.msg} at column {e.colno})") from None
+    return out
+

@@ -16,4 +16,14 @@ def get_task(name: str, **kwargs) -> Task:
     return TASKS[name](**kwargs)
 
 
-__all__ = ["TASKS", "Problem", "Task", "Verdict", "get_task", "reward"]
+def task_spec(task) -> dict:
+    """The spec `get_task(**spec)` rebuilds `task` from (a verifier-pool wrapper is seen through): saved
+    with every policy folder, so `eval`, `collect` or `train` on a trained policy use its own task."""
+    import dataclasses
+
+    task = getattr(task, "inner", task)
+    fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.name not in ("name", "splits")}
+    return {"name": task.name, **fields}
+
+
+__all__ = ["TASKS", "Problem", "Task", "Verdict", "get_task", "reward", "task_spec"]

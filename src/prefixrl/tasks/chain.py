@@ -219,6 +219,13 @@ class ChainTask:
         """Reasoning steps in a problem (the per-step probability is pass@1 to the power 1/steps)."""
         return len(Chain.parse(problem.question).steps)
 
+    def rare_targets(self, problem: Problem) -> list[tuple[int, tuple[int, int]]]:
+        """Per rare step of the reference response (`solution`): the character offset of its value and
+        the two values it admits. What `regime.rare_knowledge` scores: the missing knowledge itself."""
+        chain = Chain.parse(problem.question)
+        return [(2 * i, (rare_tables(op)[0][y], rare_tables(op)[1][y]))
+                for i, (op, y) in enumerate(chain.steps) if op in RARE]
+
     def witness(self, problem: Problem, response: str) -> tuple[int, ...] | None:
         """The table chosen at each rare step of a correct `response` (0 = A, 1 = B), or None: what a
         "strategy" is here, so that a solve can be compared with the trace it was conditioned on."""

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import random
 from pathlib import Path
 
 from prefixrl.io.errors import BadInput
+from prefixrl.io.store import read_jsonl
 from prefixrl.tasks.base import Problem
 
 SPLITS = ("hard_train", "hard_heldout")
@@ -43,13 +43,7 @@ def read_rows(path: str, question_field: str, answer_field: str) -> tuple[tuple[
     elif p.suffix in (".jsonl", ".json"):
         if not p.is_file():
             raise BadInput(f"{p}: no such file")
-        raw = []
-        for i, line in enumerate(p.read_text().splitlines()):
-            if line.strip():
-                try:
-                    raw.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise BadInput(f"{p}: row {i}: not valid JSON") from None
+        raw = [row for _, row in read_jsonl(p)]
     else:
         raise BadInput(f"{p}: problems must be .jsonl, .parquet or a datasets folder")
     out = []

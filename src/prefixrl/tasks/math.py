@@ -95,6 +95,11 @@ class MathTask:
         m = _BOXED.search(response)
         return None if m is None else m.start()
 
+    def warm_up(self) -> None:
+        """Import math-verify and sympy and run one verification: the verifier pool calls this in each
+        worker before it reports ready, so the imports never count against an answer's deadline."""
+        self.verify(Problem("warm-up", "hard_train", "1", "1"), "\\boxed{1}")
+
     def verify(self, problem: Problem, response: str) -> Verdict:
         from math_verify import parse, verify
 

@@ -61,6 +61,11 @@ class ReasoningGymTask:
         i = response.rfind("<answer>")
         return None if i < 0 else i
 
+    def warm_up(self) -> None:
+        """Build the dataset and import the answer parser before the verifier pool's first deadline."""
+        self._entries()
+        self.extract_answer("<answer>0</answer>")
+
     def verify(self, problem: Problem, response: str) -> Verdict:
         answer = self.extract_answer(response)
         if answer is None:

@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from prefixrl.io.outputs import Output, claim
 from prefixrl.theory.algos import learn
 from prefixrl.theory.mdp import (
     HiddenString,
@@ -36,8 +37,9 @@ ALGOS = {"standard": "standard RL (NPG)", "prefixrl_npg": "PrefixRL-NPG (analyse
 class TheoryConfig:
     """Run the theory lab: exact hidden-string MDPs, standard NPG vs PrefixRL-NPG vs practical PrefixRL."""
 
-    out: Path = Path("docs/theory")
-    """Folder for results.md, results.json and the plots."""
+    out: Path = Path("runs/theory")
+    """Folder for results.md, results.json and the plots (files of those names there are replaced); the
+    committed docs are regenerated with --out docs/theory."""
     quick: bool = False
     """Fewer horizons and seeds (about a minute)."""
     vocab: int = 3
@@ -144,6 +146,11 @@ def consistency() -> dict:
 
 
 def run_theory(cfg: TheoryConfig) -> dict:
+    with claim("theory", [Output(cfg.out, kind="folder", existing="replace")], {}):
+        return _run_theory(cfg)
+
+
+def _run_theory(cfg: TheoryConfig) -> dict:
     t0 = time.time()
     if cfg.quick:
         cfg = TheoryConfig(**{**cfg.__dict__, "seeds": 3, "budget": 100_000})
