@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prefixrl.cli import COMMANDS, main
+from prefixrl.cli import COMMANDS, config_class, main
 
 POSITIONAL = {"bench": ["paper"]}
 
@@ -36,7 +36,7 @@ def numeric_fields(cls, prefix=""):
     return out
 
 
-CASES = [(cmd, flag, kind) for cmd, cls in COMMANDS.items() for flag, kind in numeric_fields(cls)
+CASES = [(cmd, flag, kind) for cmd in COMMANDS for flag, kind in numeric_fields(config_class(cmd))
          if flag != "--which"]
 BAD = {"float": ["nan", "inf", "-inf", "-1", "-1e300"], "int": ["-1", "-1000000000000"]}
 

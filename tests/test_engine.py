@@ -79,6 +79,73 @@ def test_logprobs_match_a_full_forward(tiny_model, tok):
             assert torch.allclose(lp[0][b.mask[0] > 0], torch.tensor(x.logprobs), atol=1e-4)
 
 
+def _family_model(tok, arch: str, kv_heads: int):
+    """A tiny stock transformers model of each family the preallocated cache decodes: Llama (no biases) and
+    Qwen2 (q/k/v biases), with full and with grouped-query attention."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[arch]
+    cfg = cls(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=kv_heads, max_position_embeddings=128, tie_word_embeddings=True,
+              eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(3)
+    model = model_cls(cfg)
+    with torch.no_grad():  # biases are zero at init; make them count
+        for p in model.parameters():
+            if p.ndim == 1 and p.abs().sum() == 0:
+                p.normal_(0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("arch,kv_heads", [("llama", 4), ("llama", 2), ("qwen2", 4), ("qwen2", 1)])
+@pytest.mark.parametrize("static", [True, False])
+def test_both_caches_sample_the_full_forward_distribution(tok, arch, kv_heads, static, monkeypatch):
+    """The preallocated cache (prefixrl.kv_cache) and transformers' own cache both give, for every sampled
+    token, the log-prob one full forward gives it: through left padding, shared prefills and retirement
+    (24 new tokens, so rows finish at different steps)."""
+    from prefixrl.kv_cache import GrowingCache, PreallocatedCache
+
+    model = _family_model(tok, arch, kv_heads)
+    retired = []
+    cls = PreallocatedCache if static else GrowingCache
+    select = cls.select
+    monkeypatch.setattr(cls, "select", lambda self, keep: retired.append(len(keep)) or select(self, keep))
+    sampler = Sampler(model, tok.eos_token_id, tok.pad_token_id, static_cache=static)
+    assert sampler.static_cache is static  # every family here is one the fast path decodes
+    prompts = PROMPTS + [[3 + k % (len(tok) - 3) for k in range(20)]]
+    g = sampler.generate(prompts, 3, SamplingParams(max_new_tokens=24), seed=2)
+    assert retired  # rows finished at different steps and retired mid-batch
+    for prompt, grp in zip(prompts, g.samples):
+        for x in grp:
+            b = make_batch([prompt], [x.tokens], tok.pad_token_id)
+            with torch.no_grad():
+                lp, _ = token_logprobs(model, b)
+            assert torch.allclose(lp[0][b.mask[0] > 0], torch.tensor(x.logprobs), atol=1e-4)
+
+
+def test_the_cache_arena_is_reused_and_grows(tiny_model, tok):
+    """A second call of the same size reuses the sampler's buffers; a larger one grows them."""
+    s = _sampler(tiny_model, tok)
+    p = SamplingParams(max_new_tokens=8)
+    a = s.generate(PROMPTS, 2, p, seed=0)
+    sizes = {k: v.numel() for k, v in s.arena.buffers.items()}
+    assert s.generate(PROMPTS, 2, p, seed=0).samples == a.samples
+    assert {k: v.numel() for k, v in s.arena.buffers.items()} == sizes
+    s.generate(PROMPTS, 3, SamplingParams(max_new_tokens=16), seed=0)
+    assert any(s.arena.buffers[k].numel() > n for k, n in sizes.items())
+
+
+def test_an_unknown_family_falls_back_to_transformers_cache(tok):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=128,
+                                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
+    s = Sampler(model, tok.eos_token_id, tok.pad_token_id)
+    assert not s.static_cache
+    g = s.generate(PROMPTS, 2, SamplingParams(max_new_tokens=6), seed=0)
+    assert all(1 <= len(x.tokens) <= 6 for grp in g.samples for x in grp)
+
+
 def test_top_p_keeps_only_the_nucleus(tiny_model, tok):
     # With a tiny top_p only the most likely token survives: sampling becomes greedy.
     s = _sampler(tiny_model, tok)

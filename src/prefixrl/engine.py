@@ -22,6 +22,7 @@ from typing import Protocol
 import torch
 
 from prefixrl.flops import sample_flops
+from prefixrl.kv_cache import Arena, GrowingCache, PreallocatedCache
 from prefixrl.model import param_count
 from prefixrl.seeds import derive
 
@@ -95,8 +96,11 @@ class Sampler:
     """
 
     def __init__(self, model, eos_id: int, pad_id: int, max_batch: int = 512, share_prefix: bool = True,
-                 bucket: bool = True, autocast=contextlib.nullcontext):
+                 bucket: bool = True, autocast=contextlib.nullcontext, static_cache: bool = True):
         self.model, self.eos_id, self.pad_id, self.max_batch = model, eos_id, pad_id, max_batch
+        # The preallocated cache and fused decode step (prefixrl.kv_cache) wherever the model is Llama-shaped
+        self.static_cache = static_cache and PreallocatedCache.supports(model)
+        self.arena = Arena()
         self.share_prefix, self.bucket, self.autocast = share_prefix, bucket, autocast
         # transformers renamed `past_key_values` to `cache` in 5.2x; accept either.
         forward = inspect.signature(model.forward).parameters
@@ -137,10 +141,13 @@ class Sampler:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with self.autocast():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **self._keep)
-        cache, logits, last_pos = getattr(out, self._cache_kw), out.logits[:, -1], pos[:, -1]
-        if self.share_prefix and n > 1:  # one prefill per group, its cache repeated for the n samples
-            cache.batch_repeat_interleave(n)
-            logits, mask, last_pos = (t.repeat_interleave(n, dim=0) for t in (logits, mask, last_pos))
+        repeat = n if self.share_prefix else 1  # one prefill per group, its cache repeated for the n samples
+        logits, last_pos = out.logits[:, -1].repeat_interleave(repeat, 0), pos[:, -1].repeat_interleave(repeat, 0)
+        prefill = getattr(out, self._cache_kw)
+        if self.static_cache and PreallocatedCache.can_read(prefill):
+            cache = PreallocatedCache(self.model, prefill, mask, repeat, params.max_new_tokens, self.arena)
+        else:
+            cache = GrowingCache(self.model, prefill, mask, repeat, self._cache_kw)
         total = len(prompts) * n
         tokens = torch.full((total, params.max_new_tokens), self.pad_id, dtype=torch.long)
         logps = torch.zeros((total, params.max_new_tokens))
@@ -160,17 +167,11 @@ class Sampler:
                 # Retire finished rows in bulk: each retirement copies the KV cache, so doing it per
                 # finished row would cost more than the rows it saves. Until then they ride along.
                 keep = running.nonzero().squeeze(-1)
-                cache.batch_select_indices(keep.to(device))
-                live, nxt, running = live[keep], nxt[keep], running[keep]
-                mask, last_pos = mask[keep.to(device)], last_pos[keep.to(device)]
-            mask = torch.cat([mask, torch.ones((len(live), 1), dtype=torch.long, device=device)], 1)
+                cache.select(keep.to(device))
+                live, nxt, running, last_pos = live[keep], nxt[keep], running[keep], last_pos[keep.to(device)]
             last_pos = last_pos + 1
             with self.autocast():
-                out = self.model(
-                    input_ids=nxt[:, None].to(device), attention_mask=mask, position_ids=last_pos[:, None],
-                    use_cache=True, **{self._cache_kw: cache},
-                )
-            cache, logits = getattr(out, self._cache_kw), out.logits[:, -1]
+                logits = cache.step(nxt.to(device), last_pos)
         self.model.train(was_training)
         return [Sample(tokens[r, : length[r]].tolist(), logps[r, : length[r]].tolist(),
                        tokens[r, length[r] - 1].item() != self.eos_id) for r in range(total)]

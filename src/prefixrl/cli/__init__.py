@@ -1,91 +1,123 @@
 """The `prefixrl` command line: one subcommand per stage, each a flat dataclass whose field docs are --help.
 
-Bad input (files, names, values) ends with a one-line `prefixrl: error: ...` and exit code 2.
+Bad input (files, names, values) ends with a one-line `prefixrl: error: ...` and exit code 2. A
+command's module is imported only when that command runs, so `prefixrl --help` answers without loading
+torch or transformers (docs/performance.md, time to first output).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 
-import tyro
-
-from prefixrl.cli.options import check_numbers
-from prefixrl.cli.stages import (
-    CollectConfig,
-    EvalConfig,
-    ExportConfig,
-    PrefixesConfig,
-    run_collect,
-    run_eval,
-    run_export,
-    run_prefixes,
-)
-from prefixrl.cli.training import TrainConfig, run_train
-from prefixrl.experiments.bench import BENCHES, BenchConfig, run_bench
-from prefixrl.experiments.demo import DemoConfig, run_demo
-from prefixrl.io.errors import BadInput
-from prefixrl.pretrain import PretrainConfig, pretrain
-from prefixrl.theory.lab import TheoryConfig, run_theory
-
-COMMANDS = {
-    "demo": DemoConfig,
-    "pretrain": PretrainConfig,
-    "collect": CollectConfig,
-    "prefixes": PrefixesConfig,
-    "train": TrainConfig,
-    "eval": EvalConfig,
-    "export": ExportConfig,
-    "bench": BenchConfig,
-    "theory": TheoryConfig,
+COMMANDS = {  # name → (module, config class, the line `prefixrl --help` shows)
+    "demo": ("prefixrl.experiments.demo", "DemoConfig",
+             "The whole method end to end: pretrain, collect, prefixes, PrefixRL vs standard RL, report."),
+    "pretrain": ("prefixrl.pretrain", "PretrainConfig",
+                 "Pretrain the embedded base model (a tiny Llama) on easy problems from an imperfect teacher."),
+    "collect": ("prefixrl.cli.stages", "CollectConfig",
+                "Rejection sampling with the base model: one verified-correct trace per hard-train problem."),
+    "prefixes": ("prefixrl.cli.stages", "PrefixesConfig",
+                 "Cut prefixes from the traces (paper rule: 3 per trace at U[0.4, 0.8] of its tokens)."),
+    "train": ("prefixrl.cli.training", "TrainConfig",
+              "On-policy RL: PrefixRL, or one of the paper's baselines on the same trainer."),
+    "eval": ("prefixrl.cli.stages", "EvalConfig", "Unbiased pass@k of a policy on unprefixed problems."),
+    "export": ("prefixrl.cli.stages", "ExportConfig",
+               "Write the PrefixRL training pool (prefixed + unprefixed rows) for TRL or verl."),
+    "bench": ("prefixrl.experiments.bench", "BenchConfig",
+              "The paper's comparisons, the regime map, cross-family traces, or the speed figures."),
+    "theory": ("prefixrl.theory.lab", "TheoryConfig",
+               "The theory lab: exact hidden-string MDPs, standard NPG vs PrefixRL-NPG vs practical PrefixRL."),
 }
 
 
+def config_class(name: str):
+    module, cls, _ = COMMANDS[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def overview() -> str:
+    width = max(map(len, COMMANDS))
+    return "\n".join(["usage: prefixrl COMMAND [-h] [OPTIONS]", "",
+                      "PrefixRL: RL on hard problems, conditioned on prefixes of correct off-policy traces.", "",
+                      "commands:", *[f"  {name:<{width}}  {line}" for name, (_, _, line) in COMMANDS.items()], "",
+                      "`prefixrl COMMAND --help` lists a command's options."])
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(overview(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    name = argv[0]
+    if name not in COMMANDS:
+        print(f"prefixrl: error: unknown command {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    import tyro
+
     try:
-        cfg = tyro.extras.subcommand_cli_from_dict(
-            COMMANDS, args=argv,
-            description="PrefixRL: RL on hard problems, conditioned on prefixes of correct off-policy traces.",
-        )
+        cfg = tyro.cli(config_class(name), args=argv[1:], prog=f"prefixrl {name}")
     except ValueError as e:  # a config's __post_init__ rejected the values
         print(f"prefixrl: error: {e}", file=sys.stderr)
         return 2
+    from prefixrl.cli.options import check_numbers
+    from prefixrl.io.errors import BadInput
+
     try:
         check_numbers(cfg)
         if hasattr(cfg, "check"):
             cfg.check()
-        if isinstance(cfg, DemoConfig):
+        if name == "demo":
+            from prefixrl.experiments.demo import run_demo
+
             report = run_demo(cfg)
             print(f"{report['verdict']}\nreport: {cfg.out / 'report.md'}")
-        elif isinstance(cfg, PretrainConfig):
+        elif name == "pretrain":
+            from prefixrl.pretrain import pretrain
+
             pretrain(cfg)
             print(f"base model: {cfg.out}")
-        elif isinstance(cfg, CollectConfig):
+        elif name == "collect":
+            from prefixrl.cli.stages import run_collect
+
             s = run_collect(cfg)
             print(f"{s['solved']} of {s['problems']} problems have a trace ({s['samples']} samples, "
                   f"{s['flops']:.3e} FLOPs): {cfg.out}")
-        elif isinstance(cfg, PrefixesConfig):
+        elif name == "prefixes":
+            from prefixrl.cli.stages import run_prefixes
+
             s = run_prefixes(cfg)
             for msg in s["rejected"]:
                 print(f"excluded: {msg}", file=sys.stderr)
             print(f"{s['prefixes']} prefixes from {s['traces']} traces: {cfg.out}")
-        elif isinstance(cfg, TrainConfig):
+        elif name == "train":
+            from prefixrl.cli.training import run_train
+
             r = run_train(cfg)
             last = r["curve"][-1]
             print(f"{r['steps']} steps, unprefixed hard-train pass@1 {last['train_acc_unprefixed']:.4f}, "
                   f"{last['flops']:.3e} FLOPs: {cfg.out}")
-        elif isinstance(cfg, EvalConfig):
+        elif name == "eval":
+            from prefixrl.cli.stages import run_eval
+
             print(json.dumps(run_eval(cfg), indent=2))
-        elif isinstance(cfg, ExportConfig):
+        elif name == "export":
+            from prefixrl.cli.stages import run_export
+
             s = run_export(cfg)
             print(f"{s['rows']} rows ({s['prefixed']} prefixed) for {cfg.format}: {cfg.out}")
-        elif isinstance(cfg, TheoryConfig):
+        elif name == "theory":
+            from prefixrl.theory.lab import run_theory
+
             res = run_theory(cfg)
             for algo, f in res["fits"].items():
                 if f:
                     print(f"{algo}: x{f['exp_rate_per_token']:.2f} per token, power degree {f['power_degree']:.2f}")
             print(f"results: {cfg.out / 'results.md'}")
-        elif isinstance(cfg, BenchConfig):
+        elif name == "bench":
+            from prefixrl.experiments.bench import BENCHES, run_bench
+
             run_bench(cfg)
             print(f"results: {cfg.out / BENCHES[cfg.which]}")
     except (BadInput, FileNotFoundError, ValueError) as e:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from prefixrl.experiments import gates as regime_gate
 from prefixrl.experiments import pipeline
 from prefixrl.experiments.curves import plot_curves
 from prefixrl.experiments.demo_report import write_report
+from prefixrl.experiments.stopwatch import Stopwatch
 from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
 from prefixrl.model import param_count
@@ -37,7 +37,7 @@ class DemoConfig:
     out: Path = Path("runs/demo")
     """Output folder: base model, traces, prefixes, runs, report.md, report.json, curve.png."""
     quick: bool = False
-    """A smaller run (fewer problems and steps) that finishes in about 6 minutes."""
+    """A smaller run (fewer problems and steps): about 2.5 minutes on 2 cores, most of it pretraining."""
     seed: int = 0
     """Seed for problems, pretraining, sampling and RL."""
     train_problems: int | None = None
@@ -101,32 +101,36 @@ def pretrain_config(cfg: DemoConfig) -> PretrainConfig:
 
 
 def _run_demo(cfg: DemoConfig, task) -> dict:
-    t0 = time.time()
+    clock = Stopwatch()
     torch.manual_seed(cfg.seed)
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
     pcfg = pretrain_config(cfg)
 
     # 1. the base model, calibrated (reused when the same configuration was pretrained before here)
-    model, tok = pipeline.ensure_base(pcfg, progress=cfg.progress)
+    with clock.stage("pretrain and calibrate (or reuse) the base"):
+        model, tok = pipeline.ensure_base(pcfg, progress=cfg.progress)
     engine = Sampler(model, tok.eos_token_id, tok.pad_token_id)
     params = SamplingParams(max_new_tokens=task.max_response_tokens)
     splits = {s: task.problems(s, n, cfg.seed) for s, n in
               [("easy", cfg.heldout_problems), ("hard_train", cfg.train_problems), ("hard_heldout", cfg.heldout_problems)]}
 
     # 2. the regime, measured exactly, and its gates, before anything is sampled
-    exact = {s: regime.measure(model, tok, task, probs, cap=cfg.collect_cap if s == "hard_train" else None)
-             for s, probs in splits.items()}
+    with clock.stage("regime, measured exactly"):
+        exact = {s: regime.measure(model, tok, task, probs, cap=cfg.collect_cap if s == "hard_train" else None)
+                 for s, probs in splits.items()}
     regime_gates = regime.gates(exact["hard_train"], pcfg.target(), cfg.min_yield)
     regime.check_gates(regime_gates, str(out / "base"))
 
     # 3. base pass@k on unprefixed problems, sampled
-    base = {**_base_pass_at_k(cfg, engine, tok, task, splits, params), "exact": exact,
-            "calibration": json.loads((out / "base" / "prefixrl.json").read_text())["calibration"]}
+    with clock.stage("base pass@k, sampled"):
+        base = {**_base_pass_at_k(cfg, engine, tok, task, splits, params), "exact": exact,
+                "calibration": json.loads((out / "base" / "prefixrl.json").read_text())["calibration"]}
 
     # 4. rejection sampling with the base model
-    col = pipeline.collect_traces(out / "traces.parquet", out / "base", task, splits["hard_train"], params,
-                                  cfg.collect_cap, cfg.seed, cfg.progress, model=model, tok=tok)
+    with clock.stage("rejection sampling"):
+        col = pipeline.collect_traces(out / "traces.parquet", out / "base", task, splits["hard_train"], params,
+                                      cfg.collect_cap, cfg.seed, cfg.progress, model=model, tok=tok)
     (out / "traces.json").write_text(json.dumps(col.summary(), indent=2))
     if not col.traces:
         raise BadInput(f"rejection sampling found no correct trace in {cfg.collect_cap} samples per problem; "
@@ -134,13 +138,15 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
     rs_flops = col.ledger.total()
 
     # 5. prefixes (paper rule: 3 cuts per trace at U[0.4, 0.8] of its tokens)
-    prefixes = cut_prefixes(col.traces, task, tok, seed=cfg.seed)
-    save_prefixes(out / "prefixes.parquet", prefixes, tok)
-    prefix_success = _prefix_success(cfg, engine, tok, task, col.traces, params)
+    with clock.stage("prefixes"):
+        prefixes = cut_prefixes(col.traces, task, tok, seed=cfg.seed)
+        save_prefixes(out / "prefixes.parquet", prefixes, tok)
+    with clock.stage("prefix success, sampled"):
+        prefix_success = _prefix_success(cfg, engine, tok, task, col.traces, params)
 
     # 6. PrefixRL, then standard RL with the same total FLOPs
     rl = RLSettings(steps=cfg.rl_steps, seed=cfg.seed, max_new_tokens=params.max_new_tokens)
-    methods = _methods(cfg, rl, tok, task, splits, prefixes, rs_flops, params)
+    methods = _methods(cfg, rl, tok, task, splits, prefixes, rs_flops, params, clock)
 
     # 7. report
     rl_steps = [json.loads(l) for l in (out / "runs" / "rl" / "metrics.jsonl").read_text().splitlines()]
@@ -166,13 +172,16 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
         "collection": col.summary(),
         "methods": methods,
         "gates": gates,
-        "seconds": time.time() - t0,
     }
     report["compute_efficiency"] = compute_efficiency(methods)
     report["verdict"] = verdict(methods, {"hard_train": cfg.train_problems * cfg.final_samples,
                                           "hard_heldout": cfg.heldout_problems * cfg.final_samples})
-    plot_curves(methods, out / "curve.png", "PrefixRL vs standard RL at equal FLOPs", charged={"prefixrl": rs_flops})
-    write_report(out, report)
+    with clock.stage("report and plot"):
+        plot_curves(methods, out / "curve.png", "PrefixRL vs standard RL at equal FLOPs",
+                    charged={"prefixrl": rs_flops})
+    # stage table: docs/performance.md's demo figures come from it
+    report["seconds"], report["stage_seconds"] = clock.total(), dict(clock.seconds)
+    write_report(out, report, clock.table())
     return report
 
 
@@ -198,7 +207,8 @@ def _prefix_success(cfg: DemoConfig, engine, tok, task, traces, params) -> dict:
     return out
 
 
-def _methods(cfg: DemoConfig, rl: RLSettings, tok, task, splits: dict, prefixes, rs_flops: float, params) -> dict:
+def _methods(cfg: DemoConfig, rl: RLSettings, tok, task, splits: dict, prefixes, rs_flops: float, params,
+             clock: Stopwatch) -> dict:
     """PrefixRL (charged the rejection sampling), then standard RL until it has spent the same total FLOPs."""
     out, methods, runs = cfg.out, {}, {}
     for name in ("prefixrl", "rl"):
@@ -213,15 +223,19 @@ def _methods(cfg: DemoConfig, rl: RLSettings, tok, task, splits: dict, prefixes,
             settings = replace(rl, method="rl", steps=cfg.rl_steps * 50, flops_budget=budget, eval_every=every,
                                lr=pipeline.embedded_lr("rl", cfg.rl_lr))
             charged = 0.0
-        policy, runs[name] = pipeline.run_method(out / "runs" / name, out / "base", tok, task, settings,
-                                                 splits["hard_train"], prefixes, charged, progress=cfg.progress)
+        with clock.stage(f"train {name} (its evaluations during training included)"):
+            policy, runs[name] = pipeline.run_method(out / "runs" / name, out / "base", tok, task, settings,
+                                                     splits["hard_train"], prefixes, charged, progress=cfg.progress)
         eng = Sampler(policy, tok.eos_token_id, tok.pad_token_id)
-        final = {f"{s}_pass@1": evaluate(eng, tok, task, splits[s], cfg.final_samples, params, seed=cfg.seed + 3,
-                                         progress=cfg.progress, desc=f"final {name} {s}").pass_at(1)
-                 for s in ("hard_train", "hard_heldout")}
-        if regime.supports_exact(task):  # noise-free where sampled pass@1 is a handful of samples (docs/regimes.md)
-            final["hard_heldout_exact_pass@1"] = regime.measure(policy, tok, task, splits["hard_heldout"])["exact_pass@1"]
-            final["rare_knowledge"] = regime.rare_knowledge(policy, tok, task, splits["hard_heldout"])
+        with clock.stage("final evaluations"):
+            final = {f"{s}_pass@1": evaluate(eng, tok, task, splits[s], cfg.final_samples, params,
+                                             seed=cfg.seed + 3, progress=cfg.progress,
+                                             desc=f"final {name} {s}").pass_at(1)
+                     for s in ("hard_train", "hard_heldout")}
+            if regime.supports_exact(task):  # noise-free where sampled pass@1 is a handful of samples
+                final["hard_heldout_exact_pass@1"] = regime.measure(policy, tok, task,
+                                                                    splits["hard_heldout"])["exact_pass@1"]
+                final["rare_knowledge"] = regime.rare_knowledge(policy, tok, task, splits["hard_heldout"])
         methods[name] = {"curve": runs[name]["curve"], "final": final, "flops_total": runs[name]["curve"][-1]["flops"],
                          "steps": runs[name]["steps"]}
     return methods

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefixrl.experiments.curves import fmt_flops
 
 
-def write_report(out: Path, report: dict) -> None:
+def write_report(out: Path, report: dict, stage_table: list[str]) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=2))
     b, col, ms = report["base"], report["collection"], report["methods"]
     lines = [
@@ -56,6 +56,7 @@ def write_report(out: Path, report: dict) -> None:
               f"- rejection sampling solved {gates['collect_solved_share']:.0%} of hard-train problems (target: at least half)",
               f"- success after an 80 % prefix: {gates['prefix80_success']:.3f} (target: at least 0.20)", ""]
     lines += regime_gate_lines(gates)
+    lines += ["", "## Where the wall-clock went", "", *stage_table, ""]
     (out / "report.md").write_text("\n".join(lines))
 
 
