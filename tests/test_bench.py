@@ -32,10 +32,15 @@ def test_bench_smoke(tmp_path):
     assert set(res["table"]) == {"prefixrl", "prefixrl-only", "rl", "rl-n64", "sft-rl", "offpolicy", "luffy"}
     for m, t in res["table"].items():
         assert set(t["passk_heldout"]) == {"1", "2", "4"} and len(t["steps"]) == 2
-    assert set(res["ratios"]) == {"hard_train", "hard_heldout"}
+    # the chain task lists its correct responses, so finals and curves also carry exact heldout pass@1
+    assert set(res["ratios"]) == {"hard_train", "hard_heldout", "hard_heldout_exact"}
+    for t in res["table"].values():
+        assert 0 < t["hard_heldout_exact_mean"] <= 1 and t.get("rare_knowledge_mean") is None  # no rare steps here
+    curve = res["runs"]["rl"][0]["curve"]
+    assert all(0 < pt["heldout_exact_pass@1"] <= 1 for pt in curve)
     assert len(res["bands"]) == 3
     text = (out / "results.md").read_text()
-    assert "Headline ratios" in text and "Back-generalization" in text
+    assert "Headline ratios" in text and "Back-generalization" in text and "Measured exactly" in text
     for png in ("acc_vs_flops_hard-train", "acc_vs_flops_hard-heldout", "passk_heldout", "health", "backgen_bands"):
         assert (out / "results" / f"{png}.png").stat().st_size > 0
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from prefixrl import regime
 from prefixrl.engine import Engine, Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
 from prefixrl.flops import Ledger, train_flops
@@ -203,7 +204,7 @@ def train_rl(
 
     def eval_point(step: int) -> None:
         point = evaluate_point(engine, tokenizer, task, cfg, unprefixed, eval_prefixed or prefixed, eval_heldout,
-                               ledger)
+                               ledger, model)
         state.curve.append({"step": step, **point})
         record({"kind": "eval", "step": step, **point})
         log.flush()
@@ -298,8 +299,12 @@ def _start(model, tokenizer, cfg: RLSettings, method, traces: list[Trace], out: 
     return learner, engine, state, ledger
 
 
-def evaluate_point(engine, tokenizer, task, cfg: RLSettings, unprefixed, prefixed, heldout, ledger: Ledger) -> dict:
-    """One point of the curve: unprefixed (and prefixed, and heldout) pass@1 on the first eval_problems."""
+def evaluate_point(engine, tokenizer, task, cfg: RLSettings, unprefixed, prefixed, heldout, ledger: Ledger,
+                   model=None) -> dict:
+    """One point of the curve: unprefixed (and prefixed, and heldout) pass@1 on the first eval_problems.
+    Where the task lists its correct responses, also the heldout pass@1 measured exactly by teacher forcing
+    (`regime.measure`): at this task's pass rates a sampled estimate is a handful of samples, so only the
+    exact one can say when a method reached another's accuracy. It samples nothing, so resume is unchanged."""
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
     eval_set, eval_pre = unprefixed[: cfg.eval_problems], prefixed[: cfg.eval_problems]
     point = {"flops": _policy_flops(ledger)}
@@ -313,6 +318,10 @@ def evaluate_point(engine, tokenizer, task, cfg: RLSettings, unprefixed, prefixe
     if heldout:
         point["heldout_acc_unprefixed"] = evaluate(engine, tokenizer, task, heldout, cfg.eval_samples, params,
                                                    seed=cfg.seed + 9, ledger=ledger).pass_at(1)
+        if model is not None and regime.supports_exact(task):
+            was_training = model.training
+            point["heldout_exact_pass@1"] = regime.measure(model, tokenizer, task, heldout)["exact_pass@1"]
+            model.train(was_training)
     return point
 
 

@@ -45,15 +45,20 @@ def overview() -> str:
                       "`prefixrl COMMAND --help` lists a command's options."])
 
 
+def _no_command(argv: list[str]) -> int:
+    """`prefixrl`, `prefixrl --help`, or a command that does not exist."""
+    if argv and argv[0] not in ("-h", "--help"):
+        print(f"prefixrl: error: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    print(overview(), file=sys.stdout if argv else sys.stderr)
+    return 0 if argv else 2
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(overview(), file=sys.stdout if argv else sys.stderr)
-        return 0 if argv else 2
+    if not argv or argv[0] not in COMMANDS:
+        return _no_command(argv)
     name = argv[0]
-    if name not in COMMANDS:
-        print(f"prefixrl: error: unknown command {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
     import tyro
 
     try:

@@ -106,6 +106,15 @@ def write_results(path: Path, res: dict) -> None:
                      f"{t['hard_heldout_std']:.3f} | {', '.join(map(str, t['steps']))} | {t['zero_adv_share']:.2f} | "
                      f"{t['grad_norm_mean']:.3f} ± {t['grad_norm_std']:.3f} | {t['entropy_last']:.3f} | "
                      f"{'–' if differ is None else f'{differ:.0%}'} |")
+    if all("hard_heldout_exact_mean" in t for t in table.values()):
+        lines += ["", "Measured exactly (teacher forcing over every correct response, no sampling noise; "
+                  "`prefixrl.regime`), on the same hard-heldout problems:", "",
+                  "| method | exact hard-heldout pass@1 (mean ± std) | rare-step knowledge (0.2 = a guess) |",
+                  "|---|---|---|"]
+        for m, t in table.items():
+            rare = t.get("rare_knowledge_mean")
+            lines.append(f"| {m} | {t['hard_heldout_exact_mean']:.2e} ± {t['hard_heldout_exact_std']:.1e} | "
+                         f"{'–' if rare is None else f'{rare:.3f}'} |")
     lines += ["", "Last entropy: the policy's per-token entropy on its own samples at its last step (Monte-Carlo). "
               "Solves off the trace's path: of the final policy's correct unprefixed hard-train samples on problems "
               "with a trace, the share whose rare-step choices differ from the trace's (paper §4, Fig. 5; 0 when a "
@@ -122,7 +131,7 @@ def write_results(path: Path, res: dict) -> None:
         fr = r.get("flops_ratio")
         reach = "not reached" if fr is None else f"{fr:.2f}"
         acc = r.get("final_acc_ratio_vs_rl")
-        lines.append(f"- **{split}**: strongest baseline `{r.get('strongest_baseline')}` ends at {r.get('target', 0):.3f}; "
+        lines.append(f"- **{split}**: strongest baseline `{r.get('strongest_baseline')}` ends at {r.get('target', 0):.3g}; "
                      f"PrefixRL's FLOPs to reach it ÷ its FLOPs = **{reach}**; PrefixRL final ÷ standard RL final = "
                      f"**{'n/a (RL at 0)' if acc is None else f'{acc:.2f}'}**.")
     ks = list(next(iter(table.values()))["passk_heldout"])

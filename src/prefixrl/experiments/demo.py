@@ -149,8 +149,8 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
     methods = _methods(cfg, rl, tok, task, splits, prefixes, rs_flops, params, clock)
 
     # 7. report
-    rl_steps = [json.loads(l) for l in (out / "runs" / "rl" / "metrics.jsonl").read_text().splitlines()]
-    rl_steps = [r for r in rl_steps if r["kind"] == "step"][:100]
+    rl_steps = [r for r in map(json.loads, (out / "runs" / "rl" / "metrics.jsonl").read_text().splitlines())
+                if r["kind"] == "step"][:100]
     gates = {"regime": regime_gates, "rl_steps_checked": len(rl_steps),
              "rl_steps_with_signal": sum(r["zero_adv_groups"] < 1.0 for r in rl_steps),
              "collect_solved_share": col.summary()["solved"] / max(1, col.summary()["problems"]),

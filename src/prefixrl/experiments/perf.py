@@ -340,24 +340,7 @@ def write_performance_md(path: Path, r: dict, cfg) -> None:
                   "", "`--precision auto` stays float32 on every CPU whatever these say: a default that computed in "
                   "bf16 only on CPUs with native bf16 would train the same command differently on two machines "
                   "(docs/choices.md). `--precision bf16` opts in.", ""]
-    lines += ["## One decode step, profiled", "",
-              "torch.profiler over one sampling call (the 50 % prefix call above), divided by its decode steps: "
-              "the top operations by self CPU time, through transformers' own cache and forward (the path before "
-              "`prefixrl.kv_cache`, still used for model families it does not know) and through the preallocated "
-              "cache.", ""]
-    for name, prof in r["decode_step_profile"].items():
-        lines += [f"**{name.replace('_', ' ')}** ({prof['generate_seconds_profiled']:.3f} s for the call under the "
-                  f"profiler, {prof['decode_steps']} decode steps)", "",
-                  "| op | calls per step | self µs per step |", "|---|---|---|",
-                  *[f"| `{e['op']}` | {e['calls_per_step']:.1f} | {e['self_us_per_step']:.0f} |" for e in prof["top"]], ""]
-    if "demo_seconds" in r:
-        lines += ["## The demo, stage by stage", "",
-                  f"`prefixrl demo` took **{r['demo_seconds']:.0f} s** and `prefixrl demo --quick` "
-                  f"**{r['quick_demo_seconds']:.0f} s** (goals: 300 s and 90 s), both run by this command from "
-                  "scratch (pretraining included).", "",
-                  "| stage | demo s | demo --quick s |", "|---|---|---|",
-                  *[f"| {stage} | {r['demo_stage_seconds'].get(stage, 0):.1f} | "
-                    f"{r['quick_demo_stage_seconds'].get(stage, 0):.1f} |" for stage in r["demo_stage_seconds"]], ""]
+    lines += _profile_and_demo_sections(r)
     lines += [
         "## Rejection sampling",
         "",
@@ -378,3 +361,26 @@ def write_performance_md(path: Path, r: dict, cfg) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
 
+
+def _profile_and_demo_sections(r: dict) -> list[str]:
+    """docs/performance.md's decode-step profiles and, when the demos were run, their stage tables."""
+    lines: list[str] = []
+    lines += ["## One decode step, profiled", "",
+              "torch.profiler over one sampling call (the 50 % prefix call above), divided by its decode steps: "
+              "the top operations by self CPU time, through transformers' own cache and forward (the path before "
+              "`prefixrl.kv_cache`, still used for model families it does not know) and through the preallocated "
+              "cache.", ""]
+    for name, prof in r["decode_step_profile"].items():
+        lines += [f"**{name.replace('_', ' ')}** ({prof['generate_seconds_profiled']:.3f} s for the call under the "
+                  f"profiler, {prof['decode_steps']} decode steps)", "",
+                  "| op | calls per step | self µs per step |", "|---|---|---|",
+                  *[f"| `{e['op']}` | {e['calls_per_step']:.1f} | {e['self_us_per_step']:.0f} |" for e in prof["top"]], ""]
+    if "demo_seconds" in r:
+        lines += ["## The demo, stage by stage", "",
+                  f"`prefixrl demo` took **{r['demo_seconds']:.0f} s** and `prefixrl demo --quick` "
+                  f"**{r['quick_demo_seconds']:.0f} s** (goals: 300 s and 90 s), both run by this command from "
+                  "scratch (pretraining included).", "",
+                  "| stage | demo s | demo --quick s |", "|---|---|---|",
+                  *[f"| {stage} | {r['demo_stage_seconds'].get(stage, 0):.1f} | "
+                    f"{r['quick_demo_stage_seconds'].get(stage, 0):.1f} |" for stage in r["demo_stage_seconds"]], ""]
+    return lines

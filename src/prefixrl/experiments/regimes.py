@@ -156,16 +156,20 @@ def write_regimes(path: Path, res: dict) -> None:
              f"(rejection sampling charged), methods {cfg['methods']}. Wall-clock {res['seconds'] / 60:.1f} min.", "",
              "| rare steps K | strongest baseline | PrefixRL FLOPs to reach it ÷ its FLOPs | same, traces free | "
              "final acc PrefixRL ÷ RL | PrefixRL hard-train (± std) | strongest baseline hard-train | "
+             "exact heldout: strongest baseline, PrefixRL FLOPs ÷ its FLOPs, PrefixRL ÷ RL | "
              "predicted separation (theory) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     for k, s in res["settings"].items():
         r, t, free, th = s["results"]["ratios"].get("hard_train", {}), s["results"]["table"], s["traces_free"], s["theory"]
+        ex = s["results"]["ratios"].get("hard_heldout_exact", {})
         best = r.get("strongest_baseline")
         p = t.get("prefixrl", {})
+        exact = (f"{ex['strongest_baseline']}, {_f(ex.get('flops_ratio'))}, {_f(ex.get('final_acc_ratio_vs_rl'))}"
+                 if ex else "–")
         lines.append(f"| {k} | {best or '–'} | {_f(r.get('flops_ratio'))} | {_f(free.get('flops_ratio'))} | "
                      f"{_f(r.get('final_acc_ratio_vs_rl'))} | {_f(p.get('hard_train_mean'), '{:.3f}')} ± "
                      f"{_f(p.get('hard_train_std'), '{:.3f}')} | {_f(t[best]['hard_train_mean'] if best else None, '{:.3f}')} "
-                     f"| {_f(th.get('ratio'), '{:.1f}×')} |")
+                     f"| {exact} | {_f(th.get('ratio'), '{:.1f}×')} |")
     lines += ["", "A FLOPs ratio below 1 means PrefixRL reached the strongest baseline's final accuracy with less "
               "compute; '–' means it never did. The predicted separation is the theory lab's episodes-to-0.5 "
               "ratio, standard ÷ PrefixRL, on a hidden string of K positions (the unknown part only).", "",
@@ -176,6 +180,14 @@ def write_regimes(path: Path, res: dict) -> None:
         t = s["results"]["table"]
         lines.append(f"| {k} | " + " | ".join(f"{t[m]['hard_train_mean']:.3f} / {t[m]['hard_heldout_mean']:.3f}"
                                               for m in methods) + " |")
+    if all("hard_heldout_exact_mean" in t for s in res["settings"].values() for t in s["results"]["table"].values()):
+        lines += ["", "Exact hard-heldout pass@1 (teacher-forced, mean over seeds) / rare-step knowledge (0.2 = a guess):",
+                  "", "| K | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        for k, s in res["settings"].items():
+            t = s["results"]["table"]
+            lines.append(f"| {k} | " + " | ".join(f"{t[m]['hard_heldout_exact_mean']:.2e} / "
+                                                  f"{_f(t[m].get('rare_knowledge_mean'), '{:.3f}')}"
+                                                  for m in methods) + " |")
     lines += ["", "## The gates at each setting", ""]
     for k, s in res["settings"].items():
         g = s["gates"]
