@@ -71,11 +71,16 @@ def test_shared_prefix_bucketing_and_batching_do_not_change_the_samples(tok, n):
 def test_logprobs_match_a_full_forward(tiny_model, tok):
     """The KV-cached, left-padded sampler computes the same log-probs as one unpadded forward."""
     g = _sampler(tiny_model, tok).generate(PROMPTS, 2, SamplingParams(max_new_tokens=10), seed=1)
-    for prompt, grp in zip(PROMPTS, g.samples):
+    _assert_full_forward_logprobs(tiny_model, tok, PROMPTS, g)
+
+
+def _assert_full_forward_logprobs(model, tok, prompts, g):
+    """Every sampled token's log-prob equals the one a single unpadded forward gives it."""
+    for prompt, grp in zip(prompts, g.samples):
         for x in grp:
             b = make_batch([prompt], [x.tokens], tok.pad_token_id)
             with torch.no_grad():
-                lp, _ = token_logprobs(tiny_model, b)
+                lp, _ = token_logprobs(model, b)
             assert torch.allclose(lp[0][b.mask[0] > 0], torch.tensor(x.logprobs), atol=1e-4)
 
 
@@ -115,12 +120,7 @@ def test_both_caches_sample_the_full_forward_distribution(tok, arch, kv_heads, s
     prompts = PROMPTS + [[3 + k % (len(tok) - 3) for k in range(20)]]
     g = sampler.generate(prompts, 3, SamplingParams(max_new_tokens=24), seed=2)
     assert retired  # rows finished at different steps and retired mid-batch
-    for prompt, grp in zip(prompts, g.samples):
-        for x in grp:
-            b = make_batch([prompt], [x.tokens], tok.pad_token_id)
-            with torch.no_grad():
-                lp, _ = token_logprobs(model, b)
-            assert torch.allclose(lp[0][b.mask[0] > 0], torch.tensor(x.logprobs), atol=1e-4)
+    _assert_full_forward_logprobs(model, tok, prompts, g)
 
 
 def test_the_cache_arena_is_reused_and_grows(tiny_model, tok):
