@@ -141,7 +141,7 @@ class Sampler:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with self.autocast():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **self._keep)
-        repeat = n if self.share_prefix else 1  # one prefill per group, its cache repeated for the n samples
+        repeat = n if self.share_prefix else 1  # one prefill per group, shared by its n samples
         logits, last_pos = out.logits[:, -1].repeat_interleave(repeat, 0), pos[:, -1].repeat_interleave(repeat, 0)
         prefill = getattr(out, self._cache_kw)
         if self.static_cache and PreallocatedCache.can_read(prefill):
@@ -164,7 +164,7 @@ class Sampler:
             if not running.any() or t + 1 == params.max_new_tokens:
                 break
             if running.sum() <= 0.75 * len(live):
-                # Retire finished rows in bulk: each retirement copies the KV cache, so doing it per
+                # Retire finished rows in bulk: each retirement copies the rows' cache, so doing it per
                 # finished row would cost more than the rows it saves. Until then they ride along.
                 keep = running.nonzero().squeeze(-1)
                 cache.select(keep.to(device))

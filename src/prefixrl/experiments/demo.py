@@ -149,16 +149,7 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
     methods = _methods(cfg, rl, tok, task, splits, prefixes, rs_flops, params, clock)
 
     # 7. report
-    rl_steps = [r for r in map(json.loads, (out / "runs" / "rl" / "metrics.jsonl").read_text().splitlines())
-                if r["kind"] == "step"][:100]
-    gates = {"regime": regime_gates, "rl_steps_checked": len(rl_steps),
-             "rl_steps_with_signal": sum(r["zero_adv_groups"] < 1.0 for r in rl_steps),
-             "collect_solved_share": col.summary()["solved"] / max(1, col.summary()["problems"]),
-             "prefix80_success": prefix_success["80%"],
-             "knowledge": regime_gate.knowledge(exact["hard_train"]),
-             "rl_starved": regime_gate.rl_starvation(out / "runs" / "rl", rs_flops, len(col.traces)),
-             "reachable": regime_gate.reachability(exact["hard_train"]["expected_yield"], cfg.min_yield,
-                                                   prefix_success["80%"])}
+    gates = _run_gates(cfg, regime_gates, exact, col, prefix_success, rs_flops)
     report = {
         "seed": cfg.seed,
         "config": {**json.loads(json.dumps(asdict(cfg), default=str)), "task": task.name,
@@ -183,6 +174,21 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
     report["seconds"], report["stage_seconds"] = clock.total(), dict(clock.seconds)
     write_report(out, report, clock.table())
     return report
+
+
+def _run_gates(cfg: DemoConfig, regime_gates: dict, exact: dict, col, prefix_success: dict, rs_flops: float) -> dict:
+    """The regime checks read after the runs (docs/regimes.md), from standard RL's log and the collection."""
+    out = cfg.out
+    rl_steps = [r for r in map(json.loads, (out / "runs" / "rl" / "metrics.jsonl").read_text().splitlines())
+                if r["kind"] == "step"][:100]
+    return {"regime": regime_gates, "rl_steps_checked": len(rl_steps),
+            "rl_steps_with_signal": sum(r["zero_adv_groups"] < 1.0 for r in rl_steps),
+            "collect_solved_share": col.summary()["solved"] / max(1, col.summary()["problems"]),
+            "prefix80_success": prefix_success["80%"],
+            "knowledge": regime_gate.knowledge(exact["hard_train"]),
+            "rl_starved": regime_gate.rl_starvation(out / "runs" / "rl", rs_flops, len(col.traces)),
+            "reachable": regime_gate.reachability(exact["hard_train"]["expected_yield"], cfg.min_yield,
+                                                  prefix_success["80%"])}
 
 
 def _base_pass_at_k(cfg: DemoConfig, engine, tok, task, splits: dict, params) -> dict:
