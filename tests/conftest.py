@@ -2,7 +2,10 @@
 
 import os
 
-import pytest
+# Nothing is downloaded in tests: a Hub id resolves from the local cache or fails (tests/test_device.py).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
 import torch
 
 from prefixrl.model import ModelShape, build_model

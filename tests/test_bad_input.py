@@ -92,7 +92,7 @@ def test_unknown_task_in_a_model_folder(d, tmp_path, capsys):
 
 @pytest.mark.parametrize("args,needles", [
     (["train", "--method", "nope"], ["unknown method 'nope'"]),
-    (["train", "--model", "/nonexistent/model"], ["/nonexistent/model", "model folder not found"]),
+    (["train", "--model", "/nonexistent/model"], ["/nonexistent/model", "no model folder there"]),
     (["eval", "--model", "/nonexistent", "--samples", "4", "--k", "8"], ["k <= samples"]),
     (["train", "--preset", "huge"], ["unknown preset 'huge'"]),
 ])

@@ -52,3 +52,32 @@ def test_export_rejects_unknown_format(setup, capsys):
     assert main(["export", "--format", "nemo", "--model", str(d / "base"), "--out", str(d / "x.parquet")]) == 2
     assert "unknown export format 'nemo'" in capsys.readouterr().err
     assert not (d / "x.parquet").exists()
+
+
+@pytest.mark.parametrize("fmt", ["trl", "verl"])
+def test_rows_over_the_engines_prompt_limit_are_dropped_and_counted(setup, fmt, tok, capsys):
+    """--max-prompt-tokens: what the engine would refuse mid-run is left out here, with a count, and what
+    is written fits; the printed max_prompt_tokens is the longest row written."""
+    d, prefixes = setup
+    kept_all = d / f"all-{fmt}.parquet"
+    assert main(["export", "--format", fmt, "--model", str(d / "base"), "--prefixes", str(d / "p.parquet"),
+                 "--out", str(kept_all), "--problems", "16"]) == 0
+    longest = int(capsys.readouterr().out.split("max_prompt_tokens ")[1].split()[0])
+    lengths = sorted(len(render_prompt(tok, p.question)) + len(p.prefix_ids) for p in prefixes)
+    assert longest == lengths[-1]
+    cap = lengths[len(lengths) // 2]  # about half the prefixed rows are longer
+    out = d / f"capped-{fmt}.parquet"
+    assert main(["export", "--format", fmt, "--model", str(d / "base"), "--prefixes", str(d / "p.parquet"),
+                 "--out", str(out), "--problems", "16", "--max-prompt-tokens", str(cap)]) == 0
+    captured = capsys.readouterr()
+    over = sum(n > cap for n in lengths)
+    assert over > 0 and f"dropped {over} rows ({over} prefixed) longer than --max-prompt-tokens {cap}" in captured.err
+    rows = pq.read_table(out).to_pylist()
+    assert len(rows) == pq.read_table(kept_all).num_rows - over
+    for r in rows:
+        info = r["extra_info"] if fmt == "verl" else r
+        question = info["question"] if fmt == "verl" else r["prompt"][0]["content"]
+        assert len(render_prompt(tok, question)) + len(info["prefix_ids"]) <= cap
+    assert main(["export", "--format", fmt, "--model", str(d / "base"), "--prefixes", str(d / "p.parquet"),
+                 "--out", str(d / "none.parquet"), "--problems", "16", "--max-prompt-tokens", "1"]) == 2
+    assert "nothing to export" in capsys.readouterr().err and not (d / "none.parquet").exists()

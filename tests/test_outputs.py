@@ -103,7 +103,7 @@ def test_an_output_under_a_file_or_of_the_wrong_kind_is_refused_before_any_work(
 def test_a_failing_stage_leaves_no_folder_it_created(d, tmp_path, capsys):
     out = tmp_path / "deep" / "er" / "run"
     assert main(["train", "--model", str(tmp_path / "missing"), "--method", "rl", "--out", str(out)]) == 2
-    one_line_error(capsys, "model folder not found")
+    one_line_error(capsys, "no model folder there")
     assert list(tmp_path.iterdir()) == []
 
 

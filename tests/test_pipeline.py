@@ -63,9 +63,9 @@ def test_stages_end_to_end(base, capsys):
 
 @pytest.mark.parametrize("args,needle", [
     (["train", "--method", "nope"], "unknown method"),
-    (["train", "--model", "/nonexistent/model"], "model folder not found"),
+    (["train", "--model", "/nonexistent/model"], "no model folder there"),
     (["eval", "--model", "/nonexistent", "--samples", "4", "--k", "8"], "k <= samples"),
-    (["prefixes", "--traces", "/nonexistent.parquet"], "model folder not found"),
+    (["prefixes", "--traces", "/nonexistent.parquet"], "no model folder there"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle, capsys):
     assert main(args) == 2

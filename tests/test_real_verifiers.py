@@ -93,6 +93,22 @@ def test_reasoning_gym_scores_exactly_one_is_correct():
         get_task("reasoning-gym", dataset="no_such_dataset").problems("hard_train", 1, 0)
 
 
+def test_reasoning_gym_questions_ask_for_the_answer_tag_the_verifier_reads():
+    from reasoning_gym.utils import SYSTEM_PROMPTS
+
+    bare = get_task("reasoning-gym", dataset="basic_arithmetic", size=40, data_seed=3, instruction="none")
+    told = get_task("reasoning-gym", dataset="basic_arithmetic", size=40, data_seed=3)
+    direct = get_task("reasoning-gym", dataset="basic_arithmetic", size=40, data_seed=3, instruction="direct")
+    for b, t, d in zip(bare.problems("hard_train", 5, 0), told.problems("hard_train", 5, 0),
+                       direct.problems("hard_train", 5, 0)):
+        assert "<answer>" not in b.question  # the dataset's own question does not say how to answer
+        assert (b.id, b.answer) == (t.id, t.answer) == (d.id, d.answer)  # same problems, same splits
+        assert t.question == SYSTEM_PROMPTS["default"].strip() + "\n\n" + b.question
+        assert d.question.startswith(SYSTEM_PROMPTS["direct"].strip()) and d.question.endswith(b.question)
+    with pytest.raises(BadInput, match="no instruction 'loud'; choose from: .*default.*none"):
+        get_task("reasoning-gym", dataset="basic_arithmetic", size=40, instruction="loud").problems("hard_train", 1, 0)
+
+
 # The strict math verifier: only the final \boxed{…} is read. Restatements of the question and answers
 # written anywhere else earn nothing; true answers in any equivalent form earn 1.
 TABLE = [

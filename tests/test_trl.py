@@ -65,23 +65,115 @@ def test_trl_run_learns_on_a_toy_case(tiny_model, tok, tmp_path):
     assert mean(logs[-20:]) > mean(logs[:20]) + 0.3, [round(h["rewards/reward/mean"], 2) for h in logs]
 
 
-def test_example_script_trains_on_exported_rows(tmp_path, tok, task):
-    """examples/trl_grpo.py, as a user runs it, on rows from `prefixrl export --format trl`."""
+def _example():
+    """examples/trl_grpo.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "examples" / "trl_grpo.py"
+    spec = importlib.util.spec_from_file_location("trl_grpo_example", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve the module's annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_example_parses_trls_own_flags_with_the_papers_objective_as_default(tmp_path):
+    example = _example()
+    _, config, model = example.parse(["--model_name_or_path", "m", "--output_dir", str(tmp_path), "--use_cpu", "true"])
+    assert (config.scale_rewards, config.loss_type, config.beta, config.reward_weights) == ("none", "dr_grpo", 0.0,
+                                                                                          [1.0, 0.0, 0.0])
+    assert model.model_name_or_path == "m" and config.save_strategy == "steps"  # TRL's own defaults otherwise
+    import torch
+
+    if not torch.cuda.is_available():  # TRL's bf16 default needs a GPU; on a CPU, float32 as everywhere here
+        _, config, _ = example.parse(["--output_dir", str(tmp_path)])
+        assert config.use_cpu and not config.bf16
+    (tmp_path / "recipe.yaml").write_text("scale_rewards: group\nloss_type: grpo\nlearning_rate: 0.001\n")
+    _, config, _ = example.parse(["--config", str(tmp_path / "recipe.yaml"), "--output_dir", str(tmp_path),
+                                  "--use_cpu", "true", "--learning_rate", "0.002"])
+    assert (config.scale_rewards, config.loss_type, config.learning_rate) == ("group", "grpo", 0.002)
+
+
+def test_a_users_reward_function_scores_prefix_plus_completion(tiny_model, tok, task, tmp_path):
+    """`with_prefix`: any TRL reward function sees the prefix text in front of each completion."""
+    from prefixrl.integrations.trl import with_prefix
+
+    seen = []
+
+    def length_reward(prompts, completions, **kwargs):
+        seen.extend(completions)
+        return [float(len(c)) for c in completions]
+
+    traces = reference_traces(task, tok, 2)
+    rows = training_pool(cut_prefixes(traces, task, tok, k=1, low=0.5, high=0.5), [t.problem for t in traces], tok,
+                         mix=0.5, seed=0)
+    cfg = trl.GRPOConfig(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=8, num_generations=4,
+                         max_completion_length=8, max_steps=1, beta=0.0, use_cpu=True, bf16=False, report_to=[],
+                         save_strategy="no", seed=0, shuffle_dataset=False, reward_weights=[1.0, 0.0, 0.0, 0.0])
+    trainer = PrefixGRPOTrainer(model=tiny_model, reward_funcs=[*reward_functions(task), with_prefix(length_reward)],
+                                args=cfg, train_dataset=trl_dataset(rows), processing_class=tok)
+    batch = [r for r in trl_dataset(rows) for _ in range(4)][:8]
+    out = trainer._generate_and_score_completions(batch)
+    texts = [tok.decode(ids[m.bool()].tolist(), skip_special_tokens=True)
+             for ids, m in zip(out["completion_ids"], out["completion_mask"])]
+    assert len(seen) == 8 and any(r["prefix_text"] for r in batch)
+    for row, text, got in zip(batch, texts, seen):  # conversational rows: the assistant message's content
+        assert got[-1]["role"] == "assistant" and got[-1]["content"] == row["prefix_text"] + text
+    assert with_prefix(length_reward).__name__ == "length_reward"  # TRL logs it under the user's own name
+
+
+def _exported_rows(tmp_path, tok, task):
+    from prefixrl.cli import main
+    from prefixrl.prefixes import save_prefixes
+
+    pretrain_tiny(tmp_path / "base", steps=2, hard_steps=6)
+    save_prefixes(tmp_path / "p.parquet", cut_prefixes(reference_traces(task, tok, 4), task, tok), tok)
+    assert main(["export", "--format", "trl", "--model", str(tmp_path / "base"), "--prefixes",
+                 str(tmp_path / "p.parquet"), "--problems", "8", "--out", str(tmp_path / "rows.parquet")]) == 0
+    return tmp_path / "rows.parquet"
+
+
+def _run_example(*args):
     import subprocess
     import sys
 
-    from prefixrl.cli import main
+    return subprocess.run([sys.executable, "examples/trl_grpo.py", *args], capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
 
-    d = tmp_path
-    pretrain_tiny(d / "base", steps=2, hard_steps=6)
-    from prefixrl.prefixes import save_prefixes
 
-    save_prefixes(d / "p.parquet", cut_prefixes(reference_traces(task, tok, 4), task, tok), tok)
-    assert main(["export", "--format", "trl", "--model", str(d / "base"), "--prefixes", str(d / "p.parquet"),
-                 "--problems", "8", "--out", str(d / "rows.parquet")]) == 0
-    r = subprocess.run([sys.executable, "examples/trl_grpo.py", "--model", str(d / "base"), "--rows",
-                        str(d / "rows.parquet"), "--out", str(d / "trl"), "--max-steps", "2",
-                        "--per-device-train-batch-size", "4", "--num-generations", "4", "--max-completion-length", "16"],
-                       capture_output=True, text=True, timeout=600)
+def test_example_script_trains_checkpoints_and_resumes_on_exported_rows(tmp_path, tok, task):
+    """examples/trl_grpo.py as docs/trl.md runs it: TRL's flags, checkpoints every step, then the same
+    command resumed; the task comes from the rows file; the model card cites PrefixRL."""
+    import json
+
+    rows = _exported_rows(tmp_path, tok, task)
+    out = tmp_path / "trl"
+    common = ["--model_name_or_path", str(tmp_path / "base"), "--rows", str(rows), "--output_dir", str(out),
+              "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length", "16",
+              "--use_cpu", "true", "--bf16", "false", "--report_to", "none", "--save_strategy", "steps",
+              "--save_steps", "1", "--logging_steps", "1"]
+    r = _run_example(*common, "--max_steps", "2")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert (d / "trl" / "final" / "config.json").is_file()
+    assert (out / "checkpoint-2").is_dir() and (out / "config.json").is_file()
+    before = {c.name: (c / "trainer_state.json").stat().st_mtime_ns for c in out.glob("checkpoint-*")}
+    r = _run_example(*common, "--max_steps", "3", "--resume_from_checkpoint", "true")
+    assert r.returncode == 0, r.stderr[-3000:]
+    # resumed, not restarted: steps 1 and 2 were not run (nor saved) again
+    assert {c: (out / c / "trainer_state.json").stat().st_mtime_ns for c in before} == before
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3 and [h["step"] for h in state["log_history"] if "loss" in h] == [1, 2, 3]
+    card = (out / "README.md").read_text()
+    assert "2601.18795" in card and "prefixrl" in card and "Reuse your FLOPs" in card
+
+
+def test_rows_that_record_no_task_are_an_error_not_reward_zero(tmp_path, tok, task):
+    import pyarrow.parquet as pq
+
+    rows = _exported_rows(tmp_path, tok, task)
+    bare = tmp_path / "bare.parquet"
+    pq.write_table(pq.read_table(rows).replace_schema_metadata(None), bare)
+    r = _run_example("--model_name_or_path", str(tmp_path / "base"), "--rows", str(bare), "--output_dir",
+                     str(tmp_path / "trl"), "--use_cpu", "true", "--max_steps", "1")
+    assert r.returncode == 2 and "records no task" in r.stderr.strip().splitlines()[-1], r.stderr[-2000:]

@@ -82,11 +82,11 @@ def setup(tmp_path_factory, tok):
     return d, task, task.problems("hard_train", 4, 0)
 
 
-def rollout(d, task, problems, tok, **cfg_kw):
-    cfg = verl_config(d / "base", d / "rows.parquet", **cfg_kw)
+def rollout(d, task, problems, tok, rows="rows.parquet", **cfg_kw):
+    cfg = verl_config(d / "base", d / rows, **cfg_kw)
     server = ReferenceServer(tok, task, problems)
     worker = AgentLoopWorker(cfg, server)
-    ds = RLHFDataset(data_files=[str(d / "rows.parquet")], tokenizer=worker.tokenizer, config=cfg.data, processor=None)
+    ds = RLHFDataset(data_files=[str(d / rows)], tokenizer=worker.tokenizer, config=cfg.data, processor=None)
     batch = DataProto.from_single_dict(collate_fn([ds[i] for i in range(len(ds))]))
     return cfg, worker, server, asyncio.run(worker.generate_sequences(batch))
 
@@ -136,3 +136,39 @@ def test_prompt_plus_prefix_over_the_limit_is_refused(setup, tok):
     longest_plain = max(len(render_prompt(tok, p.question)) for p in problems)
     with pytest.raises(ValueError, match="max_prompt_length"):
         rollout(d, task, problems, tok, max_prompt_length=longest_plain + 1)
+
+
+def test_rows_exported_under_the_prompt_limit_all_roll_out(setup, tok, capsys):
+    """`export --max-prompt-tokens` = verl's data.max_prompt_length: the rows that would stop the step
+    are left out at export, with a count, and every row written rolls out."""
+    d, task, problems = setup
+    limit = max(len(render_prompt(tok, p.question)) for p in problems) + 4  # some prefixes fit, some do not
+    capsys.readouterr()
+    assert main(["export", "--format", "verl", "--model", str(d / "base"), "--prefixes", str(d / "p.parquet"),
+                 "--out", str(d / "capped.parquet"), "--problems", "4", "--max-prompt-tokens", str(limit)]) == 0
+    printed = capsys.readouterr()
+    assert "dropped" in printed.err and f"longer than --max-prompt-tokens {limit}" in printed.err
+    _, _, _, out = rollout(d, task, problems, tok, rows="capped.parquet", max_prompt_length=limit)
+    assert 4 <= len(out) < 16  # every unprefixed row, and only the prefixed rows that fit
+    assert int(out.batch["attention_mask"][:, : out.batch["prompts"].shape[1]].sum(-1).max()) <= limit
+
+
+def test_the_recipe_normalises_every_token_by_one_constant():
+    """docs/verl.md's recipe: loss_scale_factor = max_response_length, so verl's seq-mean-token-sum-norm
+    divides by the same constant in every step (paper §3.6), not by the batch's padded width."""
+    import re
+
+    import torch
+    from verl.trainer.ppo.core_algos import agg_loss
+
+    recipe = (Path(__file__).resolve().parents[1] / "docs" / "verl.md").read_text()
+    flags = dict(re.findall(r"([\w.]+)=(\S+)", recipe[recipe.index("python -m verl.trainer.main_ppo"):]))
+    assert flags["algorithm.norm_adv_by_std_in_grpo"] == "false"
+    assert flags["actor_rollout_ref.actor.loss_agg_mode"] == "seq-mean-token-sum-norm"
+    assert flags["actor_rollout_ref.actor.loss_scale_factor"] == flags["data.max_response_length"]
+    factor = int(flags["data.max_response_length"])
+    loss, mask = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 0.0]]), torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    padded = (torch.nn.functional.pad(loss, (0, 5)), torch.nn.functional.pad(mask, (0, 5)))
+    mode = "seq-mean-token-sum-norm"
+    assert agg_loss(loss, mask, mode, loss_scale_factor=factor) == agg_loss(*padded, mode, loss_scale_factor=factor)
+    assert agg_loss(loss, mask, mode) != agg_loss(*padded, mode)  # unset: the batch's own width decides

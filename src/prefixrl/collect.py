@@ -99,17 +99,20 @@ def _round_tokens(per_prompt: list[int], gens) -> int:
 
 def import_traces(path: str | Path, task: Task, tokenizer, problems: list[Problem]) -> tuple[list[Trace], list[str]]:
     """Traces made elsewhere: a JSONL of {"problem_id", "trace"} (text). Tokenised with the policy's
-    tokenizer and re-verified; rows that fail verification are reported and skipped."""
+    tokenizer and re-verified; rows that fail verification are reported and skipped. A file usually
+    covers a whole dataset, so rows for problems outside `problems` are skipped and reported too; a file
+    with no row for any of them is an error (wrong file, or ids of another task)."""
     path = Path(path)
     by_id = {p.id: p for p in problems}
     fingerprint = tokenizer_fingerprint(tokenizer)
-    traces, rejected = [], []
+    traces, rejected, outside = [], [], []
     for i, row in read_jsonl(path):
         for name in ("problem_id", "trace"):
             if not isinstance(row, dict) or not isinstance(row.get(name), str) or not row[name]:
                 raise BadInput(f"{path}: row {i}: field {name}: expected a non-empty string")
         if row["problem_id"] not in by_id:
-            raise BadInput(f"{path}: row {i}: field problem_id: unknown problem {row['problem_id']!r}")
+            outside.append((i, row["problem_id"]))
+            continue
         p = by_id[row["problem_id"]]
         ids = encode_response(tokenizer, row["trace"], eos=False)
         text = decode_response(tokenizer, ids)
@@ -121,4 +124,11 @@ def import_traces(path: str | Path, task: Task, tokenizer, problems: list[Proble
             rejected.append(f"{path}: row {i}: trace for {p.id} fails verification")
             continue
         traces.append(Trace(p.id, p.question, p.answer, text, ids, fingerprint, f"import:{path.name}", 0.0, 0.0, 1, 0.0))
+    if outside and not traces and not rejected:
+        i, pid = outside[0]
+        raise BadInput(f"{path}: row {i}: field problem_id: no row is for one of the {len(problems)} selected "
+                       f"problems (this one is {pid!r}; ids look like {problems[0].id!r})")
+    if outside:
+        rejected.append(f"{path}: {len(outside)} row(s) for problems outside the {len(problems)} selected "
+                        f"(--problems, --data-seed) skipped, the first row {outside[0][0]} ({outside[0][1]!r})")
     return traces, rejected

@@ -94,8 +94,11 @@ def verl_records(rows: list[Row], data_source: str, ability: str, task_spec: dic
     } for i, r in enumerate(rows)]
 
 
-def write_rows(path: Path, records: list[dict], schema: pa.Schema) -> None:
+ROWS_METADATA = b"prefixrl"  # Parquet key-value metadata: {"task": spec}, so a trainer scores with the right task
+
+
+def write_rows(path: Path, records: list[dict], schema: pa.Schema, task: dict) -> None:
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist(records, schema=schema)
+    table = pa.Table.from_pylist(records, schema=schema.with_metadata({ROWS_METADATA: json.dumps({"task": task})}))
     atomic_write(path, lambda f: pq.write_table(table, f))

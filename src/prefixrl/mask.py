@@ -37,8 +37,10 @@ class Batch:
     lengths: torch.Tensor  # [B]
 
 
-def make_batch(context: list[list[int]], trained: list[list[int]], pad_id: int) -> Batch:
-    """Concatenate each row's context (prompt [+ prefix]) and trained tokens, pad, and mask."""
+def make_batch(context: list[list[int]], trained: list[list[int]], pad_id: int,
+               device: torch.device | str = "cpu") -> Batch:
+    """Concatenate each row's context (prompt [+ prefix]) and trained tokens, pad, and mask; the batch
+    lives on `device` (the model's: `prefixrl.device.of`)."""
     seqs = [c + t for c, t in zip(context, trained)]
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -46,7 +48,8 @@ def make_batch(context: list[list[int]], trained: list[list[int]], pad_id: int) 
         ids[i, : len(s)] = torch.tensor(s)
     lengths = torch.tensor([len(s) for s in seqs])
     starts = torch.tensor([len(c) for c in context])
-    return Batch(ids, trained_mask(lengths, starts, width), lengths)
+    mask = trained_mask(lengths, starts, width)
+    return Batch(ids.to(device), mask.to(device), lengths.to(device))
 
 
 def micro_batches(context: list[list[int]], trained: list[list[int]], max_tokens: int) -> list[list[int]]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from prefixrl.device import of as device_of
 from prefixrl.flops import Ledger, sample_flops
 from prefixrl.losses import importance_weights, shaping_weights, token_logprobs
 from prefixrl.mask import make_batch
@@ -51,7 +52,7 @@ def _scatter(values: list[list[float]], mask: torch.Tensor) -> torch.Tensor:
     out = torch.zeros_like(mask)
     for b, vals in enumerate(values):
         if vals:
-            out[b, mask[b].nonzero().squeeze(-1)] = torch.tensor(vals, dtype=out.dtype)
+            out[b, mask[b].nonzero().squeeze(-1)] = torch.tensor(vals, dtype=out.dtype, device=out.device)
     return out
 
 
@@ -62,7 +63,7 @@ def base_logprobs(model, tokenizer, traces: list[Trace], ledger: Ledger) -> dict
     out, n_params = {}, param_count(model)
     for t in traces:
         batch = make_batch([render_prompt(tokenizer, t.question)], [list(t.token_ids) + [tokenizer.eos_token_id]],
-                           tokenizer.pad_token_id)
+                           tokenizer.pad_token_id, device_of(model))
         logp, _ = token_logprobs(model, batch)
         out[t.problem_id] = logp[0][batch.mask[0] > 0].tolist()
         ledger.add("offpolicy/base_logprobs", sample_flops(n_params, int(batch.lengths.sum())))
@@ -80,7 +81,7 @@ def token_weights(method: Method, is_clip: float, shaping_gamma: float, logp: to
         weights[off] = shaping_weights(logp[off], shaping_gamma)
     else:
         base = _scatter([logp_base[row_traces[b].problem_id] for b in off], mask[off])
-        accept = torch.tensor([-math.log(row_traces[b].samples) for b in off])  # log p̂, p̂ = 1 / samples
-        length = torch.tensor([float(len(row_traces[b].token_ids) + 1) for b in off])
+        accept = torch.tensor([-math.log(row_traces[b].samples) for b in off], device=logp.device)  # log p̂ = −log samples
+        length = torch.tensor([float(len(row_traces[b].token_ids) + 1) for b in off], device=logp.device)
         weights[off] = importance_weights(logp[off], base, accept, length, is_clip)
     return weights

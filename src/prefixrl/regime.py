@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from prefixrl.device import of as device_of
 from prefixrl.io.errors import BadInput
 from prefixrl.mask import make_batch
 from prefixrl.render import encode_response, render_prompt
@@ -93,11 +94,14 @@ def teacher_force(model, tokenizer, task, problems: list[Problem], batch_size: i
     logits, targets, row_of_token = [], [], []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        batch = make_batch([prompts[i] for i, _ in chunk], [r for _, r in chunk], tokenizer.pad_token_id)
+        batch = make_batch([prompts[i] for i, _ in chunk], [r for _, r in chunk], tokenizer.pad_token_id,
+                           device_of(model))
         sel = batch.mask.bool()
         out = model(input_ids=batch.ids).logits[:, :-1][sel].float()
-        logits.append(out)
-        targets.append(batch.ids[:, 1:][sel])
+        # the figures are summed on the host, in float64, whatever device computed the logits
+        logits.append(out.cpu())
+        targets.append(batch.ids[:, 1:][sel].cpu())
+        sel = sel.cpu()
         row_of_token.append((torch.arange(len(chunk))[:, None].expand_as(sel)[sel]) + start)
     return Forced(torch.cat(logits), torch.cat(targets), torch.cat(row_of_token),
                   torch.tensor([i for i, _ in rows]), [task.steps(p) for p in problems])
@@ -144,8 +148,8 @@ def rare_knowledge(model, tokenizer, task, problems: list[Problem]) -> float | N
     if any(len(r) != len(t) for r, t in zip(responses, texts)):
         raise BadInput(f"rare_knowledge needs one token per character; {type(tokenizer).__name__} is not")
     prompts = [render_prompt(tokenizer, p.question) for p in problems]
-    batch = make_batch(prompts, responses, tokenizer.pad_token_id)
-    probs = torch.softmax(model(input_ids=batch.ids).logits.float(), dim=-1)[..., digit]  # [P, T, 10]
+    batch = make_batch(prompts, responses, tokenizer.pad_token_id, device_of(model))
+    probs = torch.softmax(model(input_ids=batch.ids).logits.float(), dim=-1)[..., digit.to(batch.ids.device)].cpu()
     # the logits at position len(prompt) + offset - 1 predict response character `offset`
     mass = [float(probs[i, len(prompts[i]) + offset - 1, list(admissible)].sum())
             for i, p in enumerate(problems) for offset, admissible in targets[p.id]]

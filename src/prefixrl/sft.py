@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from prefixrl.device import of as device_of
 from prefixrl.flops import Ledger, sample_flops, train_flops
 from prefixrl.losses import sft_loss, token_logprobs
 from prefixrl.mask import Batch, make_batch, micro_batches
@@ -55,7 +56,7 @@ def micro_losses(model, context: list[list[int]], trained: list[list[int]], pad_
     step's token-mean NLL, whatever the split (the micro-batch-mean bug averages means instead)."""
     total = sum(len(t) for t in trained)
     for rows in micro_batches(context, trained, max_tokens):
-        batch = make_batch([context[r] for r in rows], [trained[r] for r in rows], pad_id)
+        batch = make_batch([context[r] for r in rows], [trained[r] for r in rows], pad_id, device_of(model))
         logp, _ = token_logprobs(model, batch)
         yield -(logp * batch.mask).sum() / total
 
@@ -105,7 +106,7 @@ def sft_on_traces(model, tokenizer, traces: list[Trace], epochs: int, batch_size
 def nll_and_entropy(model, tokenizer, traces: list[Trace], ledger: Ledger, category: str) -> tuple[float, float]:
     """Token-mean NLL of the traces under `model`, and its mean entropy at those positions (2ND, to `category`)."""
     context, trained = _rows(tokenizer, traces)
-    batch = make_batch(context, trained, tokenizer.pad_token_id)
+    batch = make_batch(context, trained, tokenizer.pad_token_id, device_of(model))
     logp, entropy = token_logprobs(model, batch)
     ledger.add(category, sample_flops(param_count(model), int(batch.lengths.sum())))
     n = batch.mask.sum()

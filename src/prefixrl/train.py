@@ -33,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from prefixrl import regime
+from prefixrl.device import of as device_of
 from prefixrl.engine import Engine, Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
 from prefixrl.flops import Ledger, train_flops
@@ -159,10 +160,12 @@ def update(learner: Learner, cfg: RLSettings, tokenizer, context: list[list[int]
     """One optimizer step on length-bucketed micro-batches. `norm` is a constant (rows × max new tokens,
     losses.py), so the micro-batch losses sum to the step's loss."""
     norm = cfg.prompts_per_step * cfg.samples_per_prompt * cfg.max_new_tokens
+    device = device_of(learner.model)
+    advantages = advantages.to(device)
 
     def micro_losses():
         for mb in micro_batches(context, trained, cfg.micro_batch_tokens):
-            batch = make_batch([context[r] for r in mb], [trained[r] for r in mb], tokenizer.pad_token_id)
+            batch = make_batch([context[r] for r in mb], [trained[r] for r in mb], tokenizer.pad_token_id, device)
             with learner.amp():
                 logp, _ = token_logprobs(learner.model, batch, learner.backbone)
             weights = token_weights(learner.method, cfg.is_clip, cfg.shaping_gamma, logp, batch.mask,
@@ -278,7 +281,7 @@ def _start(model, tokenizer, cfg: RLSettings, method, traces: list[Trace], out: 
            resume: bool, engine: Engine | None):
     """The learner, the engine, and the run state: restored from the newest checkpoint, or fresh (the
     offline cost charged, the method's pre-RL phase run, the log started)."""
-    amp = autocast(cfg.precision, next(model.parameters()).device)
+    amp = autocast(cfg.precision, device_of(model))
     learner = Learner(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0),
                       method, amp, torch.compile(model.base_model, dynamic=True) if cfg.compile else None,
                       {t.problem_id: t for t in traces} if method.offpolicy else None)

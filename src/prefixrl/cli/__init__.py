@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             from prefixrl.cli.stages import run_collect
 
             s = run_collect(cfg)
+            for msg in s.get("rejected", []):  # imported rows that were not kept, and why
+                print(f"skipped: {msg}", file=sys.stderr)
             print(f"{s['solved']} of {s['problems']} problems have a trace ({s['samples']} samples, "
                   f"{s['flops']:.3e} FLOPs): {cfg.out}")
         elif name == "prefixes":
@@ -111,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
             from prefixrl.cli.stages import run_export
 
             s = run_export(cfg)
-            print(f"{s['rows']} rows ({s['prefixed']} prefixed) for {cfg.format}: {cfg.out}")
+            if s["dropped_too_long"]:
+                print(f"dropped {s['dropped_too_long']} rows ({s['dropped_prefixed']} prefixed) longer than "
+                      f"--max-prompt-tokens {cfg.max_prompt_tokens}", file=sys.stderr)
+            print(f"{s['rows']} rows ({s['prefixed']} prefixed) for {cfg.format}, max_prompt_tokens "
+                  f"{s['max_prompt_tokens']} (prompt + prefix; the engine's prompt limit must be at least this): "
+                  f"{cfg.out}")
         elif name == "theory":
             from prefixrl.theory.lab import run_theory
 

@@ -8,9 +8,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from prefixrl.device import of as device_of
+from prefixrl.device import resolve as resolve_device
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.io.errors import BadInput
-from prefixrl.model import load, load_tokenizer, user_file
+from prefixrl.model import load, load_tokenizer, model_folder, user_file
+from prefixrl.precision import autocast
 from prefixrl.tasks import get_task
 from prefixrl.verifier import check_timeout
 
@@ -37,12 +40,12 @@ def task_of(model_dir: Path, spec: dict | None = None):
         raise BadInput(f"{Path(model_dir) / 'prefixrl.json'}: key task: {e}") from None
 
 
-def load_policy(model_dir: Path, task_spec: dict | None = None, weights: bool = True):
-    """(model or None, tokenizer, task). weights=False: tokenizer and task only (an engine such as vLLM
-    loads the weights itself)."""
-    if not Path(model_dir).is_dir():
-        raise BadInput(f"{model_dir}: model folder not found (run `prefixrl pretrain` or pass --model)")
-    model, tok = load(model_dir) if weights else (None, load_tokenizer(model_dir))
+def load_policy(model_dir: Path, task_spec: dict | None = None, weights: bool = True, device: str = "cpu"):
+    """(model or None, tokenizer, task) of a folder from `model.model_folder`. weights=False: tokenizer
+    and task only (stages that handle token ids, and engines such as vLLM that load the weights
+    themselves). device: a `--device` value (`prefixrl.device.resolve`)."""
+    model_dir = model_folder(model_dir, weights)
+    model, tok = load(model_dir, resolve_device(device)) if weights else (None, load_tokenizer(model_dir, weights=False))
     return model, tok, task_of(model_dir, task_spec)
 
 
@@ -52,9 +55,10 @@ def check_engine(kind: str) -> None:
 
 
 def make_engine(kind: str, model, model_dir: Path, tok, seed: int = 0):
-    """builtin: `engine.Sampler` on the loaded HF model; vllm: `vllm_engine.VLLMEngine` (docs/vllm.md)."""
+    """builtin: `engine.Sampler` on the loaded HF model, on its device, in `--precision auto` (bf16
+    autocast on a GPU that has it, float32 on every CPU); vllm: `vllm_engine.VLLMEngine` (docs/vllm.md)."""
     if kind == "builtin":
-        return Sampler(model, tok.eos_token_id, tok.pad_token_id)
+        return Sampler(model, tok.eos_token_id, tok.pad_token_id, autocast=autocast("auto", device_of(model)))
     if kind == "vllm":
         from prefixrl.vllm_engine import VLLMEngine
 
@@ -110,6 +114,9 @@ class TaskOptions:
     """reasoning-gym: the dataset name (generated locally)."""
     gym_size: int = 1000
     """reasoning-gym: problems generated (split 90/10 into hard_train / hard_heldout)."""
+    gym_instruction: str = "default"
+    """reasoning-gym: the answer-format instruction that opens each question, a key of reasoning-gym's
+    SYSTEM_PROMPTS (default, simple, direct, DeepSeekZero, chain_of_draft) or none."""
     verifier_workers: int = 2
     """Verifier worker processes (each verification runs in one, under a hard deadline)."""
     verifier_timeout: float = 10.0
@@ -134,5 +141,19 @@ class TaskOptions:
             return {"name": "math", "path": str(self.task_file), "question_field": self.question_field,
                     "answer_field": self.answer_field}
         if self.task == "reasoning-gym":
-            return {"name": "reasoning-gym", "dataset": self.gym_dataset, "size": self.gym_size}
+            return {"name": "reasoning-gym", "dataset": self.gym_dataset, "size": self.gym_size,
+                    "instruction": self.gym_instruction}
         return {"name": self.task}
+
+
+@dataclass(frozen=True)
+class ModelOptions(TaskOptions):
+    """The options of a stage that runs the model (collect, train, eval); stages that only handle token
+    ids (prefixes, export) load no weights."""
+
+    device: str = "auto"
+    """Where the model runs: auto (a CUDA GPU if torch sees one, else the CPU), cpu, cuda or cuda:N."""
+
+    def check(self) -> None:
+        super().check()
+        resolve_device(self.device)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from prefixrl import regime
 from prefixrl.cli.options import (
+    ModelOptions,
     TaskOptions,
     _params,
     check_engine,
@@ -27,7 +28,7 @@ from prefixrl.flops import Ledger
 from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import read_meta, write_json_atomic
-from prefixrl.model import load
+from prefixrl.model import load, model_folder
 from prefixrl.prefixes import check_cut_rule, cut_prefixes, load_prefixes, save_prefixes
 from prefixrl.render import render_prompt, tokenizer_fingerprint
 from prefixrl.settings import RLSettings
@@ -36,7 +37,7 @@ from prefixrl.verifier import deadlined
 
 
 @dataclass(frozen=True)
-class CollectConfig(TaskOptions):
+class CollectConfig(ModelOptions):
     """Rejection sampling with the base model: one verified-correct trace per hard-train problem."""
 
     model: Path = Path("runs/base")
@@ -90,7 +91,9 @@ def run_collect(cfg: CollectConfig) -> dict:
 
 
 def _collect(cfg: CollectConfig) -> dict:
-    model, tok, task = load_policy(cfg.model, cfg.task_spec(), weights=cfg.engine == "builtin" and not cfg.import_file)
+    folder = model_folder(cfg.model)  # the regime gate reads the weights whatever engine samples
+    model, tok, task = load_policy(folder, cfg.task_spec(), weights=cfg.engine == "builtin" and not cfg.import_file,
+                                   device=cfg.device)
     problems = task.problems("hard_train", cfg.problems, cfg.data_seed)
     key = {"model": str(cfg.model), "problems": [p.id for p in problems], "cap": cfg.cap, "per_round": cfg.per_round,
            "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed, "tokenizer": tokenizer_fingerprint(tok),
@@ -106,8 +109,8 @@ def _collect(cfg: CollectConfig) -> dict:
             save_traces(cfg.out, traces, {"collection": {"key": key, "finished": True}})
         else:
             if regime.supports_exact(task) and resume_from is None:
-                regime_gate(model, cfg.model, tok, task, problems, cfg.cap, cfg.min_yield)
-            engine = make_engine(cfg.engine, model, cfg.model, tok, cfg.seed)
+                regime_gate(model, folder, tok, task, problems, cfg.cap, cfg.min_yield)
+            engine = make_engine(cfg.engine, model, folder, tok, cfg.seed)
 
             def save(col: Collection, finished: bool) -> None:
                 save_traces(cfg.out, col.traces, {"collection": {
@@ -192,7 +195,7 @@ def run_prefixes(cfg: PrefixesConfig) -> dict:
 
 
 def _prefixes(cfg: PrefixesConfig) -> dict:
-    _, tok, task = load_policy(cfg.model, cfg.task_spec())
+    _, tok, task = load_policy(cfg.model, cfg.task_spec(), weights=False)  # cuts are token ids: no weights
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
         traces, rejected = load_traces(cfg.traces, task, tok)
     prefixes = cut_prefixes(traces, task, tok, k=cfg.k, low=cfg.low, high=cfg.high, seed=cfg.seed)
@@ -201,7 +204,7 @@ def _prefixes(cfg: PrefixesConfig) -> dict:
 
 
 @dataclass(frozen=True)
-class EvalConfig(TaskOptions):
+class EvalConfig(ModelOptions):
     """Unbiased pass@k of a policy on unprefixed problems."""
 
     model: Path = Path("runs/base")
@@ -245,10 +248,11 @@ def run_eval(cfg: EvalConfig) -> dict:
 
 
 def _eval(cfg: EvalConfig) -> dict:
-    model, tok, task = load_policy(cfg.model, cfg.task_spec(), weights=cfg.engine == "builtin")
+    folder = model_folder(cfg.model, weights=cfg.engine == "builtin")
+    model, tok, task = load_policy(folder, cfg.task_spec(), weights=cfg.engine == "builtin", device=cfg.device)
     problems = task.problems(cfg.split, cfg.problems, cfg.data_seed)
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
-        r = evaluate(make_engine(cfg.engine, model, cfg.model, tok, cfg.seed), tok, task, problems, cfg.samples,
+        r = evaluate(make_engine(cfg.engine, model, folder, tok, cfg.seed), tok, task, problems, cfg.samples,
                      _params(task, cfg), seed=cfg.seed, progress=True)
     res = {"split": cfg.split, "problems": len(problems), "samples": cfg.samples, "verdicts": r.verdicts,
            **{f"pass@{k}": r.pass_at(k) for k in cfg.k}}
@@ -284,6 +288,10 @@ class ExportConfig(TaskOptions):
     """verl: the data_source column (selects the reward function; docs/verl.md)."""
     ability: str = "math"
     """verl: the ability column."""
+    max_prompt_tokens: int | None = None
+    """Drop (and count) rows whose rendered prompt plus prefix is longer than this: set it to the engine's
+    prompt limit (verl's data.max_prompt_length, TRL's max_prompt_length), which would otherwise refuse
+    or truncate them mid-run. Default: keep every row and report the longest."""
 
     overwrite: bool = False
     """Replace an existing --out (never one of the inputs)."""
@@ -296,6 +304,8 @@ class ExportConfig(TaskOptions):
             raise BadInput(f"mix must be in [0, 1], got {self.mix}")
         if self.problems < 1:
             raise BadInput(f"problems must be >= 1, got {self.problems}")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
+            raise BadInput(f"max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
 
 
 def run_export(cfg: ExportConfig) -> dict:
@@ -307,14 +317,25 @@ def run_export(cfg: ExportConfig) -> dict:
 def _export(cfg: ExportConfig) -> dict:
     from prefixrl import export
 
-    spec = task_spec_of(cfg.model, cfg.task_spec())
-    _, tok, task = load_policy(cfg.model, spec)
+    folder = model_folder(cfg.model, weights=False)  # rows are token ids: the tokenizer is all it needs
+    spec = task_spec_of(folder, cfg.task_spec())
+    _, tok, task = load_policy(folder, spec, weights=False)
     prefixes = load_prefixes(cfg.prefixes, task, tok) if cfg.mix > 0 else []
     rows = export.training_pool(prefixes, task.problems("hard_train", cfg.problems, cfg.data_seed), tok, cfg.mix, cfg.seed)
+    # Both frameworks cap the prompt length, and prompt + prefix must fit (docs/trl.md, docs/verl.md): a row
+    # over the cap is dropped here, counted, rather than refused or left-truncated (which cuts the problem)
+    # by the engine mid-run. Filtering is by length only, so the pool's mix can shift: both counts are shown.
+    length = [len(render_prompt(tok, r.question)) + len(r.prefix_ids) for r in rows]
+    cap = cfg.max_prompt_tokens if cfg.max_prompt_tokens is not None else max(length, default=0)
+    dropped = [r for r, n in zip(rows, length) if n > cap]
+    rows, length = [r for r, n in zip(rows, length) if n <= cap], [n for n in length if n <= cap]
+    if not rows:
+        raise BadInput(f"every row is longer than --max-prompt-tokens {cfg.max_prompt_tokens}; nothing to export")
     if cfg.format == "trl":
-        export.write_rows(cfg.out, export.trl_records(rows), export.TRL_SCHEMA)
+        export.write_rows(cfg.out, export.trl_records(rows), export.TRL_SCHEMA, spec)
     else:
-        export.write_rows(cfg.out, export.verl_records(rows, cfg.data_source, cfg.ability, spec), export.VERL_SCHEMA)
-    # Both frameworks cap the prompt length; prompt + prefix must fit (docs/trl.md, docs/verl.md).
-    longest = max((len(render_prompt(tok, r.question)) + len(r.prefix_ids) for r in rows), default=0)
-    return {"rows": len(rows), "prefixed": sum(r.kind == "prefixed" for r in rows), "max_prompt_tokens": longest}
+        export.write_rows(cfg.out, export.verl_records(rows, cfg.data_source, cfg.ability, spec), export.VERL_SCHEMA,
+                          spec)
+    return {"rows": len(rows), "prefixed": sum(r.kind == "prefixed" for r in rows),
+            "max_prompt_tokens": max(length), "dropped_too_long": len(dropped),
+            "dropped_prefixed": sum(r.kind == "prefixed" for r in dropped)}

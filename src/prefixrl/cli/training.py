@@ -11,7 +11,7 @@ from typing import Annotated
 import torch
 import tyro
 
-from prefixrl.cli.options import TaskOptions, load_policy, task_of
+from prefixrl.cli.options import ModelOptions, load_policy, task_of
 from prefixrl.cli.stages import regime_gate
 from prefixrl.engine import SamplingParams
 from prefixrl.experiments import pipeline
@@ -28,7 +28,7 @@ from prefixrl.verifier import deadlined
 
 
 @dataclass(frozen=True)
-class TrainConfig(TaskOptions):
+class TrainConfig(ModelOptions):
     """On-policy RL: PrefixRL, or one of the paper's baselines on the same trainer (docs/baselines.md)."""
 
     model: Path = Path("runs/base")
@@ -82,7 +82,7 @@ def preset_folder(cfg: TrainConfig) -> Path:
 def _train(cfg: TrainConfig) -> dict:
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
-    model, tok, task = load_policy(cfg.model, cfg.task_spec())
+    model, tok, task = load_policy(cfg.model, cfg.task_spec(), device=cfg.device)
     problems = task.problems("hard_train", cfg.problems, cfg.data_seed)
     method = METHODS[cfg.rl.method]
     uses_traces = cfg.rl.method != "rl"

@@ -209,12 +209,37 @@ def run_perf(cfg, task) -> dict:
     res["decode_step_profile"] = {name: decode_step_profile(model, tok, prefixed_prompts(tok, task, problems, 0.5),
                                                             n, params, static)
                                   for name, static in (("transformers_cache", False), ("preallocated_cache", True))}
+    res["startup_seconds"] = startup_seconds()
     if not cfg.quick:
         res.update(demo_timings(cfg))
     write_performance_md(cfg.out / "performance.md", res, cfg)
     if cfg.json is not None:
         write_json_atomic(cfg.json, res)
     return res
+
+
+STARTUP = {  # what a user waits for before the first line of output
+    "prefixrl --help": ["--help"],
+    "prefixrl train --help": ["train", "--help"],
+    # a stage from start to its first line (here its one-line error): imports, parsing and checks
+    "prefixrl train (start-up to first output)": ["train", "--model", "/nonexistent/model"],
+}
+
+
+def startup_seconds(repeats: int = 3) -> dict:
+    """Wall-clock of each STARTUP command in a fresh interpreter, best of `repeats`."""
+    import subprocess
+    import sys
+
+    out = {}
+    for name, args in STARTUP.items():
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "prefixrl.cli", *args], capture_output=True, check=False)
+            times.append(time.perf_counter() - t)
+        out[name] = min(times)
+    return out
 
 
 def bf16_against_fp32(model, tok, prompts, n, params, context, trained, repeats) -> dict:
@@ -341,6 +366,11 @@ def write_performance_md(path: Path, r: dict, cfg) -> None:
                   "bf16 only on CPUs with native bf16 would train the same command differently on two machines "
                   "(docs/choices.md). `--precision bf16` opts in.", ""]
     lines += _profile_and_demo_sections(r)
+    if "startup_seconds" in r:
+        lines += ["## Time to first output", "",
+                  "A fresh interpreter per command, best of 3 (goal: under 2 s).", "",
+                  "| command | seconds |", "|---|---|",
+                  *[f"| `{name}` | {secs:.2f} |" for name, secs in r["startup_seconds"].items()], ""]
     lines += [
         "## Rejection sampling",
         "",

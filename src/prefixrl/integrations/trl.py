@@ -12,16 +12,44 @@ Everything else — GRPO's loss, accelerate / DeepSpeed / FSDP, vLLM server mode
 
 from __future__ import annotations
 
+import functools
+import json
+import textwrap
+from pathlib import Path
+
 from trl import GRPOTrainer
 
-from prefixrl.export import Row, trl_records
+from prefixrl.export import ROWS_METADATA, Row, trl_records
+from prefixrl.io.errors import BadInput
 from prefixrl.tasks.base import Problem, Task
 from prefixrl.tasks.base import reward as verdict_reward
 from prefixrl.verifier import verify_all
 
+# The paper's objective (§3.6), as GRPOConfig values: the advantage is the reward minus the group mean,
+# not divided by the group's std; every token weighs the same whatever its sequence's length (a constant
+# normaliser, max_completion_length); no KL term; and the per-kind rewards are logged, not trained on.
+PAPER_CONFIG = {"scale_rewards": "none", "loss_type": "dr_grpo", "beta": 0.0, "reward_weights": [1.0, 0.0, 0.0]}
+
+PAPER = {
+    "title": "Reuse your FLOPs: Scaling RL on Hard Problems by Conditioning on Very Off-Policy Prefixes",
+    "id": "2601.18795",
+    "citation": textwrap.dedent("""\
+        @article{setlur2026prefixrl,
+            title        = {{Reuse your FLOPs: Scaling RL on Hard Problems by Conditioning on Very Off-Policy Prefixes}},
+            author       = {Amrith Setlur and Zijian Wang and Andrew Cohen and Paria Rashidinejad and Sang Michael Xie},
+            year         = 2026,
+            eprint       = {arXiv:2601.18795},
+        }"""),
+}
+
 
 class PrefixGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer whose rows may carry `prefix_ids` (empty for an unprefixed row)."""
+    """GRPOTrainer whose rows may carry `prefix_ids` (empty for an unprefixed row). Its model card says
+    PrefixRL and cites the paper (TRL writes it from these three attributes)."""
+
+    _tag_names = ["trl", "grpo", "prefixrl"]
+    _name = "PrefixRL (on TRL's GRPO)"
+    _paper = PAPER
 
     def _generate_and_score_completions(self, inputs):
         # The rows of this batch, in the order `_tokenize_prompts` will see their prompts.
@@ -80,6 +108,43 @@ def reward_functions(task: Task) -> list:
 
     reward.__name__ = "reward"
     return [reward, by_kind("prefixed"), by_kind("unprefixed")]
+
+
+def with_prefix(reward_func):
+    """Any TRL reward function, made to score prefix + completion: on a prefixed row the policy wrote only
+    the completion, and the answer it reaches depends on the prefix it continued (paper §3). The wrapped
+    function gets each completion with the row's `prefix_text` in front (for a conversational completion,
+    in front of its last message's content) and every other argument unchanged. Its name is kept, so TRL
+    logs it under the same key."""
+
+    @functools.wraps(reward_func)
+    def scored_with_prefix(prompts, completions, prefix_text, **kwargs):
+        whole = [_prepend(pre, c) for pre, c in zip(prefix_text, completions)]
+        return reward_func(prompts=prompts, completions=whole, prefix_text=prefix_text, **kwargs)
+
+    return scored_with_prefix
+
+
+def _prepend(prefix: str, completion):
+    if isinstance(completion, list):  # conversational: [{"role": "assistant", "content": ...}]
+        return completion[:-1] + [{**completion[-1], "content": prefix + completion[-1]["content"]}]
+    return prefix + completion
+
+
+def task_of_rows(path: Path, spec: dict | None = None):
+    """The task that scores a rows file: `spec` (from --task) when given, else the one `prefixrl export`
+    recorded in the file. Neither is an error: a wrong task would score every row 0, silently."""
+    import pyarrow.parquet as pq
+
+    from prefixrl.tasks import get_task
+
+    if spec is None:
+        meta = pq.read_schema(path).metadata or {}
+        if ROWS_METADATA not in meta:
+            raise BadInput(f"{path}: records no task (not written by this `prefixrl export`?) and --task was not "
+                           "given; without the task every reward would be 0. Re-export, or pass --task")
+        spec = json.loads(meta[ROWS_METADATA])["task"]
+    return get_task(**spec)
 
 
 def _question(prompt) -> str:

@@ -46,10 +46,12 @@ def _seal(folder: Path) -> None:
     fsync_dir(folder)
 
 
-def verify_folder(folder: Path) -> None:
+def verify_folder(folder: Path, weights: bool = True) -> None:
     """Raise BadInput unless `folder` has a well-formed, non-empty manifest, every file it lists matches
     its hash, and every file in the folder is listed (an unlisted weights file could be loaded instead).
-    A manifest is untrusted input: a name that leaves the folder ('../x', '/etc/x') is corrupt."""
+    A manifest is untrusted input: a name that leaves the folder ('../x', '/etc/x') is corrupt.
+    weights=False: safetensors files may be absent (a Hub snapshot fetched for its tokenizer only);
+    those present are still checked."""
     man = folder / MANIFEST
     if not man.is_file():
         raise BadInput(f"{folder}: no {MANIFEST} (incomplete or not written by prefixrl)")
@@ -64,6 +66,8 @@ def verify_folder(folder: Path) -> None:
         p = (folder / name).resolve()
         if root not in p.parents:
             raise BadInput(f"{man}: lists {name!r}, outside the folder (corrupt)")
+        if not p.is_file() and not weights and name.endswith(".safetensors"):
+            continue
         if not p.is_file():
             raise BadInput(f"{folder}: file {name} listed in the manifest is missing")
         if _sha256(p) != digest:

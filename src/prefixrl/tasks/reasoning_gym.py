@@ -4,12 +4,17 @@ Problems are generated locally (no download) by `reasoning_gym.create_dataset(na
 answer is read from `<answer>…</answer>` (reasoning-gym's own convention and extractor), and judged by the
 dataset's `score_answer`. Correct means a score of exactly 1.0: partial credit is not a success here,
 because PrefixRL's traces must be correct ones.
+
+reasoning-gym's questions say nothing about that tag: the library asks for it in a system prompt
+(`reasoning_gym.utils.SYSTEM_PROMPTS`). Without it a real model never writes one (16 of 16 samples of
+SmolLM2-135M-Instruct had no answer), so the chosen instruction opens the user turn. The user turn, not a
+system turn, because not every chat template has a system role; splits still hash the bare question.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from prefixrl.io.errors import BadInput
@@ -37,6 +42,8 @@ class ReasoningGymTask:
     size: int = 1000
     data_seed: int = 0
     heldout_share: float = 0.1
+    instruction: str = "default"
+    """A key of reasoning-gym's SYSTEM_PROMPTS (default, simple, direct, DeepSeekZero, chain_of_draft), or none."""
     max_response_tokens: ClassVar[int] = 1024  # the sampling bound for open-ended reasoning
     name: str = "reasoning-gym"
     splits: tuple[str, ...] = SPLITS
@@ -47,7 +54,19 @@ class ReasoningGymTask:
     def problems(self, split: str, n: int, seed: int) -> list[Problem]:
         ds = self._entries()
         rows = [(ds[i]["question"], str(ds[i]["answer"])) for i in range(len(ds))]
-        return file_problems(f"{self.name}:{self.dataset}", rows, split, n, seed, self.heldout_share)
+        problems = file_problems(f"{self.name}:{self.dataset}", rows, split, n, seed, self.heldout_share)
+        head = self._instruction()
+        return [replace(p, question=f"{head}\n\n{p.question}") for p in problems] if head else problems
+
+    def _instruction(self) -> str:
+        if self.instruction == "none":
+            return ""
+        from reasoning_gym.utils import SYSTEM_PROMPTS
+
+        if self.instruction not in SYSTEM_PROMPTS:
+            raise BadInput(f"reasoning-gym has no instruction {self.instruction!r}; choose from: "
+                           f"{', '.join([*SYSTEM_PROMPTS, 'none'])}")
+        return SYSTEM_PROMPTS[self.instruction].strip()
 
     def solution(self, problem: Problem) -> str:
         return f"<answer>{problem.answer}</answer>"
