@@ -87,16 +87,14 @@ def main(argv: list[str] | None = None) -> int:
             from prefixrl.cli.stages import run_collect
 
             s = run_collect(cfg)
-            for msg in s.get("rejected", []):  # imported rows that were not kept, and why
-                print(f"skipped: {msg}", file=sys.stderr)
+            _notes("skipped", s.get("rejected", []))  # imported rows that were not kept, and why
             print(f"{s['solved']} of {s['problems']} problems have a trace ({s['samples']} samples, "
                   f"{s['flops']:.3e} FLOPs): {cfg.out}")
         elif name == "prefixes":
             from prefixrl.cli.stages import run_prefixes
 
             s = run_prefixes(cfg)
-            for msg in s["rejected"]:
-                print(f"excluded: {msg}", file=sys.stderr)
+            _notes("excluded", s["rejected"])
             print(f"{s['prefixes']} prefixes from {s['traces']} traces: {cfg.out}")
         elif name == "train":
             from prefixrl.cli.training import run_train
@@ -112,13 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "export":
             from prefixrl.cli.stages import run_export
 
-            s = run_export(cfg)
-            if s["dropped_too_long"]:
-                print(f"dropped {s['dropped_too_long']} rows ({s['dropped_prefixed']} prefixed) longer than "
-                      f"--max-prompt-tokens {cfg.max_prompt_tokens}", file=sys.stderr)
-            print(f"{s['rows']} rows ({s['prefixed']} prefixed) for {cfg.format}, max_prompt_tokens "
-                  f"{s['max_prompt_tokens']} (prompt + prefix; the engine's prompt limit must be at least this): "
-                  f"{cfg.out}")
+            _report_export(cfg, run_export(cfg))
         elif name == "theory":
             from prefixrl.theory.lab import run_theory
 
@@ -140,6 +132,19 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def _notes(word: str, messages: list[str]) -> None:
+    for msg in messages:
+        print(f"{word}: {msg}", file=sys.stderr)
+
+
+def _report_export(cfg, s: dict) -> None:
+    if s["dropped_too_long"]:
+        print(f"dropped {s['dropped_too_long']} rows ({s['dropped_prefixed']} prefixed) longer than "
+              f"--max-prompt-tokens {cfg.max_prompt_tokens}", file=sys.stderr)
+    print(f"{s['rows']} rows ({s['prefixed']} prefixed) for {cfg.format}, max_prompt_tokens "
+          f"{s['max_prompt_tokens']} (prompt + prefix; the engine's prompt limit must be at least this): {cfg.out}")
 
 
 RESUME_HINT = {
