@@ -93,29 +93,51 @@ def test_perf_bench_writes_every_figure(tmp_path):
 
 @pytest.mark.slow
 def test_regimes_bench_maps_the_knob(tmp_path):
-    """`prefixrl bench regimes` at toy size: both ends of the knob, the gates at each, the theory beside it,
-    and docs/regimes.md rewritten below its marker only."""
+    """`prefixrl bench regimes` at toy size: both ends of the knob, two class counts where K > 0 (K = 0 has
+    no classes and runs once), the gates at each, the theory beside it, and docs/regimes.md rewritten below
+    its marker only."""
     from prefixrl.experiments.regimes import MARKER
 
     out = tmp_path / "docs"
     out.mkdir()
     (out / "regimes.md").write_text(f"# Hand-written design\n\nkept\n\n{MARKER}\n\nstale numbers\n")
-    args = ["bench", "regimes", "--out", str(out), "--work", str(tmp_path / "w"), "--knob", "0", "2", "--seeds", "1",
-            "--hard-steps", "6", "--teacher-accuracy", "0.9", "--pretrain-steps", "300", "--train-problems", "6",
-            "--heldout-problems", "8", "--flops-budget", "3e10", "--passk-samples", "4", "--collect-cap", "64",
-            "--methods", "prefixrl", "rl", "sft-rl", "--no-progress"]
+    args = ["bench", "regimes", "--out", str(out), "--work", str(tmp_path / "w"), "--knob", "0", "2", "--class-axis",
+            "1", "2", "--seeds", "1", "--hard-steps", "6", "--teacher-accuracy", "0.9", "--pretrain-steps", "300",
+            "--train-problems", "6", "--heldout-problems", "8", "--flops-budget", "3e10", "--passk-samples", "4",
+            "--collect-cap", "64", "--methods", "prefixrl", "rl", "sft-rl", "--no-progress"]
     assert main(args) == 0
     res = json.loads((out / "regimes.json").read_text())
-    assert list(res["settings"]) == ["0", "2"]
+    assert list(res["settings"]) == ["K=0, classes=4", "K=2, classes=1", "K=2, classes=2"]
     for s in res["settings"].values():
         assert {"knowledge", "reachable", "rl_starved", "transfer"} <= set(s["gates"])
         assert set(s["results"]["table"]) == {"prefixrl", "rl", "sft-rl"}
         assert s["traces_free"]["strongest_baseline"] in ("rl", "sft-rl")
-    assert res["settings"]["0"]["theory"]["ratio"] == 1.0 and res["settings"]["2"]["theory"]["H"] == 2
+        assert s["pretrain_steps"] in (300, 600)  # 600 only where a 300-step base cannot be calibrated
+        # each setting has its own base, pretrained on its own task
+        meta = json.loads((tmp_path / "w" / f"rare{s['rare_steps']}-classes{s['classes']}" / "base" /
+                           "prefixrl.json").read_text())
+        assert (meta["task"]["rare_steps"], meta["task"]["classes"]) == (s["rare_steps"], s["classes"])
+    k0, k2 = res["settings"]["K=0, classes=4"], res["settings"]["K=2, classes=2"]
+    assert k0["theory"]["ratio"] == 1.0 and k2["theory"]["H"] == 2
     # the shared-skill end: greedy decoding knows what sampling misses; with rare steps it does not
-    assert res["settings"]["0"]["gates"]["knowledge"]["greedy_pass@1"] > res["settings"]["2"]["gates"]["knowledge"][
-        "greedy_pass@1"]
+    assert k0["gates"]["knowledge"]["greedy_pass@1"] > k2["gates"]["knowledge"]["greedy_pass@1"]
     page = (out / "regimes.md").read_text()
     assert page.startswith("# Hand-written design") and "kept" in page and "stale numbers" not in page
-    assert "## The map" in page and "### K = 2" in page
-    assert (out / "regimes" / "rare2" / "results.md").is_file()
+    assert "## The map" in page and "### K = 2, classes = 1" in page and "| 2 | 2 | " in page
+    assert (out / "regimes" / "rare2-classes1" / "results.md").is_file()
+
+
+def test_a_base_too_weak_to_calibrate_is_pretrained_twice_as_long_once(tmp_path, capsys):
+    """The map's base rule: a setting whose base cannot reach the calibration target at --pretrain-steps
+    is pretrained twice as long; if that fails too, the one-line error stands (exit 2 from the CLI)."""
+    from prefixrl import regime
+    from prefixrl.experiments.bench import BenchConfig
+    from prefixrl.experiments.regimes import base_steps
+
+    cfg = BenchConfig("regimes", work=tmp_path / "w", hard_steps=6, rare_steps=2, classes=1, pretrain_steps=1,
+                      teacher_accuracy=0.9,
+                      progress=False)
+    with pytest.raises(regime.BaseTooWeak, match="pretrain longer"):  # one step, then two: a random model
+        base_steps(cfg)
+    assert "pretraining 2 steps instead" in capsys.readouterr().err
+    assert not (tmp_path / "w" / "base").exists()  # a failed base leaves nothing behind

@@ -176,11 +176,18 @@ def settings_record(cfg: PretrainConfig) -> dict:
     return {k: v for k, v in json.loads(json.dumps(asdict(cfg), default=str)).items() if k not in ("out", "overwrite")}
 
 
+def holds_base(cfg: PretrainConfig) -> bool:
+    """Whether `cfg.out` holds a base made with exactly this configuration (where the folder was first
+    written does not matter: a copied base counts)."""
+    meta = cfg.out / "prefixrl.json"
+    saved = json.loads(meta.read_text()).get("pretrain") or {} if meta.is_file() else None
+    # (older bases recorded their `out` too)
+    return saved is not None and {k: v for k, v in saved.items() if k not in ("out", "overwrite")} == settings_record(cfg)
+
+
 def ensure_pretrained(cfg: PretrainConfig, progress: bool = True) -> None:
     """Pretrain unless `cfg.out` already holds a base model made with exactly this configuration (where
     the folder was first written does not matter: a copied base is reused)."""
-    meta = cfg.out / "prefixrl.json"
-    saved = json.loads(meta.read_text()).get("pretrain") or {} if meta.is_file() else None
-    if saved is not None and {k: v for k, v in saved.items() if k not in ("out", "overwrite")} == settings_record(cfg):
-        return  # (older bases recorded their `out` too)
+    if holds_base(cfg):
+        return
     pretrain(replace(cfg, overwrite=True), progress=progress)  # the experiment's own folder: a stale base goes

@@ -178,6 +178,11 @@ class Target:
         return lo <= x <= hi
 
 
+class BaseTooWeak(BadInput):
+    """Calibration cannot reach the target: no logit scale lifts the base's exact pass@1 that high, so the
+    base itself must learn more (pretrain longer) or the target come down."""
+
+
 def calibrate(model, tokenizer, task, problems: list[Problem], target: Target) -> dict:
     """Find the logit scale s at which exact pass@1 over `problems` meets `target.value`, bake it into
     the final norm's weight, and return the record saved with the model.
@@ -196,9 +201,9 @@ def calibrate(model, tokenizer, task, problems: list[Problem], target: Target) -
     peak = max(range(len(grid)), key=values.__getitem__)
     lo, hi = -4.0, grid[peak]
     if values[peak] < target.value:
-        raise BadInput(f"calibration: exact hard-train pass@1 peaks at {values[peak]:.2e} over logit scales e^-4..e^4 "
-                       f"(greedy pass@1 is {greedy:.4f}), below the target pass@1 {target.value:.2e}; pretrain longer "
-                       "(--steps) or lower --target-pass1")
+        raise BaseTooWeak(f"calibration: exact hard-train pass@1 peaks at {values[peak]:.2e} over logit scales "
+                          f"e^-4..e^4 (greedy pass@1 is {greedy:.4f}), below the target pass@1 {target.value:.2e}; "
+                          "pretrain longer (--steps) or lower --target-pass1")
     if values[0] > target.value:
         raise BadInput(f"calibration: exact pass@1 is {values[0]:.2e} even at logit scale e^-4, above the target "
                        f"{target.value:.2e}; raise --target-pass1")

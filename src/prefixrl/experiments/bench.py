@@ -91,7 +91,7 @@ class BenchConfig:
     """paper (all methods, equal FLOPs, seeds → results.md), cross-family (traces from a Qwen2 model with
     another tokenizer, moved through text, against same-model traces → cross_family.md) or perf (sampler,
     training and rejection-sampling speed, side by side → performance.md) or regimes (paper at each setting
-    of the regime knob --rare-steps, with the regime gates → regimes.md)."""
+    of the regime knob --rare-steps and of --class-axis, with the regime gates → regimes.md)."""
     json: Path | None = None
     """perf: also write the figures as JSON to this file."""
     out: Path = Path("runs/bench")
@@ -129,9 +129,12 @@ class BenchConfig:
     """RL learning rate of every method (default: each method its own, chosen by the pilot in docs/regimes.md)."""
     bands: bool = True
     """Also run prefixrl-only on prefixes from each length band (back-generalization), first seed only."""
-    knob: tuple[int, ...] = (0, 2, 4)
+    knob: tuple[int, ...] = (0, 4)
     """regimes: the --rare-steps settings mapped (0: shared skill; 4: the most class-specific knowledge the
     design pass rate allows)."""
+    class_axis: tuple[int, ...] = (1, 4)
+    """regimes: the --classes counts mapped at each K > 0 (1: one missing table shared by every problem;
+    4: a table per quarter of them, a quarter of the examples per fact; docs/regimes.md, pilot 4)."""
     progress: bool = True
 
     def resolved(self) -> BenchConfig:
@@ -139,7 +142,7 @@ class BenchConfig:
             return self
         if self.which == "regimes":  # the two ends of the knob, the three methods the map is about
             return replace(self, seeds=1, train_problems=16, heldout_problems=32, flops_budget=1e12, passk_samples=16,
-                           methods=("prefixrl", "rl", "sft-rl"), knob=(0, 4))
+                           methods=("prefixrl", "rl", "sft-rl"), knob=(0, 4), class_axis=(self.classes,))
         return replace(self, seeds=2, train_problems=16, heldout_problems=32, flops_budget=2e12, passk_samples=16)
 
 

@@ -1,6 +1,7 @@
-"""`prefixrl bench regimes`: where PrefixRL pays, along the regime knob --rare-steps (docs/regimes.md).
+"""`prefixrl bench regimes`: where PrefixRL pays, along the regime knob --rare-steps and the number of
+problem classes that share each missing table, --classes (docs/regimes.md).
 
-At each setting of the knob: a base pretrained and calibrated to the same hard pass@1, then
+At each setting: a base pretrained and calibrated to the same hard pass@1, then
 `bench paper`'s comparison (every method at equal total FLOPs, rejection sampling charged, over seeds),
 the regime gates, a transfer run, and the theory lab's predicted separation for the part of the task
 the base does not know. The same runs are then read again with the traces counted as free (reused, as
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from prefixrl.experiments import pipeline
 from prefixrl.experiments.curves import flops_to_reach
 from prefixrl.io.store import write_json_atomic
 from prefixrl.model import load
+from prefixrl.pretrain import holds_base
 from prefixrl.settings import RLSettings
 from prefixrl.theory.algos import learn
 from prefixrl.theory.mdp import HiddenString, base_logits
@@ -32,16 +35,31 @@ from prefixrl.verifier import deadlined
 MARKER = "<!-- everything below is written by `prefixrl bench regimes`; edit above this line only -->"
 
 
+def map_points(cfg) -> list[tuple[int, int]]:
+    """The map's settings (rare steps K, classes): each K of --knob at each count of --class-axis, except
+    K = 0, which has no classes (every problem shares one skill) and runs once, at --classes."""
+    return [(k, c) for k in cfg.knob for c in ((cfg.classes,) if k == 0 else cfg.class_axis)]
+
+
+def point_name(k: int, classes: int) -> str:
+    return f"K={k}, classes={classes}"
+
+
 def run_regimes(cfg, run_paper) -> dict:
     """cfg: a resolved BenchConfig; `run_paper(cfg, task)` is bench paper's comparison at one setting."""
     settings = {}
-    for k in cfg.knob:
-        sub = replace(cfg, rare_steps=k, work=cfg.work / f"rare{k}", out=cfg.out / "regimes" / f"rare{k}", bands=False)
+    for k, c in map_points(cfg):
+        name = f"rare{k}-classes{c}"
+        sub = replace(cfg, rare_steps=k, classes=c, work=cfg.work / name, out=cfg.out / "regimes" / name, bands=False)
+        sub = replace(sub, pretrain_steps=base_steps(sub))
         with deadlined(pipeline.base_config(sub.work / "base", sub).task()) as task:
             results = run_paper(sub, task)
-            settings[k] = {"results": _slim(results), "gates": setting_gates(sub, task, results),
-                           "traces_free": traces_free(sub, results), "theory": predicted_separation(k)}
-    out = {"knob": list(cfg.knob), "settings": settings, "seconds": sum(s["results"]["seconds"] for s in settings.values()),
+            settings[point_name(k, c)] = {
+                "rare_steps": k, "classes": c, "pretrain_steps": sub.pretrain_steps, "results": _slim(results),
+                "gates": setting_gates(sub, task, results), "traces_free": traces_free(sub, results),
+                "theory": predicted_separation(k)}
+    out = {"knob": list(cfg.knob), "class_axis": list(cfg.class_axis), "settings": settings,
+           "seconds": sum(s["results"]["seconds"] for s in settings.values()),
            "config": json.loads(json.dumps(vars(cfg), default=str))}
     cfg.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(cfg.out / "regimes.json", out)
@@ -49,8 +67,28 @@ def run_regimes(cfg, run_paper) -> dict:
     return out
 
 
+def base_steps(cfg) -> int:
+    """Pretraining steps of one setting's base: --pretrain-steps, or twice that where a base of that length
+    cannot be calibrated to the target at all (pilot 4's amendment, made a rule for every setting: at one
+    class a 500-step base peaks below the target). Decided by the base's calibration alone, before any
+    method runs; a base already built at either length is reused without a new attempt."""
+    steps = (cfg.pretrain_steps, 2 * cfg.pretrain_steps)
+    configs = [pipeline.base_config(cfg.work / "base", replace(cfg, pretrain_steps=s), calibration=cfg.calibration)
+               for s in steps]
+    for s, pcfg in zip(steps, configs):
+        if holds_base(pcfg):
+            return s
+    try:
+        pipeline.ensure_base(configs[0], progress=cfg.progress)
+        return steps[0]
+    except regime.BaseTooWeak as e:
+        print(f"bench regimes: {cfg.work.name}: {e}; pretraining {steps[1]} steps instead", file=sys.stderr)
+    pipeline.ensure_base(configs[1], progress=cfg.progress)  # failing again, its one-line error stands
+    return steps[1]
+
+
 def _slim(results: dict) -> dict:
-    """What the map needs of one setting's bench results (the full ones are in regimes/rareK/results.json)."""
+    """What the map needs of one setting's bench results (the full ones: regimes/rareK-classesC/results.json)."""
     return {k: results[k] for k in ("table", "ratios", "seconds", "collections", "analysis")}
 
 
@@ -153,47 +191,62 @@ def write_regimes(path: Path, res: dict) -> None:
     lines = [MARKER, "", "## The map", "",
              f"`prefixrl bench regimes{' --quick' if cfg.get('quick') is True else ''}`: {cfg['seeds']} seed(s), "
              f"{cfg['train_problems']} hard-train problems, {float(cfg['flops_budget']):.3g} FLOPs per run "
-             f"(rejection sampling charged), methods {cfg['methods']}. Wall-clock {res['seconds'] / 60:.1f} min.", "",
-             "| rare steps K | strongest baseline | PrefixRL FLOPs to reach it ÷ its FLOPs | same, traces free | "
-             "final acc PrefixRL ÷ RL | PrefixRL hard-train (± std) | strongest baseline hard-train | "
+             f"(rejection sampling charged), methods {cfg['methods']}. Wall-clock {res['seconds'] / 60:.1f} min.", ""]
+    lines += _map_table(res["settings"].values())
+    lines += ["", "A FLOPs ratio below 1 means PrefixRL reached the strongest baseline's final accuracy with less "
+              "compute; '–' means it never did. The predicted separation is the theory lab's episodes-to-0.5 "
+              "ratio, standard ÷ PrefixRL, on a hidden string of K positions (the unknown part only; the theory "
+              "has no classes, so it is the same at every class count).", ""]
+    lines += _method_tables(res["settings"].values())
+    lines += ["", "## The gates at each setting", ""]
+    for s in res["settings"].values():
+        steps = f" (base pretrained {s['pretrain_steps']} steps)" if s["pretrain_steps"] != cfg["pretrain_steps"] else ""
+        lines += [f"### K = {s['rare_steps']}, classes = {s['classes']}{steps}", ""] + _gate_lines(s["gates"]) + [""]
+    lines += ["Per-setting details (curves, pass@k, health): `regimes/rareK-classesC/results.md`.", ""]
+    path.write_text(head + "\n".join(lines))
+
+
+def _at(s: dict) -> str:
+    """A table row's first two cells: the setting."""
+    return f"| {s['rare_steps']} | {s['classes']} | "
+
+
+def _map_table(settings) -> list[str]:
+    lines = ["| rare steps K | classes | strongest baseline | PrefixRL FLOPs to reach it ÷ its FLOPs | same, traces free "
+             "| final acc PrefixRL ÷ RL | PrefixRL hard-train (± std) | strongest baseline hard-train | "
              "exact heldout: strongest baseline, PrefixRL FLOPs ÷ its FLOPs, PrefixRL ÷ RL | "
-             "predicted separation (theory) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for k, s in res["settings"].items():
+             "predicted separation (theory) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in settings:
         r, t, free, th = s["results"]["ratios"].get("hard_train", {}), s["results"]["table"], s["traces_free"], s["theory"]
         ex = s["results"]["ratios"].get("hard_heldout_exact", {})
         best = r.get("strongest_baseline")
         p = t.get("prefixrl", {})
         exact = (f"{ex['strongest_baseline']}, {_f(ex.get('flops_ratio'))}, {_f(ex.get('final_acc_ratio_vs_rl'))}"
                  if ex else "–")
-        lines.append(f"| {k} | {best or '–'} | {_f(r.get('flops_ratio'))} | {_f(free.get('flops_ratio'))} | "
+        lines.append(f"{_at(s)}{best or '–'} | {_f(r.get('flops_ratio'))} | {_f(free.get('flops_ratio'))} | "
                      f"{_f(r.get('final_acc_ratio_vs_rl'))} | {_f(p.get('hard_train_mean'), '{:.3f}')} ± "
                      f"{_f(p.get('hard_train_std'), '{:.3f}')} | {_f(t[best]['hard_train_mean'] if best else None, '{:.3f}')} "
                      f"| {exact} | {_f(th.get('ratio'), '{:.1f}×')} |")
-    lines += ["", "A FLOPs ratio below 1 means PrefixRL reached the strongest baseline's final accuracy with less "
-              "compute; '–' means it never did. The predicted separation is the theory lab's episodes-to-0.5 "
-              "ratio, standard ÷ PrefixRL, on a hidden string of K positions (the unknown part only).", "",
-              "## Every method, every setting (hard-train / hard-heldout pass@1, mean over seeds)", ""]
-    methods = list(next(iter(res["settings"].values()))["results"]["table"])
-    lines += ["| K | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-    for k, s in res["settings"].items():
+    return lines
+
+
+def _method_tables(settings) -> list[str]:
+    settings = list(settings)
+    methods = list(settings[0]["results"]["table"])
+    head = ["| K | classes | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    lines = ["## Every method, every setting (hard-train / hard-heldout pass@1, mean over seeds)", ""] + head
+    for s in settings:
         t = s["results"]["table"]
-        lines.append(f"| {k} | " + " | ".join(f"{t[m]['hard_train_mean']:.3f} / {t[m]['hard_heldout_mean']:.3f}"
-                                              for m in methods) + " |")
-    if all("hard_heldout_exact_mean" in t for s in res["settings"].values() for t in s["results"]["table"].values()):
+        lines.append(_at(s) + " | ".join(f"{t[m]['hard_train_mean']:.3f} / {t[m]['hard_heldout_mean']:.3f}"
+                                         for m in methods) + " |")
+    if all("hard_heldout_exact_mean" in t for s in settings for t in s["results"]["table"].values()):
         lines += ["", "Exact hard-heldout pass@1 (teacher-forced, mean over seeds) / rare-step knowledge (0.2 = a guess):",
-                  "", "| K | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-        for k, s in res["settings"].items():
+                  ""] + head
+        for s in settings:
             t = s["results"]["table"]
-            lines.append(f"| {k} | " + " | ".join(f"{t[m]['hard_heldout_exact_mean']:.2e} / "
-                                                  f"{_f(t[m].get('rare_knowledge_mean'), '{:.3f}')}"
-                                                  for m in methods) + " |")
-    lines += ["", "## The gates at each setting", ""]
-    for k, s in res["settings"].items():
-        g = s["gates"]
-        lines += [f"### K = {k}", ""] + _gate_lines(g) + [""]
-    lines += ["Per-setting details (curves, pass@k, health): `regimes/rareK/results.md`.", ""]
-    path.write_text(head + "\n".join(lines))
+            lines.append(_at(s) + " | ".join(f"{t[m]['hard_heldout_exact_mean']:.2e} / "
+                                             f"{_f(t[m].get('rare_knowledge_mean'), '{:.3f}')}" for m in methods) + " |")
+    return lines
 
 
 def _gate_lines(g: dict) -> list[str]:
