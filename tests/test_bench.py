@@ -60,6 +60,29 @@ def test_bench_smoke(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_variants_beyond_the_paper_run_next_to_prefixrl(tmp_path):
+    """--methods names the adaptive and harvest variants; each is compared with PrefixRL's fixed cuts and with
+    the strongest baseline (never with another variant), and the cut distribution is plotted."""
+    out = tmp_path / "docs"
+    assert main(["bench", "paper", "--out", str(out), "--work", str(tmp_path / "w"), "--seeds", "1", "--hard-steps",
+                 "4", "--rare-steps", "0", "--teacher-accuracy", "0.9", "--pretrain-steps", "300", "--train-problems",
+                 "8", "--heldout-problems", "8", "--flops-budget", "3e10", "--passk-samples", "4", "--collect-cap", "16",
+                 "--methods", "prefixrl", "rl", "prefixrl-adaptive", "prefixrl-harvest", "prefixrl-adaptive-harvest",
+                 "--no-bands", "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["variants"]) == {"prefixrl-adaptive", "prefixrl-harvest", "prefixrl-adaptive-harvest"}
+    for v in res["variants"].values():
+        assert v["hard_train"]["prefixrl"]["method"] == "prefixrl"
+        assert v["hard_train"]["strongest"]["method"] == "rl"  # the only baseline here
+    assert res["ratios"]["hard_train"]["strongest_baseline"] == "rl"
+    assert len(res["table"]["prefixrl-harvest"]["harvested"]) == 1 and not res["table"]["prefixrl"]["harvested"]
+    steps = json.loads((tmp_path / "w" / "seed0" / "prefixrl-adaptive" / "metrics.jsonl").read_text().splitlines()[1])
+    assert "cut_bands" in steps and 0 < steps["prefix_fraction"] < 1
+    assert "Beyond the paper" in (out / "results.md").read_text()
+    assert (out / "results" / "prefix_cuts.png").stat().st_size > 0
+
+
+@pytest.mark.slow
 def test_cross_family_smoke(tmp_path):
     out = tmp_path / "docs"
     args = ["bench", "cross-family", "--out", str(out), "--work", str(tmp_path / "w"), "--hard-steps", "4",

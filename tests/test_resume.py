@@ -77,11 +77,16 @@ def preset(tmp_path_factory):
     return d
 
 
-def train_args(preset: Path, out: Path) -> list[str]:
+def train_args(preset: Path, out: Path, pool: tuple[str, ...] = ()) -> list[str]:
     return ["train", "--model", str(preset / "base"), "--prefixes", str(preset / "prefixes.parquet"),
-            "--traces", str(preset / "traces.parquet"), "--problems", str(PROBLEMS), "--method", "prefixrl",
-            "--steps", "12", "--seed", "3", "--deterministic", "--checkpoint-every", "4", "--eval-every", "5",
-            "--out", str(out)]
+            "--traces", str(preset / "traces.parquet"), "--problems", str(PROBLEMS if not pool else 2 * PROBLEMS),
+            "--method", "prefixrl", "--steps", "12", "--seed", "3", "--deterministic", "--checkpoint-every", "4",
+            "--eval-every", "5", "--out", str(out), *pool]
+
+
+# beyond the paper: adaptive ladders and harvesting (half the problems have no trace), whose state the
+# checkpoint must carry (a scripted run that certainly changes both: tests/test_pool.py)
+POOLS = {"paper": (), "adaptive+harvest": ("--prefix-schedule", "adaptive", "--harvest")}
 
 
 def steps_logged(out: Path) -> int:
@@ -96,25 +101,28 @@ def without_time(path: Path) -> list[dict]:
     return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in path.read_text().splitlines()]
 
 
-def test_train_killed_mid_run_resumes_bit_identical(preset, tmp_path):
-    ref, killed = tmp_path / "ref", tmp_path / "killed"
-    r = run(*train_args(preset, ref))
+@pytest.mark.parametrize("pool", list(POOLS))
+def test_train_killed_mid_run_resumes_bit_identical(preset, tmp_path, pool):
+    ref, killed, pool = tmp_path / "ref", tmp_path / "killed", POOLS[pool]
+    r = run(*train_args(preset, ref, pool))
     assert r.returncode == 0, r.stderr[-2000:]
-    kill_when(train_args(preset, killed), lambda: steps_logged(killed) >= 7)  # past the step-4 checkpoint
+    kill_when(train_args(preset, killed, pool), lambda: steps_logged(killed) >= 7)  # past the step-4 checkpoint
     assert not (killed / "final").exists() and checkpoints(killed)
     # without --resume the run folder is protected
-    again = run(*train_args(preset, killed))
+    again = run(*train_args(preset, killed, pool))
     assert again.returncode == 2 and "pass --resume" in again.stderr
-    r = run(*train_args(preset, killed), "--resume")
+    r = run(*train_args(preset, killed, pool), "--resume")
     assert r.returncode == 0, r.stderr[-2000:]
     a, b = load_file(ref / "final" / "model.safetensors"), load_file(killed / "final" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert without_time(ref / "metrics.jsonl") == without_time(killed / "metrics.jsonl")
     assert json.loads((ref / "ledger.json").read_text()) == json.loads((killed / "ledger.json").read_text())
     verify_folder(killed / "final")
+    if pool:
+        assert (ref / "harvested.parquet").read_bytes() == (killed / "harvested.parquet").read_bytes()
     # resuming a finished run changes nothing; resuming with other settings is refused
-    assert run(*train_args(preset, killed), "--resume").returncode == 0
-    other = run(*train_args(preset, killed), "--resume", "--lr", "1e-3")
+    assert run(*train_args(preset, killed, pool), "--resume").returncode == 0
+    other = run(*train_args(preset, killed, pool), "--resume", "--lr", "1e-3")
     assert other.returncode == 2 and "different settings (lr)" in other.stderr
 
 

@@ -11,11 +11,12 @@ from prefixrl.engine import Generations, Sample
 from prefixrl.flops import Ledger, train_flops
 from prefixrl.methods import METHODS
 from prefixrl.model import param_count
+from prefixrl.pool import Pool
 from prefixrl.prefixes import PrefixedPrompt, cut_prefixes
 from prefixrl.render import decode_response, encode_response
 from prefixrl.settings import RLSettings
 from prefixrl.tasks.base import Verdict
-from prefixrl.train import Learner, Pool, rl_step
+from prefixrl.train import Learner, rl_step
 
 
 class ScriptedEngine:

@@ -111,11 +111,12 @@ class PrefixedPrompt:
     problem: Problem
     ids: list[int]  # render_prompt(question) + prefix_ids: what the engine is given
     prefix_ids: list[int]
+    fraction: float | None = None  # drawn from the prefix side of the pool: the share of its trace given (0: none)
 
     @staticmethod
-    def of(tokenizer, problem: Problem, prefix_ids=()) -> PrefixedPrompt:
+    def of(tokenizer, problem: Problem, prefix_ids=(), fraction: float | None = None) -> PrefixedPrompt:
         prefix = list(prefix_ids)
-        return PrefixedPrompt(problem, render_prompt(tokenizer, problem.question) + prefix, prefix)
+        return PrefixedPrompt(problem, render_prompt(tokenizer, problem.question) + prefix, prefix, fraction)
 
     @property
     def prefixed(self) -> bool:

@@ -29,6 +29,21 @@ class RLSettings:
     """Group size n."""
     mix: float = 0.75
     """Share of prefixed prompts per batch for --method prefixrl (paper: 3 prefixed : 1 unprefixed)."""
+    prefix_schedule: str = "fixed"
+    """fixed: the paper's rule, each prefixed prompt one of the stored cuts, drawn uniformly. adaptive (beyond
+    the paper): per problem a ladder of cuts of its trace, from none up, on which it steps toward success
+    --prefix-target (needs --traces; `prefixrl.pool`, docs/choices.md)."""
+    prefix_target: float = 0.5
+    """adaptive: the success each problem's cut is moved toward (0.5: where p(1 − p), a group's chance of
+    carrying signal, peaks)."""
+    prefix_band: float = 0.25
+    """adaptive: a problem steps one rung once its running success leaves [target − band, target + band]."""
+    prefix_rungs: int = 8
+    """adaptive: rungs per ladder: no prefix, then cuts at 1/r, 2/r, … (r − 1)/r of the trace."""
+    harvest: bool = False
+    """Beyond the paper: a verified-correct on-policy sample of a plain problem without a trace becomes its
+    trace (its FLOPs are already in the ledger) and its prefixes join the pool; saved with their step in
+    OUT/harvested.parquet (`prefixrl.pool`)."""
     lr: float = 3e-5
     """AdamW learning rate."""
     grad_clip: float = 1.0
@@ -99,6 +114,23 @@ class RLSettings:
                 raise BadInput(f"{name} must be finite and > 0, got {getattr(self, name)}")
         if not 0 < self.top_p <= 1:
             raise BadInput(f"top_p must be in (0, 1], got {self.top_p}")
+        self._check_pool()
+
+    def _check_pool(self) -> None:
+        if self.prefix_schedule not in ("fixed", "adaptive"):
+            raise BadInput(f"unknown prefix schedule {self.prefix_schedule!r}; choose from: fixed, adaptive")
+        if not 0 < self.prefix_target < 1:
+            raise BadInput(f"prefix_target must be in (0, 1), got {self.prefix_target}")
+        if not 0 <= self.prefix_band < 0.5:
+            raise BadInput(f"prefix_band must be in [0, 0.5), got {self.prefix_band}")
+        if self.prefix_rungs < 2:
+            raise BadInput(f"prefix_rungs must be >= 2 (no prefix and one cut), got {self.prefix_rungs}")
+        share = self.prefixed_share
+        if self.prefix_schedule == "adaptive" and share == 0:
+            raise BadInput(f"--prefix-schedule adaptive needs a method that draws prefixed problems, not {self.method}")
+        if self.harvest and not 0 < share < 1:
+            raise BadInput(f"--harvest needs a method that draws both plain and prefixed problems (prefixrl), "
+                           f"not {self.method} with mix {share:g}")
 
     @property
     def prefixed_share(self) -> float:

@@ -6,7 +6,7 @@ One step (`rl_step`), with every choice the paper leaves open made explicit (doc
 1. Draw: `prompts_per_step` prompts, round(mix · B) of them prefixed (a problem plus the first tokens of a
    correct off-policy trace, placed as the start of the assistant's response) and the rest unprefixed.
    mix = 0.75 is the paper's 3 prefixed : 1 unprefixed. Draws are seeded by (seed, step), so a run is a
-   pure function of its seed and resuming needs no sampler state.
+   pure function of its seed and of the pool's state (`prefixrl.pool`), which the checkpoint keeps.
 2. Sample: n completions per prompt from the current policy (offpolicy / luffy: the problem's trace
    takes one place in its group).
 3. Verify: reward = the verifier's verdict on the *whole* response, prefix + completion.
@@ -17,6 +17,8 @@ One step (`rl_step`), with every choice the paper leaves open made explicit (doc
    whose advantages are all zero carry no gradient and are not run through the update at all.
 6. Ledger: sampling 2·N per token (prefill of problem + prefix, and decode), update 6·N per token of every
    updated sequence (prefix included); an offline cost (rejection sampling) is charged up front.
+7. Pool: the on-policy groups update what the pool adapts, if anything (beyond the paper, off by default:
+   the adaptive prefix ladders and harvested traces of `prefixrl.pool`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -44,25 +45,15 @@ from prefixrl.mask import make_batch, micro_batches
 from prefixrl.methods import METHODS, Method, base_logprobs, token_weights
 from prefixrl.model import load, param_count
 from prefixrl.precision import autocast
-from prefixrl.prefixes import Prefix, PrefixedPrompt
+from prefixrl.pool import Pool
+from prefixrl.prefixes import Prefix
 from prefixrl.seeds import derive
 from prefixrl.settings import RLSettings
 from prefixrl.sft import fit
 from prefixrl.tasks import task_spec
 from prefixrl.tasks.base import Problem, Task, Verdict, reward
-from prefixrl.traces import Trace
+from prefixrl.traces import Trace, save_traces
 from prefixrl.verifier import verify_all
-
-
-def draw_batch(tokenizer, unprefixed: list[Problem], prefixed: list[Prefix], share: float, size: int, seed: int,
-               step: int) -> list[PrefixedPrompt]:
-    """The step's prompts: round(share·size) prefixed, the rest unprefixed, sampled without replacement."""
-    rng = random.Random(f"batch:{seed}:{step}")
-    n_pre = round(share * size) if prefixed else 0
-    chosen = rng.sample(prefixed, min(n_pre, len(prefixed)))
-    items = [PrefixedPrompt.of(tokenizer, p.problem, p.prefix_ids) for p in chosen]
-    items += [PrefixedPrompt.of(tokenizer, p) for p in rng.sample(unprefixed, min(size - len(items), len(unprefixed)))]
-    return items
 
 
 @dataclass
@@ -92,6 +83,7 @@ class StepRecord:
     applied: bool  # False: the loss or gradient was non-finite and the step was skipped untouched
     entropy: float
     verdicts: list[Verdict]
+    fractions: list[float | None] = field(default_factory=list)  # per prompt: share of its trace given, None if plain
 
     def log(self, flops: float, seconds: float, skipped: bool) -> dict:
         on = [(r[: self.n_on], k) for r, k in zip(self.rewards, self.prefixed)]
@@ -99,6 +91,7 @@ class StepRecord:
             "kind": "step", "step": self.step, "flops": flops,
             "reward_prefixed": _mean([x for r, k in on if k for x in r]),
             "reward_unprefixed": _mean([x for r, k in on if not k for x in r]),
+            "prefix_fraction": _mean([f for f in self.fractions if f is not None]),
             "samples_unprefixed": sum(len(r) for r, k in on if not k),
             "zero_adv_groups": self.zero_adv_groups, "entropy": self.entropy, "grad_norm": self.grad_norm,
             "trained_rows": self.trained_rows, "skipped_nonfinite": skipped,
@@ -108,19 +101,10 @@ class StepRecord:
         }
 
 
-@dataclass(frozen=True)
-class Pool:
-    """The training pool (paper Eq. 3.1): the plain problems, and the prefixes cut from correct traces."""
-
-    unprefixed: list[Problem]
-    prefixed: list[Prefix]
-
-
 def rl_step(step: int, pool: Pool, engine: Engine, learner: Learner, task: Task, tokenizer, cfg: RLSettings,
             ledger: Ledger) -> StepRecord:
-    """Draw → sample → verify → advantages → update → ledger (the module docstring's six steps)."""
-    share = cfg.prefixed_share
-    prompts = draw_batch(tokenizer, pool.unprefixed, pool.prefixed, share, cfg.prompts_per_step, cfg.seed, step)
+    """Draw → sample → verify → advantages → update → ledger → pool (the module docstring's seven steps)."""
+    prompts = pool.draw(tokenizer, cfg.prefixed_share, cfg.prompts_per_step, cfg.seed, step)
     # sample: n completions per prompt; (offpolicy / luffy) the problem's trace joins its group
     n_on = cfg.samples_per_prompt - (1 if learner.method.offpolicy else 0)
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
@@ -136,7 +120,8 @@ def rl_step(step: int, pool: Pool, engine: Engine, learner: Learner, task: Task,
     verdicts = verify_all(task, [(p.problem, p.response(tokenizer, ids)) for p, group in zip(prompts, groups)
                                  for ids, _ in group])
     flat = iter(verdicts)
-    rewards = [[reward(next(flat)) for _ in group] for group in groups]
+    per_group = [[next(flat) for _ in group] for group in groups]
+    rewards = [[reward(v) for v in vs] for vs in per_group]
     advs = [group_advantages(torch.tensor([r]))[0] for r in rewards]
     # update on the groups that carry signal: context = prompt + prefix, trained = completion
     rows = [(g, i) for g, a in enumerate(advs) if a.abs().sum() > 0 for i in range(len(groups[g]))]
@@ -148,11 +133,14 @@ def rl_step(step: int, pool: Pool, engine: Engine, learner: Learner, task: Task,
                                     torch.stack([advs[g][i] for g, i in rows]))
         tokens = sum(len(c) + len(t) for c, t in zip(context, trained))  # prompt and prefix included
         ledger.add("rl/train", train_flops(param_count(learner.model), tokens))
+    # the pool learns from the on-policy samples: ladders' success, harvested traces (`prefixrl.pool`)
+    pool.observe(step, prompts, [[ids for ids, _ in group[:n_on]] for group in groups], [vs[:n_on] for vs in per_group],
+                 tokenizer.eos_token_id, cfg.temperature, cfg.top_p, f"harvest:{cfg.method}")
     on_logps = [lp for group in gens.samples for s in group for lp in s.logprobs]
     return StepRecord(step, [p.prefixed for p in prompts], rewards, n_on,
                       sum(float(a.abs().sum() == 0) for a in advs) / len(advs), len(rows), grad_norm, applied,
                       -sum(on_logps) / max(1, len(on_logps)),  # entropy: Monte-Carlo estimate from sampled tokens
-                      verdicts)
+                      verdicts, [p.fraction for p in prompts])
 
 
 def update(learner: Learner, cfg: RLSettings, tokenizer, context: list[list[int]], trained: list[list[int]],
@@ -198,6 +186,9 @@ def train_rl(
     torch.manual_seed(cfg.seed)
     learner, engine, state, ledger = _start(model, tokenizer, cfg, method, traces, out, key, charged_flops, resume,
                                             engine)
+    pool = Pool(unprefixed, prefixed, traces, cfg.prefix_schedule, cfg.harvest, task, tokenizer, cfg.prefix_target,
+                cfg.prefix_band, cfg.prefix_rungs, cfg.seed)
+    pool.restore(state.pool)
     log = (out / "metrics.jsonl").open("a")
 
     def record(rec: dict) -> None:
@@ -215,7 +206,7 @@ def train_rl(
     def checkpoint(step: int) -> None:
         log.flush()
         os.fsync(log.fileno())
-        state.step, state.ledger = step, ledger.to_dict()
+        state.step, state.ledger, state.pool = step, ledger.to_dict(), pool.state()
         run_state.save(out, state, model, tokenizer, learner.opt)
 
     first = state.step + 1 if state.curve else 1
@@ -229,7 +220,7 @@ def train_rl(
         if cfg.flops_budget and _policy_flops(ledger) >= cfg.flops_budget:
             break
         done = step
-        rec = rl_step(step, Pool(unprefixed, prefixed), engine, learner, task, tokenizer, cfg, ledger)
+        rec = rl_step(step, pool, engine, learner, task, tokenizer, cfg, ledger)
         if rec.trained_rows:
             state.skips = 0 if rec.applied else state.skips + 1
         if state.skips >= cfg.max_nonfinite_steps:
@@ -237,7 +228,7 @@ def train_rl(
             raise NonFiniteError(f"{state.skips} consecutive steps had a non-finite loss or gradient (last at step "
                                  f"{step}); stopped, last good policy in {out / 'final'}")
         line = rec.log(_policy_flops(ledger), time.time() - t0, bool(rec.trained_rows) and state.skips > 0)
-        record(line)
+        record({**line, **pool.log()})
         bar.set_postfix(r_pre=line["reward_prefixed"], r_un=line["reward_unprefixed"])
         if step % cfg.eval_every == 0:
             eval_point(step)
@@ -251,6 +242,9 @@ def train_rl(
     result = {"curve": state.curve, "ledger": ledger.to_dict(), "steps": done}
     if state.before_rl:
         result["sft"] = state.before_rl
+    if cfg.harvest:  # provenance in the trace store: the method and step whose sample each trace is
+        save_traces(out / "harvested.parquet", pool.harvested)
+        result["harvested"] = len(pool.harvested)
     save_policy(out / "final", model, tokenizer, policy_meta(task))
     run_state.finish(out, key, result)
     return result
@@ -270,7 +264,9 @@ def _checked(cfg: RLSettings, task: Task, prefixed: list[Prefix], traces: list[T
     if cfg.max_new_tokens is None:  # the task owns its response-length bound
         cfg = replace(cfg, max_new_tokens=task.max_response_tokens)
     method = METHODS[cfg.method]
-    if cfg.prefixed_share > 0 and not prefixed:
+    if cfg.prefix_schedule == "adaptive" and not traces:
+        raise ValueError("--prefix-schedule adaptive cuts its own ladders from the traces: it needs --traces")
+    if cfg.prefixed_share > 0 and not prefixed and not (cfg.harvest or cfg.prefix_schedule == "adaptive"):
         raise ValueError(f"method {cfg.method} needs prefixes (run `prefixrl prefixes`) or mix = 0")
     if (method.offpolicy or method.sft_first) and not traces:
         raise ValueError(f"method {cfg.method} needs traces (run `prefixrl collect`)")

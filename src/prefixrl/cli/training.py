@@ -90,7 +90,7 @@ def _train(cfg: TrainConfig) -> dict:
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
         prefixes = load_prefixes(cfg.prefixes, task, tok) if method.mix != 0.0 and cfg.prefixes else []
         traces = []
-        if (method.offpolicy or method.sft_first) and cfg.traces is not None:
+        if (method.offpolicy or method.sft_first or settings.prefix_schedule == "adaptive") and cfg.traces is not None:
             traces, rejected = load_traces(cfg.traces, task, tok)
             for msg in rejected:
                 print(f"excluded: {msg}", file=sys.stderr)

@@ -26,6 +26,7 @@ from prefixrl.evaluate import evaluate
 from prefixrl.experiments import pipeline
 from prefixrl.experiments.bench_report import bench_plots, write_cross_family, write_results
 from prefixrl.experiments.curves import flops_to_reach
+from prefixrl.experiments.lineup import PAPER_METHODS, RUNS, VARIANTS, is_baseline
 from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import write_json_atomic
 from prefixrl.model import param_count
@@ -35,16 +36,6 @@ from prefixrl.settings import RLSettings
 from prefixrl.traces import save_traces
 from prefixrl.verifier import deadlined
 
-# label -> (trainer method, overrides). "rl-n64" is standard RL with 64 samples per prompt (paper §6.3).
-RUNS = {
-    "prefixrl": ("prefixrl", {}),
-    "prefixrl-only": ("prefixrl-only", {}),
-    "rl": ("rl", {}),
-    "rl-n64": ("rl", {"samples_per_prompt": 64, "prompts_per_step": 1}),
-    "sft-rl": ("sft-rl", {}),
-    "offpolicy": ("offpolicy", {}),
-    "luffy": ("luffy", {}),
-}
 BANDS = ((0.0, 0.4), (0.4, 0.8), (0.8, 1.0))
 DEFAULT_BAND = (0.4, 0.8)  # cut_prefixes' default: the prefixrl-only run already is this band
 
@@ -108,8 +99,9 @@ class BenchConfig:
     """Total FLOPs per run, rejection sampling included for the methods that use traces."""
     passk_samples: int = 64
     """Samples per heldout problem for pass@k (k = 1, 2, 4, …, this)."""
-    methods: tuple[str, ...] = tuple(RUNS)
-    """Methods to run (labels; rl-n64 is standard RL with 64 samples per prompt)."""
+    methods: tuple[str, ...] = PAPER_METHODS
+    """Methods to run (labels; rl-n64 is standard RL with 64 samples per prompt). Beyond the paper, also:
+    prefixrl-adaptive, prefixrl-harvest, prefixrl-adaptive-harvest (docs/choices.md)."""
     hard_steps: int = 16
     """Steps in a hard chain."""
     rare_steps: int = 4
@@ -212,7 +204,8 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                 return {"seed": seed, "curve": r["curve"], "steps": [s for s in steps if s["kind"] == "step"],
                         "final": final,
                         "passk_heldout": {str(k): final_held.pass_at(k) for k in ks}, "charged": charged,
-                        "strategy": strategy_change(task, train_set, final_train, col.traces), "sft": r.get("sft")}
+                        "strategy": strategy_change(task, train_set, final_train, col.traces), "sft": r.get("sft"),
+                        "harvested": r.get("harvested")}
 
             key = pipeline.record_key(settings, charged, bench=_run_key(cfg))
             runs[label].append(pipeline.cached(cfg.work / f"seed{seed}" / label / "bench_record.json", key, one_run))
@@ -268,10 +261,11 @@ def summarise(runs: dict[str, list[dict]], cfg: BenchConfig) -> dict:
             "strategy_differ_share": _mean_of([(r.get("strategy") or {}).get("differ_share") for r in rs]),
             "sft": [{k: r["sft"][k] for k in ("lr", "epochs", "entropy_before", "entropy_after")} for r in rs
                     if r.get("sft")],
+            "harvested": [r["harvested"] for r in rs if r.get("harvested") is not None],
         }
     ratios = {}
     if "prefixrl" in runs:
-        baselines = [m for m in runs if m not in ("prefixrl", "prefixrl-only")]
+        baselines = [m for m in runs if is_baseline(m)]
         for split, key in (("hard_train", "train_acc_unprefixed"), ("hard_heldout", "heldout_acc_unprefixed"),
                            ("hard_heldout_exact", "heldout_exact_pass@1")):
             if f"{split}_mean" not in table["prefixrl"]:
@@ -290,7 +284,32 @@ def summarise(runs: dict[str, list[dict]], cfg: BenchConfig) -> dict:
             else:
                 entry["final_acc_ratio_vs_rl"] = None
             ratios[split] = entry
-    return {"table": table, "ratios": ratios}
+    return {"table": table, "ratios": ratios, "variants": variant_ratios(runs, table, ratios, cfg.flops_budget, grid)}
+
+
+def variant_ratios(runs: dict, table: dict, ratios: dict, budget: float, grid) -> dict:
+    """Each variant beyond the paper against PrefixRL with the paper's fixed cuts and against the strongest
+    baseline: the FLOPs it needs to reach their final accuracy ÷ the budget (None: never), and its final
+    accuracy ÷ theirs, on hard-train (sampled) and hard-heldout (exact, where the task has it)."""
+    out = {}
+    for label in (m for m in runs if m in VARIANTS):
+        out[label] = {}
+        for split, key in (("hard_train", "train_acc_unprefixed"), ("hard_heldout_exact", "heldout_exact_pass@1")):
+            if f"{split}_mean" not in table[label]:
+                continue
+            entry = {}
+            for name, other in (("prefixrl", "prefixrl"), ("strongest", ratios.get(split, {}).get("strongest_baseline"))):
+                if other not in runs:
+                    continue
+                target = table[other][f"{split}_mean"]
+                if split == "hard_heldout_exact":  # the curve's own problems (the first 64 heldout), its last point
+                    target = float(np.mean([r["curve"][-1][key] for r in runs[other]]))
+                reach = flops_to_reach([r["curve"] for r in runs[label]], key, target, grid) if target > 0 else None
+                mine = table[label][f"{split}_mean"]
+                entry[name] = {"method": other, "flops_ratio": None if reach is None else reach / budget,
+                               "final_ratio": mine / table[other][f"{split}_mean"] if table[other][f"{split}_mean"] else None}
+            out[label][split] = entry
+    return out
 
 
 FINALS = ("hard_train", "hard_heldout", "hard_heldout_exact", "rare_knowledge")  # the last two: exact tasks only

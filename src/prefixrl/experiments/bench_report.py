@@ -64,6 +64,7 @@ def bench_plots(runs: dict, bands: dict, folder: Path) -> None:
     fig.tight_layout()
     fig.savefig(folder / "health.png")
     plt.close(fig)
+    cut_plot(runs, folder / "prefix_cuts.png")
     if bands:
         fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
         for label, curve in bands.items():
@@ -76,6 +77,58 @@ def bench_plots(runs: dict, bands: dict, folder: Path) -> None:
         fig.tight_layout()
         fig.savefig(folder / "backgen_bands.png")
         plt.close(fig)
+
+
+def cut_plot(runs: dict, path: Path) -> None:
+    """Per step, the mean share of its trace that a prefixed prompt was given (first seed; 0 is a problem
+    the adaptive ladder has walked down to no prefix), and for adaptive runs the share of problems standing
+    at no prefix. Written only when a run drew prefixes."""
+    drew = {label: rs[0]["steps"] for label, rs in runs.items()
+            if any(s.get("prefix_fraction") is not None for s in rs[0]["steps"])}
+    if not drew:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), dpi=110)
+    for label, steps in drew.items():
+        xs = [s["step"] for s in steps if s.get("prefix_fraction") is not None]
+        axes[0].plot(xs, [s["prefix_fraction"] for s in steps if s.get("prefix_fraction") is not None], lw=0.6,
+                     label=label)
+        if steps and "cut_bands" in steps[0]:
+            axes[1].plot([s["step"] for s in steps], [s["cut_bands"][0] / max(1, sum(s["cut_bands"])) for s in steps],
+                         lw=0.8, label=label)
+    axes[0].set(title="mean prefix share of the trace, drawn prompts", xlabel="step", ylim=(0, 1))
+    axes[1].set(title="adaptive: share of problems at no prefix", xlabel="step", ylim=(0, 1))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _variant_lines(res: dict) -> list[str]:
+    """Beyond the paper: each variant against PrefixRL with fixed cuts and against the strongest baseline."""
+    rows = []
+    for label, splits in res.get("variants", {}).items():
+        t = res["table"][label]
+        for split, entry in splits.items():
+            cells = [_vs(entry.get(name)) for name in ("prefixrl", "strongest")]
+            harvested = ", ".join(str(h) for h in t.get("harvested") or []) or "–"
+            rows.append(f"| {label} | {split} | {cells[0]} | {cells[1]} | {harvested} |")
+    if not rows:
+        return []
+    return ["## Beyond the paper: adaptive cuts and harvested traces (docs/choices.md)", "",
+            "Each cell: the variant's FLOPs to reach that method's final accuracy ÷ the budget ('never': not within "
+            "it), then its final accuracy ÷ that method's.", "",
+            "| variant | split | vs PrefixRL (fixed cuts) | vs the strongest baseline | traces harvested per seed |",
+            "|---|---|---|---|---|", *rows, "", "![cuts](results/prefix_cuts.png)", ""]
+
+
+def _vs(e: dict | None) -> str:
+    if e is None:
+        return "–"
+    reach = "never" if e["flops_ratio"] is None else f"{e['flops_ratio']:.2f}"
+    final = "–" if e["final_ratio"] is None else f"{e['final_ratio']:.2f}"
+    return f"{e['method']}: {reach}, {final}"
 
 
 def write_results(path: Path, res: dict) -> None:
@@ -134,6 +187,7 @@ def write_results(path: Path, res: dict) -> None:
         lines.append(f"- **{split}**: strongest baseline `{r.get('strongest_baseline')}` ends at {r.get('target', 0):.3g}; "
                      f"PrefixRL's FLOPs to reach it ÷ its FLOPs = **{reach}**; PrefixRL final ÷ standard RL final = "
                      f"**{'n/a (RL at 0)' if acc is None else f'{acc:.2f}'}**.")
+    lines += ["", *_variant_lines(res)]
     ks = list(next(iter(table.values()))["passk_heldout"])
     lines += ["", "## Hard-heldout pass@k", "", "| method | " + " | ".join(f"k={k}" for k in ks) + " |",
               "|---|" + "---|" * len(ks)]

@@ -36,12 +36,13 @@ from prefixrl.losses import token_logprobs, weighted_pg_loss
 from prefixrl.mask import make_batch, micro_batches
 from prefixrl.methods import METHODS
 from prefixrl.model import load, param_count
+from prefixrl.pool import Pool
 from prefixrl.precision import native_bf16
 from prefixrl.prefixes import Prefix
 from prefixrl.pretrain import ensure_pretrained
 from prefixrl.render import encode_response, render_prompt
 from prefixrl.settings import RLSettings
-from prefixrl.train import Learner, Pool, guarded_update, rl_step
+from prefixrl.train import Learner, guarded_update, rl_step
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.75)
 

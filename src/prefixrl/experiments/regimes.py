@@ -24,6 +24,7 @@ from prefixrl.evaluate import evaluate
 from prefixrl.experiments import gates as regime_gate
 from prefixrl.experiments import pipeline
 from prefixrl.experiments.curves import flops_to_reach
+from prefixrl.experiments.lineup import is_baseline
 from prefixrl.io.store import write_json_atomic
 from prefixrl.model import load
 from prefixrl.pretrain import holds_base
@@ -146,7 +147,7 @@ def traces_free(cfg, results: dict) -> dict:
     if "prefixrl" not in runs:
         return {}
     free = {m: [[{**p, "flops": p["flops"] - r["charged"]} for p in r["curve"]] for r in rs] for m, rs in runs.items()}
-    baselines = [m for m in runs if m not in ("prefixrl", "prefixrl-only")]
+    baselines = [m for m in runs if is_baseline(m)]
     if not baselines:
         return {}
     table = results["table"]

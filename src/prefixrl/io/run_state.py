@@ -2,7 +2,8 @@
 
 A run is a pure function of its key (settings, charged offline FLOPs, a hash of its data): batches and
 sampling seeds are functions of (seed, step), so resuming needs the parameters, the optimizer, the
-ledger, the eval curve, the non-finite skip count and torch's RNG state, and nothing else.
+ledger, the eval curve, the non-finite skip count, the pool's state (adaptive ladders, harvested traces)
+and torch's RNG state, and nothing else.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class RunState:
     ledger: dict = field(default_factory=dict)
     logp_base: dict = field(default_factory=dict)  # offpolicy: log π₀ of every trace token
     before_rl: dict = field(default_factory=dict)  # sft-rl: what SFT chose and measured (`sft.SFTChoice`)
+    pool: dict = field(default_factory=dict)  # adaptive ladders and harvested traces (`prefixrl.pool.Pool.state`)
 
 
 def claim(out: Path, key: dict, resume: bool, restart_if_changed: bool) -> dict | None:
@@ -73,13 +75,14 @@ def restore(out: Path, key: dict, model, opt) -> RunState | None:
     torch.set_rng_state(torch.tensor(saved["torch_rng"], dtype=torch.uint8))
     truncate_log(out / "metrics.jsonl", saved["step"])
     return RunState(saved["key"], saved["step"], saved["skips"], saved["curve"], saved["ledger"], saved["logp_base"],
-                    saved.get("before_rl", {}))
+                    saved.get("before_rl", {}), saved.get("pool", {}))
 
 
 def save(out: Path, state: RunState, model, tokenizer, opt) -> None:
     save_checkpoint(out, state.step, model, tokenizer, opt, {
         "key": state.key, "skips": state.skips, "curve": state.curve, "ledger": state.ledger,
-        "logp_base": state.logp_base, "before_rl": state.before_rl, "torch_rng": torch.get_rng_state().tolist()})
+        "logp_base": state.logp_base, "before_rl": state.before_rl, "pool": state.pool,
+        "torch_rng": torch.get_rng_state().tolist()})
 
 
 def saved_key(out: Path) -> dict | None:

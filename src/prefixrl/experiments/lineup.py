@@ -1,0 +1,26 @@
+"""The methods a bench compares, by label: which trainer method each runs, with which settings changed."""
+
+from __future__ import annotations
+
+# label -> (trainer method, overrides). "rl-n64" is standard RL with 64 samples per prompt (paper §6.3).
+# The last three go beyond the paper (`prefixrl.pool`): PrefixRL with adaptive cuts, with harvested traces,
+# and with both; they run only when --methods names them.
+RUNS = {
+    "prefixrl": ("prefixrl", {}),
+    "prefixrl-only": ("prefixrl-only", {}),
+    "rl": ("rl", {}),
+    "rl-n64": ("rl", {"samples_per_prompt": 64, "prompts_per_step": 1}),
+    "sft-rl": ("sft-rl", {}),
+    "offpolicy": ("offpolicy", {}),
+    "luffy": ("luffy", {}),
+    "prefixrl-adaptive": ("prefixrl", {"prefix_schedule": "adaptive"}),
+    "prefixrl-harvest": ("prefixrl", {"harvest": True}),
+    "prefixrl-adaptive-harvest": ("prefixrl", {"prefix_schedule": "adaptive", "harvest": True}),
+}
+PAPER_METHODS = ("prefixrl", "prefixrl-only", "rl", "rl-n64", "sft-rl", "offpolicy", "luffy")
+VARIANTS = ("prefixrl-adaptive", "prefixrl-harvest", "prefixrl-adaptive-harvest")
+
+
+def is_baseline(label: str) -> bool:
+    """A method that conditions on no prefix: what PrefixRL and its variants are compared against."""
+    return RUNS[label][0] not in ("prefixrl", "prefixrl-only")
