@@ -125,10 +125,29 @@ def test_every_rl_setting_is_checked_in_one_place_before_anything_is_written(d, 
                           (["--steps", "-3"], "steps must be >= 0"),
                           (["--flops-budget", "-1"], "flops_budget must be >= 0"),
                           (["--max-new-tokens", "0"], "max_new_tokens must be >= 1"),
-                          (["--grad-clip", "inf"], "grad_clip must be finite")]:
+                          (["--grad-clip", "inf"], "grad_clip must be finite"),
+                          (["--prefix-schedule", "curriculum"], "unknown prefix schedule 'curriculum'"),
+                          (["--prefix-schedule", "adaptive"], "needs a method that draws prefixed problems, not rl"),
+                          (["--harvest"], "--harvest needs a method that draws both plain and prefixed"),
+                          (["--method", "prefixrl-only", "--harvest"], "not prefixrl-only with mix 1"),
+                          (["--method", "prefixrl", "--prefix-target", "1"], "prefix_target must be in (0, 1)"),
+                          (["--method", "prefixrl", "--prefix-band", "0.5"], "prefix_band must be in [0, 0.5)"),
+                          (["--method", "prefixrl", "--prefix-rungs", "1"], "prefix_rungs must be >= 2")]:
         capsys.readouterr()
         assert main([*base, *flags]) == 2, flags
         one_line_error(capsys, needle)
+    assert not out.exists()
+
+
+def test_the_adaptive_schedule_without_traces_is_one_line(d, task, tok, tmp_path, capsys):
+    """The ladders are cut from the traces, so --prefix-schedule adaptive with no trace store is refused
+    (the paper's fixed rule needs only the prefix file)."""
+    save_prefixes(tmp_path / "p.parquet", cut_prefixes(reference_traces(task, tok, n=4), task, tok), tok)
+    out = tmp_path / "run"
+    assert main(["train", "--model", str(d / "base"), "--method", "prefixrl", "--prefixes", str(tmp_path / "p.parquet"),
+                 "--traces", str(tmp_path / "missing.parquet"), "--prefix-schedule", "adaptive", "--problems", "4",
+                 "--out", str(out)]) == 2
+    one_line_error(capsys, "missing.parquet")
     assert not out.exists()
 
 
