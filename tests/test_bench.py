@@ -20,6 +20,20 @@ def test_flops_to_reach_uses_the_seed_mean_step_curve():
     assert flops_to_reach([a, b], "acc", 0.7, grid) is None
 
 
+def test_each_bench_has_its_own_default_methods_and_a_flag_always_wins():
+    from prefixrl.experiments.bench import BenchConfig
+    from prefixrl.experiments.lineup import MAP_METHODS, PAPER_METHODS
+
+    assert BenchConfig("paper").resolved().methods == PAPER_METHODS
+    assert BenchConfig("paper", quick=True).resolved().methods == PAPER_METHODS
+    assert BenchConfig("regimes").resolved().methods == MAP_METHODS  # pilot 5 admitted the adaptive variants
+    assert {"prefixrl-adaptive", "prefixrl-adaptive-harvest"} <= set(MAP_METHODS)
+    assert "prefixrl-harvest" not in MAP_METHODS
+    assert BenchConfig("regimes", quick=True).resolved().methods == ("prefixrl", "rl", "sft-rl")
+    for which, quick in (("paper", False), ("regimes", True), ("regimes", False)):
+        assert BenchConfig(which, quick=quick, methods=("rl",)).resolved().methods == ("rl",)
+
+
 @pytest.mark.slow
 def test_bench_smoke(tmp_path):
     out = tmp_path / "docs"

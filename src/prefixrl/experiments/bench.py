@@ -26,7 +26,7 @@ from prefixrl.evaluate import evaluate
 from prefixrl.experiments import pipeline
 from prefixrl.experiments.bench_report import bench_plots, write_cross_family, write_results
 from prefixrl.experiments.curves import flops_to_reach
-from prefixrl.experiments.lineup import PAPER_METHODS, RUNS, VARIANTS, is_baseline
+from prefixrl.experiments.lineup import MAP_METHODS, PAPER_METHODS, QUICK_MAP_METHODS, RUNS, VARIANTS, is_baseline
 from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import write_json_atomic
 from prefixrl.model import param_count
@@ -99,9 +99,10 @@ class BenchConfig:
     """Total FLOPs per run, rejection sampling included for the methods that use traces."""
     passk_samples: int = 64
     """Samples per heldout problem for pass@k (k = 1, 2, 4, …, this)."""
-    methods: tuple[str, ...] = PAPER_METHODS
+    methods: tuple[str, ...] | None = None
     """Methods to run (labels; rl-n64 is standard RL with 64 samples per prompt). Beyond the paper, also:
-    prefixrl-adaptive, prefixrl-harvest, prefixrl-adaptive-harvest (docs/choices.md)."""
+    prefixrl-adaptive, prefixrl-harvest, prefixrl-adaptive-harvest (docs/choices.md). Default: paper, the
+    paper's seven; regimes, those and the two variants pilot 5 admitted (--quick: prefixrl, rl, sft-rl)."""
     hard_steps: int = 16
     """Steps in a hard chain."""
     rare_steps: int = 4
@@ -130,12 +131,13 @@ class BenchConfig:
     progress: bool = True
 
     def resolved(self) -> BenchConfig:
-        if not self.quick:
-            return self
-        if self.which == "regimes":  # the two ends of the knob, the three methods the map is about
-            return replace(self, seeds=1, train_problems=16, heldout_problems=32, flops_budget=1e12, passk_samples=16,
-                           methods=("prefixrl", "rl", "sft-rl"), knob=(0, 4), class_axis=(self.classes,))
-        return replace(self, seeds=2, train_problems=16, heldout_problems=32, flops_budget=2e12, passk_samples=16)
+        cfg = self
+        if self.quick and self.which == "regimes":  # the two ends of the knob, the three methods the map is about
+            cfg = replace(self, seeds=1, train_problems=16, heldout_problems=32, flops_budget=1e12, passk_samples=16,
+                          methods=self.methods or QUICK_MAP_METHODS, knob=(0, 4), class_axis=(self.classes,))
+        elif self.quick:
+            cfg = replace(self, seeds=2, train_problems=16, heldout_problems=32, flops_budget=2e12, passk_samples=16)
+        return replace(cfg, methods=cfg.methods or (MAP_METHODS if cfg.which == "regimes" else PAPER_METHODS))
 
 
 def run_bench(cfg: BenchConfig) -> dict:
