@@ -99,7 +99,8 @@ def cut_plot(runs: dict, path: Path) -> None:
     axes[1].set(title="adaptive: share of problems at no prefix", xlabel="step", ylim=(0, 1))
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # the right panel is empty without an adaptive run
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
