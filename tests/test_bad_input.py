@@ -225,15 +225,24 @@ def test_ctrl_c_is_one_line_saying_how_to_resume_and_exit_130(d, tmp_path):
     import time
 
     run = tmp_path / "run"
+    # as a terminal starts it: a shell's background job (a CI script run with `&`) ignores SIGINT, and that
+    # disposition is inherited, so Python would install no KeyboardInterrupt handler and never stop
     proc = subprocess.Popen([sys.executable, "-m", "prefixrl.cli", "train", "--model", str(d / "base"), "--method", "rl",
                              "--steps", "100000", "--eval-every", "1000", "--out", str(run)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not ((run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").read_text().strip()):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # it did not stop: ask it where it is (`kill -USR1`), then fail with that
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        proc.kill()
+        pytest.fail(f"no exit 60 s after SIGINT; its stacks:\n{proc.communicate()[1][-6000:]}")
     assert proc.returncode == 130, err
     last = [line for line in err.splitlines() if line.strip()][-1]
     assert last.startswith("prefixrl: interrupted") and "--resume" in last, err

@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from prefixrl.cli.options import check_numbers
     from prefixrl.io.errors import BadInput
 
+    _stacks_on_sigusr1()
     try:
         check_numbers(cfg)
         if hasattr(cfg, "check"):
@@ -132,6 +133,16 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def _stacks_on_sigusr1() -> None:
+    """`kill -USR1 PID` prints every thread's Python stack to the real stderr, so a run that looks hung
+    (a stuck verifier, a slow filesystem) can be asked where it is without stopping it."""
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1") and sys.__stderr__ is not None:
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
 
 
 def _notes(word: str, messages: list[str]) -> None:
