@@ -81,26 +81,28 @@ def bench_plots(runs: dict, bands: dict, folder: Path) -> None:
 
 def cut_plot(runs: dict, path: Path) -> None:
     """Per step, the mean share of its trace that a prefixed prompt was given (first seed; 0 is a problem
-    the adaptive ladder has walked down to no prefix), and for adaptive runs the share of problems standing
-    at no prefix. Written only when a run drew prefixes."""
+    the adaptive ladder has walked down to no prefix), and, beside it when a run is adaptive, the share of
+    problems whose current cut lies in each band. Written only when a run drew prefixes."""
     drew = {label: rs[0]["steps"] for label, rs in runs.items()
             if any(s.get("prefix_fraction") is not None for s in rs[0]["steps"])}
     if not drew:
         return
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4), dpi=110)
+    adaptive = {label: steps for label, steps in drew.items() if steps and "cut_bands" in steps[0]}
+    fig, axes = plt.subplots(1, 2 if adaptive else 1, figsize=(12 if adaptive else 6.5, 4), dpi=110, squeeze=False)
+    axes = axes[0]
     for label, steps in drew.items():
         xs = [s["step"] for s in steps if s.get("prefix_fraction") is not None]
         axes[0].plot(xs, [s["prefix_fraction"] for s in steps if s.get("prefix_fraction") is not None], lw=0.6,
                      label=label)
-        if steps and "cut_bands" in steps[0]:
-            axes[1].plot([s["step"] for s in steps], [s["cut_bands"][0] / max(1, sum(s["cut_bands"])) for s in steps],
-                         lw=0.8, label=label)
     axes[0].set(title="mean prefix share of the trace, drawn prompts", xlabel="step", ylim=(0, 1))
-    axes[1].set(title="adaptive: share of problems at no prefix", xlabel="step", ylim=(0, 1))
+    for style, (label, steps) in zip(("-", "--", ":"), adaptive.items()):
+        for b, band in enumerate(("no prefix", "(0, 0.4)", "[0.4, 0.8)", "[0.8, 1)")):
+            axes[1].plot([s["step"] for s in steps], [s["cut_bands"][b] / max(1, sum(s["cut_bands"])) for s in steps],
+                         ls=style, color=f"C{b}", lw=0.8, label=f"{label}: {band}")
+        axes[1].set(title="adaptive: share of problems whose cut is in each band", xlabel="step", ylim=(0, 1))
     for ax in axes:
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:  # the right panel is empty without an adaptive run
-            ax.legend(fontsize=7)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
