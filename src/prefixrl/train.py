@@ -188,7 +188,7 @@ def train_rl(
                                             engine)
     pool = Pool(unprefixed, prefixed, traces, cfg.prefix_schedule, cfg.harvest, task, tokenizer, cfg.prefix_target,
                 cfg.prefix_band, cfg.prefix_rungs, cfg.seed)
-    pool.restore(state.pool)
+    pool.restore(state.pool)  # (empty for a fresh run)
     log = (out / "metrics.jsonl").open("a")
 
     def record(rec: dict) -> None:
@@ -239,10 +239,16 @@ def train_rl(
     if state.curve[-1]["step"] != done:
         eval_point(done)
     log.close()
-    result = {"curve": state.curve, "ledger": ledger.to_dict(), "steps": done}
+    return _finish(out, key, model, tokenizer, task, state, ledger, pool, done)
+
+
+def _finish(out: Path, key: dict, model, tokenizer, task, state, ledger: Ledger, pool: Pool, steps: int) -> dict:
+    """The run's result, its harvested traces and its final policy, written before `result.json` marks the
+    run complete (`run_state.finish`)."""
+    result = {"curve": state.curve, "ledger": ledger.to_dict(), "steps": steps}
     if state.before_rl:
         result["sft"] = state.before_rl
-    if cfg.harvest:  # provenance in the trace store: the method and step whose sample each trace is
+    if pool.harvest:  # provenance in the trace store: the method and step whose sample each trace is
         save_traces(out / "harvested.parquet", pool.harvested)
         result["harvested"] = len(pool.harvested)
     save_policy(out / "final", model, tokenizer, policy_meta(task))
