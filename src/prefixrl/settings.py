@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from prefixrl.io.errors import BadInput
 from prefixrl.methods import METHODS
+from prefixrl.pool import SCHEDULES
 from prefixrl.precision import CHOICES as PRECISIONS
 
 
@@ -117,8 +118,8 @@ class RLSettings:
         self._check_pool()
 
     def _check_pool(self) -> None:
-        if self.prefix_schedule not in ("fixed", "adaptive"):
-            raise BadInput(f"unknown prefix schedule {self.prefix_schedule!r}; choose from: fixed, adaptive")
+        if self.prefix_schedule not in SCHEDULES:
+            raise BadInput(f"unknown prefix schedule {self.prefix_schedule!r}; choose from: {', '.join(SCHEDULES)}")
         if not 0 < self.prefix_target < 1:
             raise BadInput(f"prefix_target must be in (0, 1), got {self.prefix_target}")
         if not 0 <= self.prefix_band < 0.5:
