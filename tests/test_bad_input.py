@@ -163,7 +163,7 @@ def test_prompt_plus_prefix_plus_completion_must_fit_the_models_positions(d, tas
 
 
 def test_quick_sets_defaults_but_never_overrides_a_flag():
-    from prefixrl.experiments.demo import DemoConfig
+    from prefixrl.experiments.settings import DemoConfig
 
     quick = DemoConfig(quick=True).resolved()
     assert (quick.rl_steps, quick.train_problems) == (60, 16)

@@ -13,7 +13,7 @@ from prefixrl.losses import (
     weighted_pg_loss,
 )
 from prefixrl.mask import make_batch
-from prefixrl.methods import _scatter
+from prefixrl.offpolicy import _scatter
 
 
 def test_importance_weights_by_hand_and_clipping():

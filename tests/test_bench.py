@@ -21,8 +21,8 @@ def test_flops_to_reach_uses_the_seed_mean_step_curve():
 
 
 def test_each_bench_has_its_own_default_methods_and_a_flag_always_wins():
-    from prefixrl.experiments.bench import BenchConfig
     from prefixrl.experiments.lineup import MAP_METHODS, PAPER_METHODS
+    from prefixrl.experiments.settings import BenchConfig
 
     assert BenchConfig("paper").resolved().methods == PAPER_METHODS
     assert BenchConfig("paper", quick=True).resolved().methods == PAPER_METHODS
@@ -168,8 +168,8 @@ def test_a_base_too_weak_to_calibrate_is_pretrained_twice_as_long_once(tmp_path,
     """The map's base rule: a setting whose base cannot reach the calibration target at --pretrain-steps
     is pretrained twice as long; if that fails too, the one-line error stands (exit 2 from the CLI)."""
     from prefixrl import regime
-    from prefixrl.experiments.bench import BenchConfig
     from prefixrl.experiments.regimes import base_steps
+    from prefixrl.experiments.settings import BenchConfig
 
     cfg = BenchConfig("regimes", work=tmp_path / "w", hard_steps=6, rare_steps=2, classes=1, pretrain_steps=1,
                       teacher_accuracy=0.9,

@@ -21,6 +21,21 @@ def test_the_overview_loads_no_heavy_library():
         assert f"  {name} " in r.stdout
 
 
+def test_every_commands_help_loads_no_heavy_library():
+    """`prefixrl COMMAND --help` parses against configs that import no torch, transformers or pyarrow;
+    the runner, and with it torch, is imported only once the options are parsed (time to first output)."""
+    code = ("import sys; from prefixrl.cli import COMMANDS, main\n"
+            "for name in COMMANDS:\n"
+            "    try: main([name, '--help'])\n"
+            "    except SystemExit as e: assert e.code == 0, (name, e.code)\n"
+            "print('HEAVY', [m for m in ('torch', 'transformers', 'pyarrow') if m in sys.modules])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY []" in r.stdout
+    for name in COMMANDS:
+        assert f"prefixrl {name}" in r.stdout  # each printed its own help
+
+
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_every_command_has_its_config_and_help(name, capsys):
     cls = config_class(name)

@@ -22,7 +22,8 @@ from prefixrl.cli import main
 from prefixrl.io.errors import BadInput
 from prefixrl.losses import token_logprobs
 from prefixrl.mask import make_batch
-from prefixrl.methods import METHODS, token_weights
+from prefixrl.methods import METHODS
+from prefixrl.offpolicy import token_weights
 from prefixrl.render import render_prompt
 from prefixrl.settings import RLSettings
 from prefixrl.sft import micro_losses, nll_and_entropy

@@ -15,7 +15,7 @@ from conftest import pretrain_tiny, reference_traces
 from test_bad_input import one_line_error
 
 from prefixrl.cli import main
-from prefixrl.experiments.bench import BenchConfig
+from prefixrl.experiments.settings import BenchConfig
 from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import atomic_write
 from prefixrl.prefixes import cut_prefixes, save_prefixes
@@ -192,7 +192,7 @@ def test_files_get_the_mode_the_umask_gives(tmp_path):
 def test_a_trained_policy_carries_its_task_so_later_stages_read_the_same_one(tmp_path):
     """Before, final/ had no prefixrl.json and `eval --model run/final` silently used the default chain task
     (no rare steps) instead of the one it was trained on."""
-    from prefixrl.cli.options import task_of
+    from prefixrl.cli.policy import task_of
 
     base = pretrain_tiny(tmp_path / "base", 1, 6, "--rare-steps", "1", "--teacher-accuracy", "0.9")
     assert main(["train", "--model", str(base), "--method", "rl", "--steps", "1", "--eval-every", "1",

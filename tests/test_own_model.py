@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefixrl.cli import main
-from prefixrl.cli.options import task_of
+from prefixrl.cli.policy import task_of
 from prefixrl.model import ModelShape, build_model
 from prefixrl.prefixes import load_prefixes
 from prefixrl.render import decode_response, render_prompt

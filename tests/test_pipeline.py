@@ -8,7 +8,7 @@ import pytest
 from conftest import pretrain_tiny
 
 from prefixrl.cli import main
-from prefixrl.cli.options import task_of
+from prefixrl.cli.policy import task_of
 
 
 @pytest.fixture(scope="module")

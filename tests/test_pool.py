@@ -1,6 +1,6 @@
 """The pool beyond the paper (`prefixrl.pool`): the adaptive prefix ladder on hand-made success tables,
-harvesting only verified, unprefixed, on-policy successes, and a run with both on that resumes
-bit-identical. Every sample here is scripted, so nothing depends on sampling luck or float rounding."""
+harvesting only verified, unprefixed, on-policy successes, re-collection charged sample by sample, and
+runs with them on that resume bit-identical. Every sample here is scripted, so nothing depends on sampling luck or float rounding."""
 
 import json
 
@@ -9,7 +9,9 @@ import torch
 from conftest import reference_traces
 from safetensors.torch import load_file
 
-from prefixrl.engine import Generations, Sample
+from prefixrl.engine import Generations, Sample, SamplingParams
+from prefixrl.flops import Ledger
+from prefixrl.io.errors import BadInput
 from prefixrl.model import ModelShape, build_model
 from prefixrl.pool import Ladder, Pool, ladder_of
 from prefixrl.prefixes import PrefixedPrompt, cut_prefixes
@@ -139,7 +141,7 @@ class ScriptedSolver:
     a plain problem), and writes a wrong answer in the rest. With `fail_at`, that generate call raises."""
 
     def __init__(self, tok, traces, fail_at=None):
-        self.tok, self.fail_at, self.calls = tok, fail_at, 0
+        self.tok, self.fail_at, self.calls, self.prompts = tok, fail_at, 0, []
         self.heads = [(render_prompt(tok, t.question), list(t.token_ids)) for t in traces]
         self.wrong = encode_response(tok, "0 0 0 0 0 0 #0")
 
@@ -148,8 +150,12 @@ class ScriptedSolver:
         if self.calls == self.fail_at:
             raise Interrupted
         out = []
+        self.prompts.append(len(prompts))
         for ids in prompts:
-            head, sol = next((h, s) for h, s in self.heads if ids[: len(h)] == h)
+            head, sol = next(((h, s) for h, s in self.heads if ids[: len(h)] == h), (None, None))
+            if head is None:  # a problem it cannot solve: every sample wrong
+                out.append([Sample(self.wrong, [-0.5], False) for _ in range(n)])
+                continue
             cut = len(ids) - len(head)
             k = 1 + round((n - 1) * cut / len(sol))
             out.append([Sample(sol[cut:] + [self.tok.eos_token_id] if i < k else self.wrong, [-0.5], False)
@@ -157,11 +163,16 @@ class ScriptedSolver:
         return Generations(out, prefill_flops=1.0, decode_flops=2.0)
 
 
-def test_a_run_with_both_on_resumes_bit_identical(task, tok, tmp_path):
+GAINS = {"adaptive+harvest": {"prefix_schedule": "adaptive", "harvest": True},
+         "fixed+recollect": {"recollect_every": 2, "recollect_cap": 4}}
+
+
+@pytest.mark.parametrize("gain", list(GAINS))
+def test_a_run_with_them_on_resumes_bit_identical(task, tok, tmp_path, gain):
     traces = reference_traces(task, tok, n=8)
     problems = [t.problem for t in traces]
     cfg = RLSettings(prompts_per_step=4, samples_per_prompt=4, steps=9, checkpoint_every=3, eval_every=4,
-                     eval_problems=4, eval_samples=2, lr=1e-2, prefix_schedule="adaptive", harvest=True)
+                     eval_problems=4, eval_samples=2, lr=1e-2, **GAINS[gain])
 
     def run(out, engine, resume=False):
         model = build_model(tok, ModelShape(hidden=32, layers=1, heads=2, ffn=64, max_positions=128), seed=0)
@@ -179,10 +190,38 @@ def test_a_run_with_both_on_resumes_bit_identical(task, tok, tmp_path):
             for d in (ref, killed)]
     assert logs[0] == logs[1]
     steps = [r for r in logs[0] if r["kind"] == "step"]
+    harvested = [load_traces(d / "harvested.parquet", task, tok) for d in (ref, killed)]
+    assert harvested[0] == harvested[1] and not harvested[0][1]
+    if gain == "fixed+recollect":  # step 2 re-collected the 4 untraced problems; their prefixes joined the draws
+        assert [r["recollected"] for r in steps[:3]] == [0, 4, 4] and steps[-1]["traced"] == 8
+        assert steps[0]["prefix_fraction"] is None and steps[2]["prefix_fraction"] is not None
+        assert all(t.source == "recollect:prefixrl@step2" for t in harvested[0][0])
+        return
     # the state that resume had to restore really changed before the kill: traces harvested, ladders moved
     n = steps[-1]["harvested"]
     assert steps[2]["harvested"] >= 1 and n > steps[2]["harvested"] and steps[-1]["traced"] == 4 + n
     assert steps[0]["cut_bands"] != steps[-1]["cut_bands"]
-    harvested = [load_traces(d / "harvested.parquet", task, tok) for d in (ref, killed)]
-    assert harvested[0] == harvested[1] and len(harvested[0][0]) == n and not harvested[0][1]
+    assert len(harvested[0][0]) == n
     assert all(t.source.startswith("harvest:prefixrl@step") for t in harvested[0][0])
+
+
+def test_recollect_charges_every_sample_and_adds_only_verified_traces_of_untraced_problems(task, tok):
+    traces = reference_traces(task, tok, n=8)
+    pool = Pool([t.problem for t in traces], [], traces[:4], "adaptive", task=task, tokenizer=tok, recollect=True)
+    engine, ledger = ScriptedSolver(tok, traces[:6]), Ledger()  # it solves 2 of the 4 untraced problems
+    params = SamplingParams(max_new_tokens=task.max_response_tokens)
+    assert pool.recollect(engine, params, 8, 5, "recollect:prefixrl", ledger) == 2
+    assert engine.prompts == [4]  # one round (cap 8 ≤ 32 per round) over the untraced problems only
+    assert ledger.to_dict() == {"recollect/decode": 2.0, "recollect/prefill": 1.0}  # every sample, solved or not
+    gained = {t.problem_id: t for t in pool.harvested}
+    assert set(gained) == {traces[4].problem_id, traces[5].problem_id}
+    for t in gained.values():
+        assert t.source == "recollect:prefixrl@step5" and t.samples == 8
+        assert task.verify(t.problem, t.response) is Verdict.CORRECT and t.flops > 0  # its cost stays on it
+        assert t.problem_id in pool.ladders  # its cuts joined the pool by the schedule's rule
+    assert pool.log().items() >= {"traced": 6, "harvested": 0, "recollected": 2}.items()
+    assert pool.recollect(engine, params, 8, 10, "recollect:prefixrl", ledger) == 0
+    assert engine.prompts == [4, 2]  # the next one samples only the two still untraced
+    for bad in ({"method": "rl", "recollect_every": 5}, {"recollect_every": 5, "recollect_cap": 0}):
+        with pytest.raises(BadInput):
+            RLSettings(**bad).check()

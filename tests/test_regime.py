@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from prefixrl import regime
 from prefixrl.cli import main
-from prefixrl.cli.options import task_of
+from prefixrl.cli.policy import task_of
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
 from prefixrl.model import load
@@ -147,7 +147,8 @@ def test_expected_yield_and_no_trace_probability():
 def test_a_copied_base_is_reused_not_pretrained_again(tmp_path):
     import shutil
 
-    from prefixrl.pretrain import PretrainConfig, ensure_pretrained
+    from prefixrl.pretrain import ensure_pretrained
+    from prefixrl.settings import PretrainConfig
 
     shape = dict(steps=2, hidden=32, layers=1, heads=2, ffn=64, easy_max_steps=6, hard_steps=6, calibration="none")
     ensure_pretrained(PretrainConfig(out=tmp_path / "a", **shape), progress=False)

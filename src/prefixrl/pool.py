@@ -18,6 +18,12 @@ ledger. Its prefixes, cut by the schedule's own rule, join the pool from the nex
 calls rejection sampling with the base model a self-improvement loop but collects once; this reuses the
 successes that on-policy RL finds anyway.
 
+Re-collect (`--recollect-every N`, beyond the paper): every N steps, rejection sampling with the
+*current* policy, at most `--recollect-cap` samples each, on the plain problems still without a trace.
+Unlike harvesting it costs FLOPs, all charged to the run's ledger (recollect/). A trace it finds joins
+the pool exactly like a harvested one. Both kinds are kept in order with their provenance (the method
+and step that produced them: `harvest:prefixrl@step12`, `recollect:prefixrl@step40`).
+
 Both are part of the checkpoint (`state` / `restore`), so a resumed run is bit-identical. Draws stay a
 function of (seed, step) given that state.
 """
@@ -27,12 +33,16 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
+from prefixrl.collect import rejection_sample
+from prefixrl.engine import Engine, SamplingParams
+from prefixrl.flops import Ledger
 from prefixrl.prefixes import Prefix, PrefixedPrompt, answer_safe_cut, cut_prefixes
 from prefixrl.render import decode_response, tokenizer_fingerprint
+from prefixrl.seeds import derive
+from prefixrl.settings import SCHEDULES
 from prefixrl.tasks.base import Problem, Task, Verdict
 from prefixrl.traces import Trace
 
-SCHEDULES = ("fixed", "adaptive")
 # cut fractions logged per step (adaptive): none, short, the paper's band, long
 BANDS = ((0.0, 0.0), (0.0, 0.4), (0.4, 0.8), (0.8, 1.0))
 EMA = 0.5  # weight of the newest group in a rung's running success
@@ -72,15 +82,17 @@ def ladder_of(trace: Trace, task: Task, tokenizer, rungs: int) -> Ladder:
 
 class Pool:
     """The plain problems, the prefixes cut from correct traces, and (with the options above) the
-    adaptive ladders and the harvested traces. `draw` and `observe` are the step's two calls."""
+    adaptive ladders and the traces the run found itself (`harvested`: harvested and re-collected ones,
+    in order). `draw` and `observe` are the step's two calls; `recollect` runs every N steps."""
 
     def __init__(self, unprefixed: list[Problem], prefixed: list[Prefix], traces: list[Trace] = (),
                  schedule: str = "fixed", harvest: bool = False, task: Task | None = None, tokenizer=None,
-                 target: float = 0.5, band: float = 0.25, rungs: int = 8, seed: int = 0):
+                 target: float = 0.5, band: float = 0.25, rungs: int = 8, seed: int = 0, recollect: bool = False):
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown prefix schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
         self.unprefixed, self.prefixed = list(unprefixed), list(prefixed)
         self.schedule, self.harvest, self.task, self.tokenizer = schedule, harvest, task, tokenizer
+        self.recollects = recollect
         self.target, self.band, self.rungs, self.seed = target, band, rungs, seed
         self.ladders: dict[str, Ladder] = {}
         self.harvested: list[Trace] = []
@@ -130,8 +142,24 @@ class Pool:
                      tokenizer_fingerprint(self.tokenizer), source, temperature, top_p, samples,
                      flops=0.0)  # its sampling FLOPs are in the run's ledger already
 
+    def recollect(self, engine: Engine, params: SamplingParams, cap: int, step: int, source: str,
+                  ledger: Ledger) -> int:
+        """Rejection sampling with the policy behind `engine` on the plain problems still without a trace,
+        at most `cap` samples each, seeded by (seed, step); every sample charged to `ledger` under
+        recollect/. Each trace found joins the pool (`add`). Returns how many were found."""
+        untraced = [p for p in self.unprefixed if p.id not in self.traced]
+        if not untraced:
+            return 0
+        col = rejection_sample(engine, self.tokenizer, self.task, untraced, params, f"{source}@step{step}", cap=cap,
+                               per_round=min(cap, 32), seed=derive(self.seed, step), progress=False)
+        for category, flops in col.ledger.to_dict().items():
+            ledger.add("re" + category, flops)  # collect/prefill → recollect/prefill
+        for trace in col.traces:  # its own cost stays on the trace, as for any collected one
+            self.add(trace)
+        return len(col.traces)
+
     def add(self, trace: Trace) -> None:
-        """A harvested trace joins the pool: its prefixes by the schedule's rule (the paper's cuts, seeded
+        """A harvested or re-collected trace joins the pool: its prefixes by the schedule's rule (the paper's cuts, seeded
         by the run's seed, or a ladder)."""
         self.harvested.append(trace)
         self.traced.add(trace.problem_id)
@@ -141,9 +169,12 @@ class Pool:
             self.ladders[trace.problem_id] = ladder_of(trace, self.task, self.tokenizer, self.rungs)
 
     def log(self) -> dict:
-        """Per step: how many problems have a trace and how many were harvested; adaptive: how many
+        """Per step: how many problems have a trace, how many were harvested (and re-collected); adaptive: how many
         problems stand at a cut in each band (none, (0, 0.4), [0.4, 0.8), [0.8, 1))."""
-        out = {"traced": len(self.traced), "harvested": len(self.harvested)}
+        recollected = sum(t.source.startswith("recollect:") for t in self.harvested)
+        out = {"traced": len(self.traced), "harvested": len(self.harvested) - recollected}
+        if self.recollects:
+            out["recollected"] = recollected
         if self.schedule == "adaptive":
             fr = [lad.fraction for lad in self.ladders.values()]
             out["cut_bands"] = [sum(f == 0 for f in fr)] + [sum(lo <= f < hi and f > 0 for f in fr)

@@ -15,7 +15,7 @@ import functools
 
 import torch
 
-CHOICES = ("auto", "bf16", "fp32")
+from prefixrl.settings import PRECISIONS as CHOICES
 
 
 def native_bf16(device: torch.device) -> bool:

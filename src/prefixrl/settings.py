@@ -1,15 +1,28 @@
-"""The RL trainer's one settings object. Every method shares it; each field's docstring is its --help
-(`prefixrl train --help`), and `check` is the one place every value is validated."""
+"""The settings the library's stages run with: `RLSettings`, the RL trainer's one settings object (every
+method shares it), and `PretrainConfig`, how the embedded base model is made. Each field's docstring is
+its --help (`prefixrl train --help`, `prefixrl pretrain --help`), and each `check` is the one place its
+values are validated.
+
+This module imports no torch, transformers or pyarrow (a check imports what it needs when it runs), so
+that a command's --help answers at once; tests/test_cli.py holds it to that.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefixrl.io.errors import BadInput
 from prefixrl.methods import METHODS
-from prefixrl.pool import SCHEDULES
-from prefixrl.precision import CHOICES as PRECISIONS
+
+if TYPE_CHECKING:
+    from prefixrl import regime
+    from prefixrl.tasks.chain import ChainTask
+
+SCHEDULES = ("fixed", "adaptive")  # --prefix-schedule (`prefixrl.pool`)
+PRECISIONS = ("auto", "bf16", "fp32")  # --precision (`prefixrl.precision`)
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,12 @@ class RLSettings:
     """Beyond the paper: a verified-correct on-policy sample of a plain problem without a trace becomes its
     trace (its FLOPs are already in the ledger) and its prefixes join the pool; saved with their step in
     OUT/harvested.parquet (`prefixrl.pool`)."""
+    recollect_every: int = 0
+    """Beyond the paper: every this many steps, rejection-sample with the current policy on the plain
+    problems still without a trace (0: never). Found traces join the pool like harvested ones and go to
+    OUT/harvested.parquet with their step; every sample is charged to the ledger (recollect/)."""
+    recollect_cap: int = 64
+    """Re-collection's budget: most samples per untraced problem at each re-collection."""
     lr: float = 3e-5
     """AdamW learning rate."""
     grad_clip: float = 1.0
@@ -129,6 +148,10 @@ class RLSettings:
         share = self.prefixed_share
         if self.prefix_schedule == "adaptive" and share == 0:
             raise BadInput(f"--prefix-schedule adaptive needs a method that draws prefixed problems, not {self.method}")
+        if self.recollect_every and share == 0:
+            raise BadInput(f"--recollect-every needs a method that draws prefixed problems, not {self.method}")
+        if self.recollect_cap < 1:
+            raise BadInput(f"recollect_cap must be >= 1, got {self.recollect_cap}")
         if self.harvest and not 0 < share < 1:
             raise BadInput(f"--harvest needs a method that draws both plain and prefixed problems (prefixrl), "
                            f"not {self.method} with mix {share:g}")
@@ -137,3 +160,91 @@ class RLSettings:
     def prefixed_share(self) -> float:
         fixed = METHODS[self.method].mix
         return self.mix if fixed is None else fixed
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Pretrain the embedded base model (a tiny Llama) on easy problems from an imperfect teacher."""
+
+    out: Path = Path("runs/base")
+    """Folder for the base model (Hugging Face format)."""
+    steps: int = 500
+    """Optimizer steps."""
+    batch_size: int = 64
+    """Sequences per step."""
+    lr: float = 3e-3
+    """Peak learning rate (linear warm-up, cosine decay)."""
+    teacher_accuracy: float | None = None
+    """Probability that the teacher writes a common step's value correctly (default: the value that puts
+    hard pass@1 at the design rate 0.65 ** hard_steps at this --rare-steps; 0.65 with none)."""
+    easy_min_steps: int = 1
+    """Shortest easy chain."""
+    easy_max_steps: int = 16
+    """Longest easy chain."""
+    hard_steps: int = 16
+    """Length of hard chains (recorded with the model; used by later stages)."""
+    rare_steps: int = 0
+    """The regime knob (docs/regimes.md): steps of each hard chain that are rare-operation lookups the
+    teacher does not know; 0 is the shared-skill chain."""
+    classes: int = 4
+    """Problem classes, one rare operation each (used when --rare-steps > 0)."""
+    arch: str = "llama"
+    """Model family: llama (the embedded default) or qwen2 (a second family for cross-family traces)."""
+    tokenizer: str = "char"
+    """Tokenizer: char (one token per character) or pairs (BPE merges; a different id space)."""
+    hidden: int = 128
+    layers: int = 3
+    heads: int = 4
+    ffn: int = 384
+    seed: int = 0
+    """Seed for initialisation and data."""
+    calibration: str = "logit-scale"
+    """logit-scale: scale the logits (the final norm's weight) so that exact hard-train pass@1 meets
+    --target-pass1 on any CPU (docs/model.md); none: save the model as trained."""
+    target_pass1: float | None = None
+    """Exact hard-train pass@1 the base is calibrated to (default: teacher_accuracy ** hard_steps, what a
+    base that learned its teacher exactly scores). A property of the regime, fixed before any method runs."""
+    target_tolerance: float = 2.0
+    """The regime window is target ÷ this to target × this; later stages refuse a base outside it."""
+    calibration_problems: int = 256
+    """Hard-train problems (data seed --seed) over which exact pass@1 is calibrated and measured."""
+    overwrite: bool = False
+    """Replace an existing base in --out (the new one is swapped in only once it is complete)."""
+
+    def check(self) -> None:
+        """Every value, before anything is computed or written (the CLI calls it after parsing, `pretrain`
+        before its first step): a ValueError is one line and exit 2."""
+        try:
+            self.task()
+        except ValueError as e:
+            raise BadInput(str(e)) from None
+        if not 0 < self.accuracy() <= 1:
+            raise ValueError("teacher_accuracy must be in (0, 1]")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be finite and > 0, got {self.lr}")
+        if min(self.hidden, self.layers, self.heads, self.ffn) < 1 or self.hidden % self.heads:
+            raise ValueError("hidden, layers, heads and ffn must be >= 1, and hidden a multiple of heads")
+        from prefixrl import regime
+
+        if self.calibration not in regime.CALIBRATIONS:
+            raise ValueError(f"unknown calibration {self.calibration!r}; choose from {', '.join(regime.CALIBRATIONS)}")
+        if self.calibration_problems < 1:
+            raise ValueError("calibration_problems must be >= 1")
+        self.target()  # the target and its window are checked before any compute
+
+    def task(self) -> ChainTask:
+        from prefixrl.tasks.chain import ChainTask
+
+        return ChainTask(self.easy_min_steps, self.easy_max_steps, self.hard_steps, rare_steps=self.rare_steps,
+                         classes=self.classes)
+
+    def accuracy(self) -> float:
+        return self.task().design_accuracy() if self.teacher_accuracy is None else self.teacher_accuracy
+
+    def target(self) -> regime.Target:
+        from prefixrl import regime
+
+        value = self.task().teacher_pass1(self.accuracy()) if self.target_pass1 is None else self.target_pass1
+        return regime.Target(value, self.target_tolerance)

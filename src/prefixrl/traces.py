@@ -40,7 +40,7 @@ class Trace:
     response: str  # decoded text of token_ids
     token_ids: list[int]  # the trace as sampled, EOS excluded
     tokenizer: str  # tokenizer fingerprint the ids belong to
-    source: str  # model path, or "import:<file>"
+    source: str  # model path, "import:<file>", or what found it in a run: "harvest:M@stepN", "recollect:M@stepN"
     temperature: float
     top_p: float
     samples: int  # samples drawn for this problem up to and including the success

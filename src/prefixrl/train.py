@@ -18,7 +18,8 @@ One step (`rl_step`), with every choice the paper leaves open made explicit (doc
 6. Ledger: sampling 2·N per token (prefill of problem + prefix, and decode), update 6·N per token of every
    updated sequence (prefix included); an offline cost (rejection sampling) is charged up front.
 7. Pool: the on-policy groups update what the pool adapts, if anything (beyond the paper, off by default:
-   the adaptive prefix ladders and harvested traces of `prefixrl.pool`).
+   the adaptive prefix ladders and harvested traces of `prefixrl.pool`); every `recollect_every` steps,
+   rejection sampling with the current policy adds traces for problems still without one, charged.
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ from prefixrl.io import run_state
 from prefixrl.io.checkpoint import save_policy
 from prefixrl.losses import group_advantages, token_logprobs, weighted_pg_loss
 from prefixrl.mask import make_batch, micro_batches
-from prefixrl.methods import METHODS, Method, base_logprobs, token_weights
+from prefixrl.methods import METHODS, Method
 from prefixrl.model import load, param_count
-from prefixrl.precision import autocast
+from prefixrl.offpolicy import base_logprobs, token_weights
 from prefixrl.pool import Pool
+from prefixrl.precision import autocast
 from prefixrl.prefixes import Prefix
 from prefixrl.seeds import derive
 from prefixrl.settings import RLSettings
@@ -136,6 +138,8 @@ def rl_step(step: int, pool: Pool, engine: Engine, learner: Learner, task: Task,
     # the pool learns from the on-policy samples: ladders' success, harvested traces (`prefixrl.pool`)
     pool.observe(step, prompts, [[ids for ids, _ in group[:n_on]] for group in groups], [vs[:n_on] for vs in per_group],
                  tokenizer.eos_token_id, cfg.temperature, cfg.top_p, f"harvest:{cfg.method}")
+    if cfg.recollect_every and step % cfg.recollect_every == 0:
+        pool.recollect(engine, params, cfg.recollect_cap, step, f"recollect:{cfg.method}", ledger)
     on_logps = [lp for group in gens.samples for s in group for lp in s.logprobs]
     return StepRecord(step, [p.prefixed for p in prompts], rewards, n_on,
                       sum(float(a.abs().sum() == 0) for a in advs) / len(advs), len(rows), grad_norm, applied,
@@ -187,7 +191,7 @@ def train_rl(
     learner, engine, state, ledger = _start(model, tokenizer, cfg, method, traces, out, key, charged_flops, resume,
                                             engine)
     pool = Pool(unprefixed, prefixed, traces, cfg.prefix_schedule, cfg.harvest, task, tokenizer, cfg.prefix_target,
-                cfg.prefix_band, cfg.prefix_rungs, cfg.seed)
+                cfg.prefix_band, cfg.prefix_rungs, cfg.seed, recollect=cfg.recollect_every > 0)
     pool.restore(state.pool)  # (empty for a fresh run)
     log = (out / "metrics.jsonl").open("a")
 
@@ -243,14 +247,14 @@ def train_rl(
 
 
 def _finish(out: Path, key: dict, model, tokenizer, task, state, ledger: Ledger, pool: Pool, steps: int) -> dict:
-    """The run's result, its harvested traces and its final policy, written before `result.json` marks the
-    run complete (`run_state.finish`)."""
+    """The run's result, the traces it found (harvested, re-collected) and its final policy, written before
+    `result.json` marks the run complete (`run_state.finish`)."""
     result = {"curve": state.curve, "ledger": ledger.to_dict(), "steps": steps}
     if state.before_rl:
         result["sft"] = state.before_rl
-    if pool.harvest:  # provenance in the trace store: the method and step whose sample each trace is
+    if pool.harvest or pool.recollects:  # provenance in the trace store: the method and step that found each trace
         save_traces(out / "harvested.parquet", pool.harvested)
-        result["harvested"] = len(pool.harvested)
+        result.update({k: v for k, v in pool.log().items() if k in ("harvested", "recollected")})
     save_policy(out / "final", model, tokenizer, policy_meta(task))
     run_state.finish(out, key, result)
     return result
@@ -272,7 +276,8 @@ def _checked(cfg: RLSettings, task: Task, prefixed: list[Prefix], traces: list[T
     method = METHODS[cfg.method]
     if cfg.prefix_schedule == "adaptive" and not traces:
         raise ValueError("--prefix-schedule adaptive cuts its own ladders from the traces: it needs --traces")
-    if cfg.prefixed_share > 0 and not prefixed and not (cfg.harvest or cfg.prefix_schedule == "adaptive"):
+    if cfg.prefixed_share > 0 and not prefixed and not (cfg.harvest or cfg.recollect_every
+                                                         or cfg.prefix_schedule == "adaptive"):
         raise ValueError(f"method {cfg.method} needs prefixes (run `prefixrl prefixes`) or mix = 0")
     if (method.offpolicy or method.sft_first) and not traces:
         raise ValueError(f"method {cfg.method} needs traces (run `prefixrl collect`)")

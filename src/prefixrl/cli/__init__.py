@@ -1,8 +1,9 @@
 """The `prefixrl` command line: one subcommand per stage, each a flat dataclass whose field docs are --help.
 
 Bad input (files, names, values) ends with a one-line `prefixrl: error: ...` and exit code 2. A
-command's module is imported only when that command runs, so `prefixrl --help` answers without loading
-torch or transformers (docs/performance.md, time to first output).
+command's configs live in modules that import no torch, transformers or pyarrow, and its runner is
+imported only once its options are parsed, so `prefixrl --help` and `prefixrl COMMAND --help` answer
+without loading them (docs/performance.md, time to first output; tests/test_cli.py).
 """
 
 from __future__ import annotations
@@ -12,20 +13,20 @@ import json
 import sys
 
 COMMANDS = {  # name → (module, config class, the line `prefixrl --help` shows)
-    "demo": ("prefixrl.experiments.demo", "DemoConfig",
+    "demo": ("prefixrl.experiments.settings", "DemoConfig",
              "The whole method end to end: pretrain, collect, prefixes, PrefixRL vs standard RL, report."),
-    "pretrain": ("prefixrl.pretrain", "PretrainConfig",
+    "pretrain": ("prefixrl.settings", "PretrainConfig",
                  "Pretrain the embedded base model (a tiny Llama) on easy problems from an imperfect teacher."),
-    "collect": ("prefixrl.cli.stages", "CollectConfig",
+    "collect": ("prefixrl.cli.options", "CollectConfig",
                 "Rejection sampling with the base model: one verified-correct trace per hard-train problem."),
-    "prefixes": ("prefixrl.cli.stages", "PrefixesConfig",
+    "prefixes": ("prefixrl.cli.options", "PrefixesConfig",
                  "Cut prefixes from the traces (paper rule: 3 per trace at U[0.4, 0.8] of its tokens)."),
-    "train": ("prefixrl.cli.training", "TrainConfig",
+    "train": ("prefixrl.cli.options", "TrainConfig",
               "On-policy RL: PrefixRL, or one of the paper's baselines on the same trainer."),
-    "eval": ("prefixrl.cli.stages", "EvalConfig", "Unbiased pass@k of a policy on unprefixed problems."),
-    "export": ("prefixrl.cli.stages", "ExportConfig",
+    "eval": ("prefixrl.cli.options", "EvalConfig", "Unbiased pass@k of a policy on unprefixed problems."),
+    "export": ("prefixrl.cli.options", "ExportConfig",
                "Write the PrefixRL training pool (prefixed + unprefixed rows) for TRL or verl."),
-    "bench": ("prefixrl.experiments.bench", "BenchConfig",
+    "bench": ("prefixrl.experiments.settings", "BenchConfig",
               "The paper's comparisons, the regime map, cross-family traces, or the speed figures."),
     "theory": ("prefixrl.theory.lab", "TheoryConfig",
                "The theory lab: exact hidden-string MDPs, standard NPG vs PrefixRL-NPG vs practical PrefixRL."),

@@ -1,69 +1,30 @@
-"""What every stage shares: the task options, and loading a policy folder with its task and engine."""
+"""Every stage's options, as the flat dataclasses whose field docstrings are `prefixrl COMMAND --help`:
+the task options all stages share, the model options of stages that run the model, and the configs of
+collect, prefixes, eval, export and train (`RLSettings` composed in once).
+
+This module imports no torch, transformers or pyarrow: a check imports what it needs when it runs, so
+that --help answers at once (tests/test_cli.py). Loading a policy folder is `prefixrl.cli.policy`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
-from prefixrl.device import of as device_of
-from prefixrl.device import resolve as resolve_device
-from prefixrl.engine import Sampler, SamplingParams
+import tyro
+
 from prefixrl.io.errors import BadInput
-from prefixrl.model import load, load_tokenizer, model_folder, user_file
-from prefixrl.precision import autocast
-from prefixrl.tasks import get_task
-from prefixrl.verifier import check_timeout
-
-
-def task_spec_of(model_dir: Path, spec: dict | None = None) -> dict:
-    """The task spec given on the command line, else the one in the model folder's prefixrl.json."""
-    if spec is None:
-        meta = Path(model_dir) / "prefixrl.json"
-        if not meta.is_file():
-            return {"name": "chain"}
-        saved = user_file(meta, "it", lambda: json.loads(meta.read_text()))
-        spec = saved.get("task") if isinstance(saved, dict) else None
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise BadInput(f"{meta}: key task: missing, or not an object with a name")
-    return dict(spec)
-
-
-def task_of(model_dir: Path, spec: dict | None = None):
-    """The task named by `spec` (from the command line), else by the model folder's prefixrl.json."""
-    spec = task_spec_of(model_dir, spec)
-    try:
-        return get_task(**spec)
-    except TypeError as e:  # a key the task does not have
-        raise BadInput(f"{Path(model_dir) / 'prefixrl.json'}: key task: {e}") from None
-
-
-def load_policy(model_dir: Path, task_spec: dict | None = None, weights: bool = True, device: str = "cpu"):
-    """(model or None, tokenizer, task) of a folder from `model.model_folder`. weights=False: tokenizer
-    and task only (stages that handle token ids, and engines such as vLLM that load the weights
-    themselves). device: a `--device` value (`prefixrl.device.resolve`)."""
-    model_dir = model_folder(model_dir, weights)
-    model, tok = load(model_dir, resolve_device(device)) if weights else (None, load_tokenizer(model_dir, weights=False))
-    return model, tok, task_of(model_dir, task_spec)
+from prefixrl.io.outputs import Output
+from prefixrl.io.tracking import BACKENDS
+from prefixrl.settings import RLSettings
 
 
 def check_engine(kind: str) -> None:
     if kind not in ("builtin", "vllm"):
         raise BadInput(f"unknown engine {kind!r}; choose from: builtin, vllm")
-
-
-def make_engine(kind: str, model, model_dir: Path, tok, seed: int = 0):
-    """builtin: `engine.Sampler` on the loaded HF model, on its device, in `--precision auto` (bf16
-    autocast on a GPU that has it, float32 on every CPU); vllm: `vllm_engine.VLLMEngine` (docs/vllm.md)."""
-    if kind == "builtin":
-        return Sampler(model, tok.eos_token_id, tok.pad_token_id, autocast=autocast("auto", device_of(model)))
-    if kind == "vllm":
-        from prefixrl.vllm_engine import VLLMEngine
-
-        return VLLMEngine(model_dir, seed=seed)
-    raise BadInput(f"unknown engine {kind!r}; choose from: builtin, vllm")
 
 
 def check_numbers(cfg) -> None:
@@ -94,12 +55,6 @@ def check_sampling(cfg) -> None:
         raise BadInput(f"max_new_tokens must be >= 1, got {cfg.max_new_tokens}")
 
 
-def _params(task, cfg) -> SamplingParams:
-    """Sampling settings of a stage; response length: --max-new-tokens, else the task's own bound."""
-    length = cfg.max_new_tokens or task.max_response_tokens
-    return SamplingParams(cfg.temperature, cfg.top_p, max_new_tokens=length)
-
-
 @dataclass(frozen=True)
 class TaskOptions:
     task: str | None = None
@@ -124,6 +79,8 @@ class TaskOptions:
 
     def check(self) -> None:
         """The task options' numbers, before anything is read or written (subclasses call it first)."""
+        from prefixrl.verifier import check_timeout
+
         check_timeout(self.verifier_timeout, self.verifier_workers)
         if self.gym_size < 1:
             raise BadInput(f"gym_size must be >= 1, got {self.gym_size}")
@@ -156,4 +113,204 @@ class ModelOptions(TaskOptions):
 
     def check(self) -> None:
         super().check()
-        resolve_device(self.device)
+        from prefixrl.device import resolve
+
+        resolve(self.device)
+
+
+@dataclass(frozen=True)
+class CollectConfig(ModelOptions):
+    """Rejection sampling with the base model: one verified-correct trace per hard-train problem."""
+
+    model: Path = Path("runs/base")
+    """Base model folder (the sampler of rejection sampling)."""
+    out: Path = Path("runs/traces.parquet")
+    """Trace store to write (saved after every round); a summary with the FLOPs spent goes next to it as .json."""
+    resume: bool = False
+    """Continue an interrupted collection in --out: solved problems are not sampled again, nothing is lost."""
+    engine: str = "builtin"
+    """builtin (KV-cache sampler on the HF model) or vllm (token-id prompts, prefix caching; docs/vllm.md)."""
+    problems: int = 64
+    """How many hard-train problems."""
+    data_seed: int = 0
+    """Seed of the problem set (use the same one for `train`)."""
+    cap: int = 1024
+    """Most samples drawn per problem."""
+    per_round: int = 32
+    """Samples per unsolved problem per round."""
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    """Sampling seed."""
+    import_file: Path | None = None
+    """Instead of sampling, import traces made elsewhere: JSONL of {"problem_id", "trace"}."""
+    max_new_tokens: int | None = None
+    """Longest response sampled (default: the task's bound; chain: 2 per step + 4, others 1024)."""
+    min_yield: float = 0.25
+    """Refuse to sample when the share of problems rejection sampling is expected to solve at --cap,
+    measured exactly before any sampling (built-in tasks), is below this; 0 turns the gate off."""
+
+    def check(self) -> None:
+        super().check()
+        check_engine(self.engine)
+        if not 0.0 <= self.min_yield <= 1.0:
+            raise BadInput(f"min_yield must be in [0, 1], got {self.min_yield}")
+        for name in ("problems", "cap", "per_round"):
+            if getattr(self, name) < 1:
+                raise BadInput(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_sampling(self)
+
+    def outputs(self) -> list[Output]:
+        existing = "resume" if self.resume else "refuse"
+        return [Output(self.out, "--out", existing=existing),
+                Output(self.out.with_suffix(".json"), "--out's summary (.json)", existing=existing)]
+
+
+@dataclass(frozen=True)
+class PrefixesConfig(TaskOptions):
+    """Cut prefixes from the traces (paper rule: 3 per trace at U[0.4, 0.8] of its tokens)."""
+
+    traces: Path = Path("runs/traces.parquet")
+    """Trace store from `prefixrl collect`."""
+    model: Path = Path("runs/base")
+    """Policy folder: its tokenizer must be the traces' tokenizer."""
+    out: Path = Path("runs/prefixes.parquet")
+    """Prefix file to write."""
+    k: int = 3
+    """Prefixes per trace (paper: 3)."""
+    low: float = 0.4
+    """Smallest cut, as a fraction of the trace's tokens (paper: 0.4)."""
+    high: float = 0.8
+    """Largest cut (paper: 0.8)."""
+    seed: int = 0
+    """Seed of the cut points (drawn once per trace and stored)."""
+
+    overwrite: bool = False
+    """Replace an existing --out (never one of the inputs)."""
+
+    def check(self) -> None:
+        """Called by the CLI before anything is read or written."""
+        super().check()
+        from prefixrl.prefixes import check_cut_rule
+
+        check_cut_rule(self.k, self.low, self.high)
+
+
+@dataclass(frozen=True)
+class EvalConfig(ModelOptions):
+    """Unbiased pass@k of a policy on unprefixed problems."""
+
+    model: Path = Path("runs/base")
+    """Policy folder to evaluate."""
+    split: str = "hard_heldout"
+    """easy, hard_train or hard_heldout (always unprefixed)."""
+    problems: int = 128
+    data_seed: int = 0
+    samples: int = 64
+    """Samples per problem (n); every k must be <= n."""
+    k: tuple[int, ...] = (1, 8, 64)
+    """pass@k values to report."""
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int | None = None
+    """Longest response sampled (default: the task's bound; chain: 2 per step + 4, others 1024)."""
+    seed: int = 0
+    out: Path | None = None
+    """Optional JSON file for the results."""
+    engine: str = "builtin"
+    """builtin (KV-cache sampler on the HF model) or vllm (token-id prompts, prefix caching; docs/vllm.md)."""
+
+    overwrite: bool = False
+    """Replace an existing --out (never one of the inputs)."""
+
+    def check(self) -> None:
+        super().check()
+        check_engine(self.engine)
+        for name in ("problems", "samples"):
+            if getattr(self, name) < 1:
+                raise BadInput(f"{name} must be >= 1, got {getattr(self, name)}")
+        if any(k > self.samples or k < 1 for k in self.k):
+            raise BadInput(f"pass@k needs 1 <= k <= samples; got k={list(self.k)} with samples={self.samples}")
+        check_sampling(self)
+
+
+@dataclass(frozen=True)
+class ExportConfig(TaskOptions):
+    """Write the PrefixRL training pool (prefixed + unprefixed rows, prefix token ids included) for TRL or verl."""
+
+    format: str = "trl"
+    """trl (docs/trl.md) or verl (docs/verl.md)."""
+    prefixes: Path = Path("runs/prefixes.parquet")
+    """Prefix file from `prefixrl prefixes`."""
+    model: Path = Path("runs/base")
+    """Policy folder: its tokenizer decodes prefix_text, its prefixrl.json names the task."""
+    out: Path = Path("runs/train_rows.parquet")
+    """Parquet file to write."""
+    problems: int = 64
+    """Hard-train problems for the unprefixed rows (same as `collect`)."""
+    data_seed: int = 0
+    mix: float = RLSettings.mix
+    """Share of prefixed rows in the pool (paper: 0.75; 1 = prefixrl-only)."""
+    seed: int = 0
+    data_source: str = "prefixrl"
+    """verl: the data_source column (selects the reward function; docs/verl.md)."""
+    ability: str = "math"
+    """verl: the ability column."""
+    max_prompt_tokens: int | None = None
+    """Drop (and count) rows whose rendered prompt plus prefix is longer than this: set it to the engine's
+    prompt limit (verl's data.max_prompt_length, TRL's max_prompt_length), which would otherwise refuse
+    or truncate them mid-run. Default: keep every row and report the longest."""
+
+    overwrite: bool = False
+    """Replace an existing --out (never one of the inputs)."""
+
+    def check(self) -> None:
+        super().check()
+        if self.format not in ("trl", "verl"):
+            raise BadInput(f"unknown export format {self.format!r}; choose from: trl, verl")
+        if not 0.0 <= self.mix <= 1.0:
+            raise BadInput(f"mix must be in [0, 1], got {self.mix}")
+        if self.problems < 1:
+            raise BadInput(f"problems must be >= 1, got {self.problems}")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
+            raise BadInput(f"max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
+
+
+@dataclass(frozen=True)
+class TrainConfig(ModelOptions):
+    """On-policy RL: PrefixRL, or one of the paper's baselines on the same trainer (docs/baselines.md)."""
+
+    model: Path = Path("runs/base")
+    """Starting policy folder (Hugging Face format)."""
+    out: Path = Path("runs/train")
+    """Run folder: metrics.jsonl, ledger.json, config.json, checkpoints, and the final policy in final/."""
+    resume: bool = False
+    """Continue the run in --out from its newest valid checkpoint, exactly as if it had never stopped."""
+    preset: str | None = None
+    """quick: the demo's quick configuration (base model, traces, prefixes built once in --preset-dir);
+    replaces --model, --prefixes, --traces, --problems and --data-seed (the other flags still apply)."""
+    preset_dir: Path | None = None
+    """Where a preset's base model, traces and prefixes live (default runs/presets/NAME)."""
+    log_to: tuple[str, ...] = ()
+    """Also log to: tensorboard, wandb (offline unless WANDB_MODE is set), trackio. metrics.jsonl is always written."""
+    deterministic: bool = False
+    """torch.use_deterministic_algorithms: a resumed run ends bit-identical to an uninterrupted one."""
+    prefixes: Path | None = Path("runs/prefixes.parquet")
+    """Prefix file from `prefixrl prefixes` (not needed by --method rl)."""
+    traces: Path | None = Path("runs/traces.parquet")
+    """Trace store whose collection FLOPs are charged to methods that use it."""
+    problems: int = 64
+    """How many hard-train problems (same as `collect`)."""
+    data_seed: int = 0
+    rl: Annotated[RLSettings, tyro.conf.OmitArgPrefixes] = field(default_factory=RLSettings)
+    """The trainer's settings (`prefixrl.settings.RLSettings`): flags without a prefix, e.g. --lr, --steps."""
+
+    def check(self) -> None:
+        """Called by the CLI before anything is read or written: inconsistent values fail here."""
+        super().check()
+        self.rl.check()
+        if self.problems < 1:
+            raise BadInput(f"problems must be >= 1, got {self.problems}")
+        for b in self.log_to:
+            if b not in BACKENDS:
+                raise BadInput(f"unknown tracker {b!r}; choose from {', '.join(BACKENDS)}")

@@ -1,27 +1,18 @@
-"""The CLI's data stages: `collect`, `prefixes`, `eval`, `export` (configs and runners).
+"""The CLI's data stages: the runners of `collect`, `prefixes`, `eval`, `export` (their configs are in
+`prefixrl.cli.options`).
 
-Each config is flat; its field docstrings are the command's --help. Runners do the I/O around the pure
-pieces in the other modules. The task of a model folder is read from its prefixrl.json (written by
+Runners do the I/O around the pure pieces in the other modules. The task of a model folder is read from its prefixrl.json (written by
 `prefixrl pretrain`), so every stage agrees on the task without repeating its knobs.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from prefixrl import regime
-from prefixrl.cli.options import (
-    ModelOptions,
-    TaskOptions,
-    _params,
-    check_engine,
-    check_sampling,
-    load_policy,
-    make_engine,
-    task_spec_of,
-)
+from prefixrl.cli.options import CollectConfig, EvalConfig, ExportConfig, PrefixesConfig
+from prefixrl.cli.policy import _params, load_policy, make_engine, task_spec_of
 from prefixrl.collect import Collection, import_traces, rejection_sample
 from prefixrl.evaluate import evaluate
 from prefixrl.flops import Ledger
@@ -29,59 +20,10 @@ from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import read_meta, write_json_atomic
 from prefixrl.model import load, model_folder
-from prefixrl.prefixes import check_cut_rule, cut_prefixes, load_prefixes, save_prefixes
+from prefixrl.prefixes import cut_prefixes, load_prefixes, save_prefixes
 from prefixrl.render import render_prompt, tokenizer_fingerprint
-from prefixrl.settings import RLSettings
 from prefixrl.traces import load_traces, save_traces
 from prefixrl.verifier import deadlined
-
-
-@dataclass(frozen=True)
-class CollectConfig(ModelOptions):
-    """Rejection sampling with the base model: one verified-correct trace per hard-train problem."""
-
-    model: Path = Path("runs/base")
-    """Base model folder (the sampler of rejection sampling)."""
-    out: Path = Path("runs/traces.parquet")
-    """Trace store to write (saved after every round); a summary with the FLOPs spent goes next to it as .json."""
-    resume: bool = False
-    """Continue an interrupted collection in --out: solved problems are not sampled again, nothing is lost."""
-    engine: str = "builtin"
-    """builtin (KV-cache sampler on the HF model) or vllm (token-id prompts, prefix caching; docs/vllm.md)."""
-    problems: int = 64
-    """How many hard-train problems."""
-    data_seed: int = 0
-    """Seed of the problem set (use the same one for `train`)."""
-    cap: int = 1024
-    """Most samples drawn per problem."""
-    per_round: int = 32
-    """Samples per unsolved problem per round."""
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
-    """Sampling seed."""
-    import_file: Path | None = None
-    """Instead of sampling, import traces made elsewhere: JSONL of {"problem_id", "trace"}."""
-    max_new_tokens: int | None = None
-    """Longest response sampled (default: the task's bound; chain: 2 per step + 4, others 1024)."""
-    min_yield: float = 0.25
-    """Refuse to sample when the share of problems rejection sampling is expected to solve at --cap,
-    measured exactly before any sampling (built-in tasks), is below this; 0 turns the gate off."""
-
-    def check(self) -> None:
-        super().check()
-        check_engine(self.engine)
-        if not 0.0 <= self.min_yield <= 1.0:
-            raise BadInput(f"min_yield must be in [0, 1], got {self.min_yield}")
-        for name in ("problems", "cap", "per_round"):
-            if getattr(self, name) < 1:
-                raise BadInput(f"{name} must be >= 1, got {getattr(self, name)}")
-        check_sampling(self)
-
-    def outputs(self) -> list[Output]:
-        existing = "resume" if self.resume else "refuse"
-        return [Output(self.out, "--out", existing=existing),
-                Output(self.out.with_suffix(".json"), "--out's summary (.json)", existing=existing)]
 
 
 def run_collect(cfg: CollectConfig) -> dict:
@@ -160,34 +102,6 @@ def _resumable_collection(cfg: CollectConfig, key: dict, task, tok) -> tuple[Col
                       state["rounds"]), state["finished"]
 
 
-@dataclass(frozen=True)
-class PrefixesConfig(TaskOptions):
-    """Cut prefixes from the traces (paper rule: 3 per trace at U[0.4, 0.8] of its tokens)."""
-
-    traces: Path = Path("runs/traces.parquet")
-    """Trace store from `prefixrl collect`."""
-    model: Path = Path("runs/base")
-    """Policy folder: its tokenizer must be the traces' tokenizer."""
-    out: Path = Path("runs/prefixes.parquet")
-    """Prefix file to write."""
-    k: int = 3
-    """Prefixes per trace (paper: 3)."""
-    low: float = 0.4
-    """Smallest cut, as a fraction of the trace's tokens (paper: 0.4)."""
-    high: float = 0.8
-    """Largest cut (paper: 0.8)."""
-    seed: int = 0
-    """Seed of the cut points (drawn once per trace and stored)."""
-
-    overwrite: bool = False
-    """Replace an existing --out (never one of the inputs)."""
-
-    def check(self) -> None:
-        """Called by the CLI before anything is read or written."""
-        super().check()
-        check_cut_rule(self.k, self.low, self.high)
-
-
 def run_prefixes(cfg: PrefixesConfig) -> dict:
     with claim("prefixes", [Output(cfg.out, existing="replace" if cfg.overwrite else "refuse")],
                {"--traces": cfg.traces, "--model": cfg.model, **cfg.inputs()}):
@@ -201,44 +115,6 @@ def _prefixes(cfg: PrefixesConfig) -> dict:
     prefixes = cut_prefixes(traces, task, tok, k=cfg.k, low=cfg.low, high=cfg.high, seed=cfg.seed)
     save_prefixes(cfg.out, prefixes, tok)
     return {"traces": len(traces), "rejected": rejected, "prefixes": len(prefixes)}
-
-
-@dataclass(frozen=True)
-class EvalConfig(ModelOptions):
-    """Unbiased pass@k of a policy on unprefixed problems."""
-
-    model: Path = Path("runs/base")
-    """Policy folder to evaluate."""
-    split: str = "hard_heldout"
-    """easy, hard_train or hard_heldout (always unprefixed)."""
-    problems: int = 128
-    data_seed: int = 0
-    samples: int = 64
-    """Samples per problem (n); every k must be <= n."""
-    k: tuple[int, ...] = (1, 8, 64)
-    """pass@k values to report."""
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int | None = None
-    """Longest response sampled (default: the task's bound; chain: 2 per step + 4, others 1024)."""
-    seed: int = 0
-    out: Path | None = None
-    """Optional JSON file for the results."""
-    engine: str = "builtin"
-    """builtin (KV-cache sampler on the HF model) or vllm (token-id prompts, prefix caching; docs/vllm.md)."""
-
-    overwrite: bool = False
-    """Replace an existing --out (never one of the inputs)."""
-
-    def check(self) -> None:
-        super().check()
-        check_engine(self.engine)
-        for name in ("problems", "samples"):
-            if getattr(self, name) < 1:
-                raise BadInput(f"{name} must be >= 1, got {getattr(self, name)}")
-        if any(k > self.samples or k < 1 for k in self.k):
-            raise BadInput(f"pass@k needs 1 <= k <= samples; got k={list(self.k)} with samples={self.samples}")
-        check_sampling(self)
 
 
 def run_eval(cfg: EvalConfig) -> dict:
@@ -264,48 +140,6 @@ def _eval(cfg: EvalConfig) -> dict:
     if cfg.out is not None:
         write_json_atomic(cfg.out, res)
     return res
-
-
-@dataclass(frozen=True)
-class ExportConfig(TaskOptions):
-    """Write the PrefixRL training pool (prefixed + unprefixed rows, prefix token ids included) for TRL or verl."""
-
-    format: str = "trl"
-    """trl (docs/trl.md) or verl (docs/verl.md)."""
-    prefixes: Path = Path("runs/prefixes.parquet")
-    """Prefix file from `prefixrl prefixes`."""
-    model: Path = Path("runs/base")
-    """Policy folder: its tokenizer decodes prefix_text, its prefixrl.json names the task."""
-    out: Path = Path("runs/train_rows.parquet")
-    """Parquet file to write."""
-    problems: int = 64
-    """Hard-train problems for the unprefixed rows (same as `collect`)."""
-    data_seed: int = 0
-    mix: float = RLSettings.mix
-    """Share of prefixed rows in the pool (paper: 0.75; 1 = prefixrl-only)."""
-    seed: int = 0
-    data_source: str = "prefixrl"
-    """verl: the data_source column (selects the reward function; docs/verl.md)."""
-    ability: str = "math"
-    """verl: the ability column."""
-    max_prompt_tokens: int | None = None
-    """Drop (and count) rows whose rendered prompt plus prefix is longer than this: set it to the engine's
-    prompt limit (verl's data.max_prompt_length, TRL's max_prompt_length), which would otherwise refuse
-    or truncate them mid-run. Default: keep every row and report the longest."""
-
-    overwrite: bool = False
-    """Replace an existing --out (never one of the inputs)."""
-
-    def check(self) -> None:
-        super().check()
-        if self.format not in ("trl", "verl"):
-            raise BadInput(f"unknown export format {self.format!r}; choose from: trl, verl")
-        if not 0.0 <= self.mix <= 1.0:
-            raise BadInput(f"mix must be in [0, 1], got {self.mix}")
-        if self.problems < 1:
-            raise BadInput(f"problems must be >= 1, got {self.problems}")
-        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
-            raise BadInput(f"max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
 
 
 def run_export(cfg: ExportConfig) -> dict:

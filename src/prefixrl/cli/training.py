@@ -1,70 +1,28 @@
-"""`prefixrl train`: the config (the trainer's one `RLSettings`, composed once) and its runner."""
+"""`prefixrl train`: the runner (its config, `RLSettings` composed once, is `prefixrl.cli.options.TrainConfig`)."""
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Annotated
 
 import torch
-import tyro
 
-from prefixrl.cli.options import ModelOptions, load_policy, task_of
+from prefixrl.cli.options import TrainConfig
+from prefixrl.cli.policy import load_policy, task_of
 from prefixrl.cli.stages import regime_gate
 from prefixrl.engine import SamplingParams
 from prefixrl.experiments import pipeline
-from prefixrl.experiments.demo import DemoConfig
+from prefixrl.experiments.settings import DemoConfig
 from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import write_json_atomic
-from prefixrl.io.tracking import BACKENDS, Tracker
+from prefixrl.io.tracking import Tracker
 from prefixrl.prefixes import PrefixedPrompt, cut_prefixes, load_prefixes, save_prefixes
-from prefixrl.settings import RLSettings
 from prefixrl.traces import load_traces
 from prefixrl.train import METHODS, train_rl
 from prefixrl.verifier import deadlined
-
-
-@dataclass(frozen=True)
-class TrainConfig(ModelOptions):
-    """On-policy RL: PrefixRL, or one of the paper's baselines on the same trainer (docs/baselines.md)."""
-
-    model: Path = Path("runs/base")
-    """Starting policy folder (Hugging Face format)."""
-    out: Path = Path("runs/train")
-    """Run folder: metrics.jsonl, ledger.json, config.json, checkpoints, and the final policy in final/."""
-    resume: bool = False
-    """Continue the run in --out from its newest valid checkpoint, exactly as if it had never stopped."""
-    preset: str | None = None
-    """quick: the demo's quick configuration (base model, traces, prefixes built once in --preset-dir);
-    replaces --model, --prefixes, --traces, --problems and --data-seed (the other flags still apply)."""
-    preset_dir: Path | None = None
-    """Where a preset's base model, traces and prefixes live (default runs/presets/NAME)."""
-    log_to: tuple[str, ...] = ()
-    """Also log to: tensorboard, wandb (offline unless WANDB_MODE is set), trackio. metrics.jsonl is always written."""
-    deterministic: bool = False
-    """torch.use_deterministic_algorithms: a resumed run ends bit-identical to an uninterrupted one."""
-    prefixes: Path | None = Path("runs/prefixes.parquet")
-    """Prefix file from `prefixrl prefixes` (not needed by --method rl)."""
-    traces: Path | None = Path("runs/traces.parquet")
-    """Trace store whose collection FLOPs are charged to methods that use it."""
-    problems: int = 64
-    """How many hard-train problems (same as `collect`)."""
-    data_seed: int = 0
-    rl: Annotated[RLSettings, tyro.conf.OmitArgPrefixes] = field(default_factory=RLSettings)
-    """The trainer's settings (`prefixrl.settings.RLSettings`): flags without a prefix, e.g. --lr, --steps."""
-
-    def check(self) -> None:
-        """Called by the CLI before anything is read or written: inconsistent values fail here."""
-        super().check()
-        self.rl.check()
-        if self.problems < 1:
-            raise BadInput(f"problems must be >= 1, got {self.problems}")
-        for b in self.log_to:
-            if b not in BACKENDS:
-                raise BadInput(f"unknown tracker {b!r}; choose from {', '.join(BACKENDS)}")
 
 
 def run_train(cfg: TrainConfig) -> dict:

@@ -11,27 +11,30 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 
 from prefixrl import regime
 from prefixrl.collect import Collection
 from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
 from prefixrl.experiments import pipeline
-from prefixrl.experiments.bench_report import bench_plots, write_cross_family, write_results
+from prefixrl.experiments.bench_report import (
+    bench_plots,
+    write_cross_family,
+    write_results,
+)
 from prefixrl.experiments.curves import flops_to_reach
-from prefixrl.experiments.lineup import MAP_METHODS, PAPER_METHODS, QUICK_MAP_METHODS, RUNS, VARIANTS, is_baseline
+from prefixrl.experiments.lineup import RUNS, VARIANTS, is_baseline
+from prefixrl.experiments.settings import BENCHES, BenchConfig
 from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import write_json_atomic
 from prefixrl.model import param_count
 from prefixrl.prefixes import cut_prefixes
-from prefixrl.pretrain import PretrainConfig
 from prefixrl.settings import RLSettings
 from prefixrl.traces import save_traces
 from prefixrl.verifier import deadlined
@@ -69,75 +72,6 @@ def _collection(cfg: BenchConfig, model_dir: Path, task, problems, params, seed:
     """Rejection sampling with the model in `model_dir`, reused from `folder` when it ran with the same key."""
     return pipeline.collect_traces(folder / "traces.parquet", model_dir, task, problems, params, cfg.collect_cap, seed,
                                    cfg.progress, model=model, tok=tok, source=source)
-
-
-BENCHES = {"paper": "results.md", "cross-family": "cross_family.md", "perf": "performance.md", "regimes": "regimes.md"}
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """The paper's comparisons on the embedded task: all methods, equal FLOPs, several seeds."""
-
-    which: tyro.conf.Positional[str] = "paper"
-    """paper (all methods, equal FLOPs, seeds → results.md), cross-family (traces from a Qwen2 model with
-    another tokenizer, moved through text, against same-model traces → cross_family.md) or perf (sampler,
-    training and rejection-sampling speed, side by side → performance.md) or regimes (paper at each setting
-    of the regime knob --rare-steps and of --class-axis, with the regime gates → regimes.md)."""
-    json: Path | None = None
-    """perf: also write the figures as JSON to this file."""
-    out: Path = Path("runs/bench")
-    """Where results.md, results.json and the results/ plots go (files of those names there are replaced);
-    the committed docs are regenerated with --out docs."""
-    work: Path = Path("runs/bench")
-    """Scratch folder: base model, traces, runs (reused piece by piece; only a folder bench made)."""
-    quick: bool = False
-    """A small version (2 seeds, fewer problems, a smaller budget) for a first look or CI."""
-    seeds: int = 3
-    train_problems: int = 64
-    heldout_problems: int = 128
-    flops_budget: float = 10e12
-    """Total FLOPs per run, rejection sampling included for the methods that use traces."""
-    passk_samples: int = 64
-    """Samples per heldout problem for pass@k (k = 1, 2, 4, …, this)."""
-    methods: tuple[str, ...] | None = None
-    """Methods to run (labels; rl-n64 is standard RL with 64 samples per prompt). Beyond the paper, also:
-    prefixrl-adaptive, prefixrl-harvest, prefixrl-adaptive-harvest (docs/choices.md). Default: paper, the
-    paper's seven; regimes, those and the two variants pilot 5 admitted (--quick: prefixrl, rl, sft-rl)."""
-    hard_steps: int = 16
-    """Steps in a hard chain."""
-    rare_steps: int = 4
-    """The regime knob (docs/regimes.md): class-specific rare steps per hard chain; 0 = the shared-skill chain."""
-    classes: int = 4
-    """Problem classes, one rare operation each."""
-    teacher_accuracy: float | None = None
-    """Per-step accuracy of the base model's imperfect teacher on common steps (default: the design value
-    for --rare-steps, docs/regimes.md)."""
-    pretrain_steps: int = PretrainConfig.steps
-    calibration: str = PretrainConfig.calibration
-    """Base calibration (logit-scale or none; docs/model.md). perf at toy size needs none: a base
-    pretrained for a few steps reaches no regime target."""
-    collect_cap: int = 1024
-    """Most samples per problem in rejection sampling."""
-    rl_lr: float | None = None
-    """RL learning rate of every method (default: each method its own, chosen by the pilot in docs/regimes.md)."""
-    bands: bool = True
-    """Also run prefixrl-only on prefixes from each length band (back-generalization), first seed only."""
-    knob: tuple[int, ...] = (0, 4)
-    """regimes: the --rare-steps settings mapped (0: shared skill; 4: the most class-specific knowledge the
-    design pass rate allows)."""
-    class_axis: tuple[int, ...] = (1, 4)
-    """regimes: the --classes counts mapped at each K > 0 (1: one missing table shared by every problem;
-    4: a table per quarter of them, a quarter of the examples per fact; docs/regimes.md, pilot 4)."""
-    progress: bool = True
-
-    def resolved(self) -> BenchConfig:
-        cfg = self
-        if self.quick and self.which == "regimes":  # the two ends of the knob, the three methods the map is about
-            cfg = replace(self, seeds=1, train_problems=16, heldout_problems=32, flops_budget=1e12, passk_samples=16,
-                          methods=self.methods or QUICK_MAP_METHODS, knob=(0, 4), class_axis=(self.classes,))
-        elif self.quick:
-            cfg = replace(self, seeds=2, train_problems=16, heldout_problems=32, flops_budget=2e12, passk_samples=16)
-        return replace(cfg, methods=cfg.methods or (MAP_METHODS if cfg.which == "regimes" else PAPER_METHODS))
 
 
 def run_bench(cfg: BenchConfig) -> dict:
@@ -207,7 +141,7 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                         "final": final,
                         "passk_heldout": {str(k): final_held.pass_at(k) for k in ks}, "charged": charged,
                         "strategy": strategy_change(task, train_set, final_train, col.traces), "sft": r.get("sft"),
-                        "harvested": r.get("harvested")}
+                        "harvested": r.get("harvested"), "recollected": r.get("recollected")}
 
             key = pipeline.record_key(settings, charged, bench=_run_key(cfg))
             runs[label].append(pipeline.cached(cfg.work / f"seed{seed}" / label / "bench_record.json", key, one_run))
@@ -264,6 +198,7 @@ def summarise(runs: dict[str, list[dict]], cfg: BenchConfig) -> dict:
             "sft": [{k: r["sft"][k] for k in ("lr", "epochs", "entropy_before", "entropy_after")} for r in rs
                     if r.get("sft")],
             "harvested": [r["harvested"] for r in rs if r.get("harvested") is not None],
+            "recollected": [r["recollected"] for r in rs if r.get("recollected") is not None],
         }
     ratios = {}
     if "prefixrl" in runs:

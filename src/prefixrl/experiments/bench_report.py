@@ -116,14 +116,16 @@ def _variant_lines(res: dict) -> list[str]:
         for split, entry in splits.items():
             cells = [_vs(entry.get(name)) for name in ("prefixrl", "strongest")]
             harvested = ", ".join(str(h) for h in t.get("harvested") or []) or "–"
-            rows.append(f"| {label} | {split} | {cells[0]} | {cells[1]} | {harvested} |")
+            recollected = ", ".join(str(h) for h in t.get("recollected") or []) or "–"
+            rows.append(f"| {label} | {split} | {cells[0]} | {cells[1]} | {harvested} | {recollected} |")
     if not rows:
         return []
-    return ["## Beyond the paper: adaptive cuts and harvested traces (docs/choices.md)", "",
+    return ["## Beyond the paper: adaptive cuts, harvested and re-collected traces (docs/choices.md)", "",
             "Each cell: the variant's FLOPs to reach that method's final accuracy ÷ the budget ('never': not within "
             "it), then its final accuracy ÷ that method's.", "",
-            "| variant | split | vs PrefixRL (fixed cuts) | vs the strongest baseline | traces harvested per seed |",
-            "|---|---|---|---|---|", *rows, "", "![cuts](results/prefix_cuts.png)", ""]
+            "| variant | split | vs PrefixRL (fixed cuts) | vs the strongest baseline | traces harvested per seed "
+            "| traces re-collected per seed |",
+            "|---|---|---|---|---|---|", *rows, "", "![cuts](results/prefix_cuts.png)", ""]
 
 
 def _vs(e: dict | None) -> str:

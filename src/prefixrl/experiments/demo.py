@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import asdict, replace
 
 import torch
 
@@ -20,69 +19,14 @@ from prefixrl.experiments import gates as regime_gate
 from prefixrl.experiments import pipeline
 from prefixrl.experiments.curves import plot_curves
 from prefixrl.experiments.demo_report import write_report
+from prefixrl.experiments.settings import DemoConfig
 from prefixrl.experiments.stopwatch import Stopwatch
 from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
 from prefixrl.model import param_count
 from prefixrl.prefixes import cut_prefixes, save_prefixes
-from prefixrl.pretrain import PretrainConfig
-from prefixrl.settings import RLSettings
+from prefixrl.settings import PretrainConfig, RLSettings
 from prefixrl.verifier import deadlined
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """The whole method end to end: pretrain, collect, prefixes, PrefixRL vs standard RL, report."""
-
-    out: Path = Path("runs/demo")
-    """Output folder: base model, traces, prefixes, runs, report.md, report.json, curve.png."""
-    quick: bool = False
-    """A smaller run (fewer problems and steps): about 2.5 minutes on 2 cores, most of it pretraining."""
-    seed: int = 0
-    """Seed for problems, pretraining, sampling and RL."""
-    train_problems: int | None = None
-    """Hard-train problems (rejection sampling and RL); default 64, --quick 16."""
-    heldout_problems: int | None = None
-    """Hard-heldout problems (evaluation only); default 128, --quick 32."""
-    pretrain_steps: int = PretrainConfig.steps
-    """Pretraining steps for the base model."""
-    base_samples: int | None = None
-    """Samples per problem for the base model's pass@k; default 64, --quick 16."""
-    collect_cap: int = 1024
-    """Most samples drawn per problem in rejection sampling."""
-    rl_steps: int | None = None
-    """PrefixRL steps; standard RL then runs until it has spent the same total FLOPs; default 300, --quick 60."""
-    rl_lr: float | None = None
-    """RL learning rate of every method (default: each method its own, chosen by the pilot in docs/regimes.md)."""
-    hard_steps: int = 16
-    """Steps in a hard chain (the difficulty knob); easy chains have 1 to hard_steps steps."""
-    rare_steps: int = 4
-    """The regime knob (docs/regimes.md): steps of each hard chain that are class-specific rare operations the
-    base never learned; 0 is the shared-skill chain of earlier releases. 4 was chosen by the regime gates."""
-    classes: int = 4
-    """Problem classes, one rare operation each."""
-    teacher_accuracy: float | None = None
-    """Per-step accuracy of the imperfect teacher on common steps (default: the value that puts hard pass@1 at
-    0.65 ** hard_steps at this --rare-steps)."""
-    final_samples: int | None = None
-    """Samples per problem for the final pass@1; default 16, --quick 8."""
-    target_pass1: float | None = None
-    """Exact hard-train pass@1 the base is calibrated to (default: the pass rate of a base that learned its
-    teacher exactly, 0.65 ** hard_steps with the default teacher)."""
-    min_yield: float = 0.25
-    """Stop before rejection sampling if it is expected (exactly) to solve less than this share of problems."""
-    progress: bool = True
-    """Show progress bars."""
-
-    def resolved(self) -> DemoConfig:
-        """The sizes the user left unset, from the full or the quick preset; a flag the user passed always
-        wins (`prefixrl demo --quick --rl-steps 100` runs 100 steps). Both presets share one base model."""
-        preset = QUICK if self.quick else FULL
-        return replace(self, **{k: v for k, v in preset.items() if getattr(self, k) is None})
-
-
-FULL = {"train_problems": 64, "heldout_problems": 128, "base_samples": 64, "rl_steps": 300, "final_samples": 16}
-QUICK = {"train_problems": 16, "heldout_problems": 32, "base_samples": 16, "rl_steps": 60, "final_samples": 8}
 
 
 def _pass_at_ks(result, ks):

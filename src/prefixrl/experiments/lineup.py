@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 # label -> (trainer method, overrides). "rl-n64" is standard RL with 64 samples per prompt (paper §6.3).
-# The last three go beyond the paper (`prefixrl.pool`): PrefixRL with adaptive cuts, with harvested traces,
-# and with both; they run only when --methods names them.
+# The last four go beyond the paper (`prefixrl.pool`): PrefixRL with adaptive cuts, with harvested traces,
+# with both, and with re-collected traces; they run only when --methods names them.
 RUNS = {
     "prefixrl": ("prefixrl", {}),
     "prefixrl-only": ("prefixrl-only", {}),
@@ -16,9 +16,11 @@ RUNS = {
     "prefixrl-adaptive": ("prefixrl", {"prefix_schedule": "adaptive"}),
     "prefixrl-harvest": ("prefixrl", {"harvest": True}),
     "prefixrl-adaptive-harvest": ("prefixrl", {"prefix_schedule": "adaptive", "harvest": True}),
+    # re-collection with the current policy every 50 steps, 64 samples per untraced problem (docs/choices.md)
+    "prefixrl-recollect": ("prefixrl", {"recollect_every": 50, "recollect_cap": 64}),
 }
 PAPER_METHODS = ("prefixrl", "prefixrl-only", "rl", "rl-n64", "sft-rl", "offpolicy", "luffy")
-VARIANTS = ("prefixrl-adaptive", "prefixrl-harvest", "prefixrl-adaptive-harvest")
+VARIANTS = ("prefixrl-adaptive", "prefixrl-harvest", "prefixrl-adaptive-harvest", "prefixrl-recollect")
 # The regime map's methods: the paper's, and the variants that passed pilot 5's rule (exact hard-heldout
 # pass@1 at least 2x fixed PrefixRL's at one of its two settings; docs/regimes.md). Harvest alone did not.
 MAP_METHODS = PAPER_METHODS + ("prefixrl-adaptive", "prefixrl-adaptive-harvest")

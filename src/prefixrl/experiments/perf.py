@@ -277,7 +277,8 @@ def decode_step_profile(model, tok, prompts, n, params, static: bool, top: int =
 
 def demo_timings(cfg) -> dict:
     """`prefixrl demo` and `prefixrl demo --quick`, run for real (in --work/demo, --work/demo-quick)."""
-    from prefixrl.experiments.demo import DemoConfig, run_demo
+    from prefixrl.experiments.demo import run_demo
+    from prefixrl.experiments.settings import DemoConfig
 
     out = {}
     for key, quick in (("quick_demo", True), ("demo", False)):

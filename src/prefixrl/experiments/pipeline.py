@@ -20,9 +20,9 @@ from prefixrl.flops import Ledger
 from prefixrl.io.errors import BadInput
 from prefixrl.io.store import read_meta, write_json_atomic
 from prefixrl.model import load
-from prefixrl.pretrain import PretrainConfig, ensure_pretrained
+from prefixrl.pretrain import ensure_pretrained
 from prefixrl.render import tokenizer_fingerprint
-from prefixrl.settings import RLSettings
+from prefixrl.settings import PretrainConfig, RLSettings
 from prefixrl.tasks.base import Problem
 from prefixrl.traces import load_traces, save_traces
 from prefixrl.train import result_settings, train_rl

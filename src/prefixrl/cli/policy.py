@@ -1,0 +1,64 @@
+"""Loading a policy folder with its task, and the engine that samples from it: what every stage that
+reads a model shares."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefixrl.device import of as device_of
+from prefixrl.device import resolve as resolve_device
+from prefixrl.engine import Sampler, SamplingParams
+from prefixrl.io.errors import BadInput
+from prefixrl.model import load, load_tokenizer, model_folder, user_file
+from prefixrl.precision import autocast
+from prefixrl.tasks import get_task
+
+
+def task_spec_of(model_dir: Path, spec: dict | None = None) -> dict:
+    """The task spec given on the command line, else the one in the model folder's prefixrl.json."""
+    if spec is None:
+        meta = Path(model_dir) / "prefixrl.json"
+        if not meta.is_file():
+            return {"name": "chain"}
+        saved = user_file(meta, "it", lambda: json.loads(meta.read_text()))
+        spec = saved.get("task") if isinstance(saved, dict) else None
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise BadInput(f"{meta}: key task: missing, or not an object with a name")
+    return dict(spec)
+
+
+def task_of(model_dir: Path, spec: dict | None = None):
+    """The task named by `spec` (from the command line), else by the model folder's prefixrl.json."""
+    spec = task_spec_of(model_dir, spec)
+    try:
+        return get_task(**spec)
+    except TypeError as e:  # a key the task does not have
+        raise BadInput(f"{Path(model_dir) / 'prefixrl.json'}: key task: {e}") from None
+
+
+def load_policy(model_dir: Path, task_spec: dict | None = None, weights: bool = True, device: str = "cpu"):
+    """(model or None, tokenizer, task) of a folder from `model.model_folder`. weights=False: tokenizer
+    and task only (stages that handle token ids, and engines such as vLLM that load the weights
+    themselves). device: a `--device` value (`prefixrl.device.resolve`)."""
+    model_dir = model_folder(model_dir, weights)
+    model, tok = load(model_dir, resolve_device(device)) if weights else (None, load_tokenizer(model_dir, weights=False))
+    return model, tok, task_of(model_dir, task_spec)
+
+
+def make_engine(kind: str, model, model_dir: Path, tok, seed: int = 0):
+    """builtin: `engine.Sampler` on the loaded HF model, on its device, in `--precision auto` (bf16
+    autocast on a GPU that has it, float32 on every CPU); vllm: `vllm_engine.VLLMEngine` (docs/vllm.md)."""
+    if kind == "builtin":
+        return Sampler(model, tok.eos_token_id, tok.pad_token_id, autocast=autocast("auto", device_of(model)))
+    if kind == "vllm":
+        from prefixrl.vllm_engine import VLLMEngine
+
+        return VLLMEngine(model_dir, seed=seed)
+    raise BadInput(f"unknown engine {kind!r}; choose from: builtin, vllm")
+
+
+def _params(task, cfg) -> SamplingParams:
+    """Sampling settings of a stage; response length: --max-new-tokens, else the task's own bound."""
+    length = cfg.max_new_tokens or task.max_response_tokens
+    return SamplingParams(cfg.temperature, cfg.top_p, max_new_tokens=length)
