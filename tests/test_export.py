@@ -81,3 +81,42 @@ def test_rows_over_the_engines_prompt_limit_are_dropped_and_counted(setup, fmt, 
     assert main(["export", "--format", fmt, "--model", str(d / "base"), "--prefixes", str(d / "p.parquet"),
                  "--out", str(d / "none.parquet"), "--problems", "16", "--max-prompt-tokens", "1"]) == 2
     assert "nothing to export" in capsys.readouterr().err and not (d / "none.parquet").exists()
+
+
+@pytest.mark.parametrize("fmt", ["trl", "verl"])
+def test_every_row_says_where_its_cut_lies_and_a_ladder_export_holds_every_rung(setup, fmt, tok):
+    """What a loop outside the trainer needs to adapt cuts per problem: each row's cut and its trace's
+    length; with --ladder-rungs, each traced problem's whole ladder (the cuts `--prefix-schedule adaptive`
+    steps along), token-exact and answer-free, and one plain row per problem without a trace."""
+    from prefixrl.pool import ladder_of
+    from prefixrl.tasks.chain import ChainTask
+    from prefixrl.traces import save_traces
+
+    d, prefixes = setup
+    task = ChainTask(easy_max_steps=6, hard_steps=6)
+    paper = d / f"cuts-{fmt}.parquet"
+    assert main(["export", "--format", fmt, "--model", str(d / "base"), "--prefixes", str(d / "p.parquet"),
+                 "--out", str(paper), "--problems", "16"]) == 0
+    info = [r["extra_info"] if fmt == "verl" else r for r in pq.read_table(paper).to_pylist()]
+    by_ids = {(p.problem_id, tuple(p.prefix_ids)): p for p in prefixes}
+    for i in info:
+        if i["kind"] == "prefixed":
+            p = by_ids[(i["problem_id"], tuple(i["prefix_ids"]))]
+            assert (i["cut"], i["trace_tokens"]) == (p.cut, p.trace_len) and 0 < i["cut"] < i["trace_tokens"]
+        else:
+            assert (i["cut"], i["trace_tokens"]) == (0, 0)
+
+    traces = reference_traces(task, tok, 8)[:5]  # 5 of the 8 problems have a trace
+    save_traces(d / f"t-{fmt}.parquet", traces)
+    ladder = d / f"ladder-{fmt}.parquet"
+    assert main(["export", "--format", fmt, "--model", str(d / "base"), "--traces", str(d / f"t-{fmt}.parquet"),
+                 "--ladder-rungs", "4", "--out", str(ladder), "--problems", "8"]) == 0
+    info = [r["extra_info"] if fmt == "verl" else r for r in pq.read_table(ladder).to_pylist()]
+    for t in traces:
+        rows = [i for i in info if i["problem_id"] == t.problem_id]
+        assert [i["cut"] for i in rows] == ladder_of(t, task, tok, 4).cuts  # no prefix first, then rising
+        assert len(rows) >= 3 and all(i["trace_tokens"] == len(t.token_ids) for i in rows)
+        for i in rows:
+            assert i["prefix_ids"] == list(t.token_ids[: i["cut"]]) and task.extract_answer(i["prefix_text"]) is None
+    untraced = [i for i in info if i["problem_id"] not in {t.problem_id for t in traces}]
+    assert len(untraced) == 3 and all(i["cut"] == i["trace_tokens"] == 0 for i in untraced)

@@ -256,6 +256,12 @@ class ExportConfig(TaskOptions):
     """verl: the data_source column (selects the reward function; docs/verl.md)."""
     ability: str = "math"
     """verl: the ability column."""
+    ladder_rungs: int = 0
+    """Instead of the paper's cuts in --prefixes, every rung of each trace's ladder (no prefix, then cuts at
+    1/R … (R − 1)/R of its tokens, as `--prefix-schedule adaptive` uses), read from --traces, plus one plain
+    row per problem without a trace; --mix does not apply (the sampler that reads them decides). 0: off."""
+    traces: Path = Path("runs/traces.parquet")
+    """--ladder-rungs: the trace store the ladders are cut from."""
     max_prompt_tokens: int | None = None
     """Drop (and count) rows whose rendered prompt plus prefix is longer than this: set it to the engine's
     prompt limit (verl's data.max_prompt_length, TRL's max_prompt_length), which would otherwise refuse
@@ -272,6 +278,8 @@ class ExportConfig(TaskOptions):
             raise BadInput(f"mix must be in [0, 1], got {self.mix}")
         if self.problems < 1:
             raise BadInput(f"problems must be >= 1, got {self.problems}")
+        if self.ladder_rungs == 1:
+            raise BadInput("ladder_rungs must be 0 (off) or >= 2 (no prefix and one cut)")
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
             raise BadInput(f"max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
 

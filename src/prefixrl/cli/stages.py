@@ -143,8 +143,9 @@ def _eval(cfg: EvalConfig) -> dict:
 
 
 def run_export(cfg: ExportConfig) -> dict:
+    read = {"--traces": cfg.traces} if cfg.ladder_rungs else {"--prefixes": cfg.prefixes}
     with claim("export", [Output(cfg.out, existing="replace" if cfg.overwrite else "refuse")],
-               {"--prefixes": cfg.prefixes, "--model": cfg.model, **cfg.inputs()}):
+               {**read, "--model": cfg.model, **cfg.inputs()}):
         return _export(cfg)
 
 
@@ -154,8 +155,14 @@ def _export(cfg: ExportConfig) -> dict:
     folder = model_folder(cfg.model, weights=False)  # rows are token ids: the tokenizer is all it needs
     spec = task_spec_of(folder, cfg.task_spec())
     _, tok, task = load_policy(folder, spec, weights=False)
-    prefixes = load_prefixes(cfg.prefixes, task, tok) if cfg.mix > 0 else []
-    rows = export.training_pool(prefixes, task.problems("hard_train", cfg.problems, cfg.data_seed), tok, cfg.mix, cfg.seed)
+    problems = task.problems("hard_train", cfg.problems, cfg.data_seed)
+    if cfg.ladder_rungs:
+        with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as checked:  # traces are re-verified
+            traces, _ = load_traces(cfg.traces, checked, tok)
+        rows = export.ladder_pool(traces, problems, task, tok, cfg.ladder_rungs)
+    else:
+        prefixes = load_prefixes(cfg.prefixes, task, tok) if cfg.mix > 0 else []
+        rows = export.training_pool(prefixes, problems, tok, cfg.mix, cfg.seed)
     # Both frameworks cap the prompt length, and prompt + prefix must fit (docs/trl.md, docs/verl.md): a row
     # over the cap is dropped here, counted, rather than refused or left-truncated (which cuts the problem)
     # by the engine mid-run. Filtering is by length only, so the pool's mix can shift: both counts are shown.
