@@ -21,7 +21,7 @@ class DemoConfig:
     out: Path = Path("runs/demo")
     """Output folder: base model, traces, prefixes, runs, report.md, report.json, curve.png."""
     quick: bool = False
-    """A smaller run (fewer problems and steps): about 2.5 minutes on 2 cores, most of it pretraining."""
+    """A smaller run (fewer problems and steps): about 3 minutes on 2 cores, most of it pretraining."""
     seed: int = 0
     """Seed for problems, pretraining, sampling and RL."""
     train_problems: int | None = None
