@@ -126,6 +126,12 @@ def test_perf_bench_writes_every_figure(tmp_path):
     assert all(v > 0 for v in r["step_seconds_by_prefix_fraction"].values())
     page = (out / "performance.md").read_text()
     assert "bench perf --quick" in page and f"{r['sampler_vs_generate_prefix50']:.2f}×" in page
+    # every goal is stated, met or missed, and a miss carries the figure of this run that explains it
+    goals = page.split("## The goals, met or missed")[1].split("\n## ")[0]
+    rows = [line for line in goals.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) >= 5 and all(line.count("|") == 6 for line in rows)
+    assert all(line.split("|")[5].strip() for line in rows if "**no**" in line)
+    assert f"{r['sampler_vs_generate_noprefix']:.2f}×" in goals
 
 
 @pytest.mark.slow
