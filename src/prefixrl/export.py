@@ -98,8 +98,8 @@ def ladder_pool(traces: list[Trace], problems: list[Problem], task: Task, tokeni
     traced, rows = {t.problem_id for t in traces}, []
     for t in traces:
         lad = ladder_of(t, task, tokenizer, rungs)
-        rows += [Row(t.problem_id, t.question, t.answer, lad.token_ids[:c], decode_response(tokenizer, lad.token_ids[:c]),
-                     len(lad.token_ids)) for c in lad.cuts]
+        rows += [Row(t.problem_id, t.question, t.answer, lad.token_ids[:c],
+                     decode_response(tokenizer, lad.token_ids[:c]), len(lad.token_ids)) for c in lad.cuts]
     return rows + [Row(p.id, p.question, p.answer, [], "") for p in problems if p.id not in traced]
 
 

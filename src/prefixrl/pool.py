@@ -153,14 +153,14 @@ class Pool:
         col = rejection_sample(engine, self.tokenizer, self.task, untraced, params, f"{source}@step{step}", cap=cap,
                                per_round=min(cap, 32), seed=derive(self.seed, step), progress=False)
         for category, flops in col.ledger.to_dict().items():
-            ledger.add("re" + category, flops)  # collect/prefill → recollect/prefill
+            ledger.add(category.replace("collect/", "recollect/", 1), flops)
         for trace in col.traces:  # its own cost stays on the trace, as for any collected one
             self.add(trace)
         return len(col.traces)
 
     def add(self, trace: Trace) -> None:
-        """A harvested or re-collected trace joins the pool: its prefixes by the schedule's rule (the paper's cuts, seeded
-        by the run's seed, or a ladder)."""
+        """A harvested or re-collected trace joins the pool: its prefixes by the schedule's rule (the paper's
+        cuts, seeded by the run's seed, or a ladder)."""
         self.harvested.append(trace)
         self.traced.add(trace.problem_id)
         if self.schedule == "fixed":
@@ -169,8 +169,8 @@ class Pool:
             self.ladders[trace.problem_id] = ladder_of(trace, self.task, self.tokenizer, self.rungs)
 
     def log(self) -> dict:
-        """Per step: how many problems have a trace, how many were harvested (and re-collected); adaptive: how many
-        problems stand at a cut in each band (none, (0, 0.4), [0.4, 0.8), [0.8, 1))."""
+        """Per step: how many problems have a trace, how many were harvested (and re-collected); adaptive: how
+        many problems stand at a cut in each band (none, (0, 0.4), [0.4, 0.8), [0.8, 1))."""
         recollected = sum(t.source.startswith("recollect:") for t in self.harvested)
         out = {"traced": len(self.traced), "harvested": len(self.harvested) - recollected}
         if self.recollects:

@@ -402,15 +402,16 @@ def _goals_section(r: dict) -> list[str]:
     matmul_share = (top.get("aten::mm", 0) + top.get("aten::bmm", 0)) / sum(top.values())
     cat_us = {e["op"]: e["self_us_per_step"] for e in r["decode_step_profile"]["transformers_cache"]["top"]}.get(
         "aten::cat", 0.0)
-    sampler = (f"in the sampler's decode step, `aten::mm` and `aten::bmm`, the model's own matmuls, are {matmul_share:.0%} "
-               "of the top-10 self time, and `generate` runs the same matmuls; so the ratio is bounded by what "
+    sampler = (f"in the sampler's decode step, `aten::mm` and `aten::bmm`, the model's own matmuls, are "
+               f"{matmul_share:.0%} of the top-10 self time, and `generate` runs the same matmuls; so the ratio is bounded by what "
                f"`generate` spends besides them, mostly its cache's `aten::cat` ({cat_us:.0f} µs per step)")
     goals = [("sampler ÷ `generate`, no prefix", f"{r['sampler_vs_generate_noprefix']:.2f}×", "≥ 3×",
               r["sampler_vs_generate_noprefix"] >= 3, sampler),
              ("sampler ÷ `generate`, 50 % prefix", f"{r['sampler_vs_generate_prefix50']:.2f}×", "≥ 5×",
               r["sampler_vs_generate_prefix50"] >= 5, "the same, with the shared prefill on top"),
              ("sampling, share of the matmul peak", f"{r['sampling_fraction_of_peak']:.0%}", "≥ 30 %",
-              r["sampling_fraction_of_peak"] >= 0.3, "the decode step's matmuls are [rows × 128] by [128 × 384] at most"),
+              r["sampling_fraction_of_peak"] >= 0.3,
+              "the decode step's matmuls are [rows × 128] by [128 × 384] at most"),
              ("training, share of the matmul peak", f"{r['train_fraction_of_peak']:.0%}", "≥ 60 %",
               r["train_fraction_of_peak"] >= 0.6, f"the update's matmuls are {r['train']['tokens']} tokens by a "
               "hidden size of 128; the peak is measured on 2048² matmuls")]

@@ -99,8 +99,9 @@ class BenchConfig:
     """Samples per heldout problem for pass@k (k = 1, 2, 4, …, this)."""
     methods: tuple[str, ...] | None = None
     """Methods to run (labels; rl-n64 is standard RL with 64 samples per prompt). Beyond the paper, also:
-    prefixrl-adaptive, prefixrl-harvest, prefixrl-adaptive-harvest, prefixrl-recollect (docs/choices.md). Default: paper, the
-    paper's seven; regimes, those and the two variants pilot 5 admitted (--quick: prefixrl, rl, sft-rl)."""
+    prefixrl-adaptive, prefixrl-harvest, prefixrl-adaptive-harvest, prefixrl-recollect (docs/choices.md).
+    Default: paper, the paper's seven; regimes, those and the two variants pilot 5 admitted (--quick:
+    prefixrl, rl, sft-rl)."""
     hard_steps: int = 16
     """Steps in a hard chain."""
     rare_steps: int = 4
