@@ -19,7 +19,7 @@ from prefixrl.render import encode_response, render_prompt
 from prefixrl.settings import RLSettings
 from prefixrl.tasks.base import Problem, Verdict
 from prefixrl.traces import load_traces
-from prefixrl.train import train_rl
+from prefixrl.train import result_settings, train_rl
 
 C, I, N = Verdict.CORRECT, Verdict.INCORRECT, Verdict.NO_ANSWER
 
@@ -225,3 +225,16 @@ def test_recollect_charges_every_sample_and_adds_only_verified_traces_of_untrace
     for bad in ({"method": "rl", "recollect_every": 5}, {"recollect_every": 5, "recollect_cap": 0}):
         with pytest.raises(BadInput):
             RLSettings(**bad).check()
+
+
+def test_a_run_keys_recollection_only_when_it_is_on():
+    # Cached bench records and resumable checkpoints are keyed by result_settings: a run with
+    # re-collection off must keep the key it had before re-collection existed, and one with it on must
+    # key both its settings.
+    off = result_settings(RLSettings())
+    assert "recollect_every" not in off and "recollect_cap" not in off
+    assert result_settings(RLSettings(recollect_cap=7)) == off
+    assert result_settings(RLSettings(checkpoint_every=3)) == off
+    on = result_settings(RLSettings(recollect_every=50))
+    assert on["recollect_every"] == 50 and on["recollect_cap"] == 64
+    assert result_settings(RLSettings(recollect_every=50, recollect_cap=7)) != on

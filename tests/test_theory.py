@@ -45,6 +45,7 @@ def test_npg_step_matches_closed_form_on_two_states():
     theta = np.log(np.array([[0.5, 0.5], [0.8, 0.2]]))
     # exact Q^π: at s = 1 Q(1, a) = 1{a = 0}; at s = 0 Q(0, 1) = π(0|1) = 0.8, Q(0, 0) = 0
     q = np.array([[0.0, 0.8], [1.0, 0.0]])
+    assert q[0, 1] == pytest.approx(success(env, theta, h=1)) and q[1, 0] == success(env, theta, h=2)
     eta = 0.7
     new = softmax(mirror_descent_step(theta, q, eta))
     z0 = 0.5 + 0.5 * math.exp(0.7 * 0.8)

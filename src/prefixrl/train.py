@@ -341,8 +341,11 @@ def _policy_flops(ledger: Ledger) -> float:
 
 
 def result_settings(cfg: RLSettings) -> dict:
-    """The settings a run's result depends on (how often it checkpoints does not change what it learns)."""
-    return {k: v for k, v in asdict(cfg).items() if k != "checkpoint_every"}
+    """The settings a run's result depends on. How often it checkpoints does not change what it learns, and
+    neither does re-collection's cap while re-collection is off: a run with it off keeps the key it had
+    before re-collection existed, so the benches' cached runs stay valid across that addition."""
+    inert = {"checkpoint_every"} | ({"recollect_every", "recollect_cap"} if cfg.recollect_every == 0 else set())
+    return {k: v for k, v in asdict(cfg).items() if k not in inert}
 
 
 class NonFiniteError(RuntimeError):
