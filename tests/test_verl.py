@@ -24,6 +24,7 @@ from verl.experimental.agent_loop.agent_loop import (  # noqa: E402
 )
 from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager  # noqa: E402
 from verl.protocol import DataProto  # noqa: E402
+from verl.trainer.ppo.ray_trainer import RayPPOTrainer  # noqa: E402
 from verl.trainer.ppo.reward import get_custom_reward_fn  # noqa: E402
 from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn  # noqa: E402
 from verl.workers.rollout.replica import TokenOutput  # noqa: E402
@@ -31,6 +32,7 @@ from verl.workers.rollout.replica import TokenOutput  # noqa: E402
 import prefixrl.integrations.verl  # noqa: E402,F401  (registers prefixrl_agent)
 import prefixrl.integrations.verl_reward as verl_reward  # noqa: E402
 from prefixrl.cli import main  # noqa: E402
+from prefixrl.io.errors import BadInput  # noqa: E402
 from prefixrl.prefixes import cut_prefixes, save_prefixes  # noqa: E402
 from prefixrl.render import encode_response, render_prompt  # noqa: E402
 from prefixrl.tasks.chain import ChainTask  # noqa: E402
@@ -95,7 +97,7 @@ def test_agent_loop_is_registered_for_verl():
     assert _agent_loop_registry["prefixrl_agent"] == {"_target_": "prefixrl.integrations.verl.PrefixAgentLoop"}
 
 
-def test_prefix_is_prompt_context_and_reward_scores_prefix_plus_response(setup, tok):
+def test_prefix_is_prompt_context_and_reward_scores_prefix_plus_response(setup, tok, tmp_path):
     d, task, problems = setup
     cfg, worker, server, out = rollout(d, task, problems, tok)
     info = out.non_tensor_batch["extra_info"]
@@ -129,6 +131,27 @@ def test_prefix_is_prompt_context_and_reward_scores_prefix_plus_response(setup, 
     truth = out.non_tensor_batch["reward_model"][row]["ground_truth"]
     assert verl_reward.compute_score("prefixrl", text, truth, dict(info[row]))["score"] == 1.0
     assert verl_reward.compute_score("prefixrl", text, truth, dict(info[row], prefix_text=""))["score"] == 0.0
+
+    # The per-kind training reward, read from the dumps verl's own writer makes under
+    # trainer.rollout_data_dir. Step 2 scores each bare continuation: prefixed rows fail, plain ones pass.
+    dump = tmp_path / "rollouts"
+    extra = {"prefixed": [s["reward_extra_info"]["prefixed"] for s in scores]}
+    bare = []
+    for r in range(len(out)):
+        n = int(out.batch["response_mask"][r].sum())
+        cont = worker.tokenizer.decode(out.batch["responses"][r][:n], skip_special_tokens=True)
+        truth = out.non_tensor_batch["reward_model"][r]["ground_truth"]
+        bare.append(verl_reward.compute_score("prefixrl", cont, truth, dict(info[r], prefix_text=""))["score"])
+    for step, step_scores in ((1, [s["reward_score"] for s in scores]), (2, bare)):
+        RayPPOTrainer._write_generations(["q"] * len(out), ["a"] * len(out), [None] * len(out), step_scores, extra,
+                                         str(dump), step)
+    assert verl_reward.rewards_by_kind(dump) == [
+        {"step": 1, "prefixed_mean": 1.0, "unprefixed_mean": 1.0, "prefixed_n": 12, "unprefixed_n": 4},
+        {"step": 2, "prefixed_mean": 0.0, "unprefixed_mean": 1.0, "prefixed_n": 12, "unprefixed_n": 4}]
+    assert verl_reward.main([str(dump)]) == 0
+    (dump / "3.jsonl").write_text('{"score": 1.0}\n')
+    with pytest.raises(BadInput, match=r"3\.jsonl:1: .*'prefixed'"):
+        verl_reward.rewards_by_kind(dump)
 
 
 def test_prompt_plus_prefix_over_the_limit_is_refused(setup, tok):
@@ -166,6 +189,7 @@ def test_the_recipe_normalises_every_token_by_one_constant():
     assert flags["algorithm.norm_adv_by_std_in_grpo"] == "false"
     assert flags["actor_rollout_ref.actor.loss_agg_mode"] == "seq-mean-token-sum-norm"
     assert flags["actor_rollout_ref.actor.loss_scale_factor"] == flags["data.max_response_length"]
+    assert flags["trainer.rollout_data_dir"]  # where verl dumps what rewards_by_kind reads
     factor = int(flags["data.max_response_length"])
     loss, mask = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 0.0]]), torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
     padded = (torch.nn.functional.pad(loss, (0, 5)), torch.nn.functional.pad(mask, (0, 5)))

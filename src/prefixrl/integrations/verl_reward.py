@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import atexit
 import json
+import sys
 import threading
+from pathlib import Path
 
+from prefixrl.io.errors import BadInput
 from prefixrl.tasks import get_task
 from prefixrl.tasks.base import Problem
 from prefixrl.tasks.base import reward as verdict_reward
@@ -52,3 +55,59 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **_)
     with lock:
         verdict = pool.verify_many([(problem, info["prefix_text"] + solution_str)])[0]
     return {"score": verdict_reward(verdict), "prefixed": float(bool(info["prefix_text"]))}
+
+
+def rewards_by_kind(rollout_dir: Path) -> list[dict]:
+    """The training reward per step on prefixed and on unprefixed rows, from verl's rollout dumps.
+
+    verl 0.9.1 logs one training score over both kinds of row (`critic/score/mean`) and averages the
+    reward function's extra keys only in validation, so the per-kind training reward is read from the
+    files `trainer.rollout_data_dir=DIR` makes it write: DIR/<step>.jsonl, one sample per line with its
+    `score` and the `prefixed` flag `compute_score` returned. Steps in order; a kind absent from a step
+    has mean None."""
+    rows = []
+    # verl names each dump by its step; any other file there is not a training dump
+    files = sorted((f for f in Path(rollout_dir).glob("*.jsonl") if f.stem.isdigit()), key=lambda f: int(f.stem))
+    for f in files:
+        seen = {0.0: [], 1.0: []}
+        for i, line in enumerate(f.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                sample = json.loads(line)
+                seen[float(sample["prefixed"])].append(float(sample["score"]))
+            except (ValueError, KeyError, TypeError) as e:
+                raise BadInput(f"{f}:{i}: not a verl rollout sample with 'score' and 'prefixed' ({e}); "
+                               "was the reward prefixrl.integrations.verl_reward.compute_score?") from None
+        rows.append({"step": int(f.stem),
+                     **{f"{kind}_mean": (sum(v) / len(v) if v else None) for kind, v in
+                        (("prefixed", seen[1.0]), ("unprefixed", seen[0.0]))},
+                     "prefixed_n": len(seen[1.0]), "unprefixed_n": len(seen[0.0])})
+    if not rows:
+        raise BadInput(f"{rollout_dir}: no <step>.jsonl rollout dumps; run verl with trainer.rollout_data_dir")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m prefixrl.integrations.verl_reward DIR`: print the per-kind training reward per step."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m prefixrl.integrations.verl_reward ROLLOUT_DATA_DIR", file=sys.stderr)
+        return 2
+    try:
+        rows = rewards_by_kind(Path(args[0]))
+    except BadInput as e:
+        print(f"prefixrl: {e}", file=sys.stderr)
+        return 2
+
+    def cell(mean, n):
+        return f"{mean:.3f} ({n})" if mean is not None else f"– ({n})"
+    print("step  prefixed reward (samples)  unprefixed reward (samples)")
+    for r in rows:
+        print(f"{r['step']:>4}  {cell(r['prefixed_mean'], r['prefixed_n']):>25}  "
+              f"{cell(r['unprefixed_mean'], r['unprefixed_n']):>27}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
