@@ -20,13 +20,14 @@ def test_flops_to_reach_uses_the_seed_mean_step_curve():
     assert flops_to_reach([a, b], "acc", 0.7, grid) is None
 
 
-def test_each_bench_has_its_own_default_methods_and_a_flag_always_wins():
+def test_the_benches_run_the_papers_methods_and_the_admitted_variants_and_a_flag_always_wins():
     from prefixrl.experiments.lineup import MAP_METHODS, PAPER_METHODS
     from prefixrl.experiments.settings import BenchConfig
 
-    assert BenchConfig("paper").resolved().methods == PAPER_METHODS
-    assert BenchConfig("paper", quick=True).resolved().methods == PAPER_METHODS
-    assert BenchConfig("regimes").resolved().methods == MAP_METHODS  # pilot 5 admitted the adaptive variants
+    # pilot 5 admitted the adaptive variants: both benches run them next to the paper's seven
+    assert BenchConfig("paper").resolved().methods == MAP_METHODS == PAPER_METHODS + MAP_METHODS[len(PAPER_METHODS):]
+    assert BenchConfig("paper", quick=True).resolved().methods == MAP_METHODS
+    assert BenchConfig("regimes").resolved().methods == MAP_METHODS
     assert {"prefixrl-adaptive", "prefixrl-adaptive-harvest"} <= set(MAP_METHODS)
     assert "prefixrl-harvest" not in MAP_METHODS
     assert BenchConfig("regimes", quick=True).resolved().methods == ("prefixrl", "rl", "sft-rl")
@@ -43,7 +44,8 @@ def test_bench_smoke(tmp_path):
             "--flops-budget", "3e10", "--passk-samples", "4", "--collect-cap", "64", "--no-progress"]
     assert main(args) == 0
     res = json.loads((out / "results.json").read_text())
-    assert set(res["table"]) == {"prefixrl", "prefixrl-only", "rl", "rl-n64", "sft-rl", "offpolicy", "luffy"}
+    assert set(res["table"]) == {"prefixrl", "prefixrl-only", "rl", "rl-n64", "sft-rl", "offpolicy", "luffy",
+                                 "prefixrl-adaptive", "prefixrl-adaptive-harvest"}
     for m, t in res["table"].items():
         assert set(t["passk_heldout"]) == {"1", "2", "4"} and len(t["steps"]) == 2
     # the chain task lists its correct responses, so finals and curves also carry exact heldout pass@1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import tyro
 
-from prefixrl.experiments.lineup import MAP_METHODS, PAPER_METHODS, QUICK_MAP_METHODS
+from prefixrl.experiments.lineup import MAP_METHODS, QUICK_MAP_METHODS
 from prefixrl.settings import PretrainConfig
 
 
@@ -100,8 +100,8 @@ class BenchConfig:
     methods: tuple[str, ...] | None = None
     """Methods to run (labels; rl-n64 is standard RL with 64 samples per prompt). Beyond the paper, also:
     prefixrl-adaptive, prefixrl-harvest, prefixrl-adaptive-harvest, prefixrl-recollect (docs/choices.md).
-    Default: paper, the paper's seven; regimes, those and the two variants pilot 5 admitted (--quick:
-    prefixrl, rl, sft-rl)."""
+    Default: the paper's seven and the two variants pilot 5 admitted, prefixrl-adaptive and
+    prefixrl-adaptive-harvest (regimes --quick: prefixrl, rl, sft-rl)."""
     hard_steps: int = 16
     """Steps in a hard chain."""
     rare_steps: int = 4
@@ -136,4 +136,4 @@ class BenchConfig:
                           methods=self.methods or QUICK_MAP_METHODS, knob=(0, 4), class_axis=(self.classes,))
         elif self.quick:
             cfg = replace(self, seeds=2, train_problems=16, heldout_problems=32, flops_budget=2e12, passk_samples=16)
-        return replace(cfg, methods=cfg.methods or (MAP_METHODS if cfg.which == "regimes" else PAPER_METHODS))
+        return replace(cfg, methods=cfg.methods or MAP_METHODS)
