@@ -149,8 +149,9 @@ def test_prefix_is_prompt_context_and_reward_scores_prefix_plus_response(setup, 
         {"step": 1, "prefixed_mean": 1.0, "unprefixed_mean": 1.0, "prefixed_n": 12, "unprefixed_n": 4},
         {"step": 2, "prefixed_mean": 0.0, "unprefixed_mean": 1.0, "prefixed_n": 12, "unprefixed_n": 4}]
     assert verl_reward.main([str(dump)]) == 0
-    (dump / "3.jsonl").write_text('{"score": 1.0}\n')
-    with pytest.raises(BadInput, match=r"3\.jsonl:1: .*'prefixed'"):
+    # verl's default (v1) trainer passes only the sample ids as extra keys: the kind is lost, and said so
+    RayPPOTrainer._write_generations(["q"], ["a"], [None], [1.0], {"uid": ["u0_0_0"]}, str(dump), 3)
+    with pytest.raises(BadInput, match=r"3\.jsonl:1: no 'prefixed'.*trainer.use_v1=false"):
         verl_reward.rewards_by_kind(dump)
 
 
@@ -189,7 +190,6 @@ def test_the_recipe_normalises_every_token_by_one_constant():
     assert flags["algorithm.norm_adv_by_std_in_grpo"] == "false"
     assert flags["actor_rollout_ref.actor.loss_agg_mode"] == "seq-mean-token-sum-norm"
     assert flags["actor_rollout_ref.actor.loss_scale_factor"] == flags["data.max_response_length"]
-    assert flags["trainer.rollout_data_dir"]  # where verl dumps what rewards_by_kind reads
     factor = int(flags["data.max_response_length"])
     loss, mask = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 0.0]]), torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
     padded = (torch.nn.functional.pad(loss, (0, 5)), torch.nn.functional.pad(mask, (0, 5)))

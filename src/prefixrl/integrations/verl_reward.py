@@ -63,8 +63,8 @@ def rewards_by_kind(rollout_dir: Path) -> list[dict]:
     verl 0.9.1 logs one training score over both kinds of row (`critic/score/mean`) and averages the
     reward function's extra keys only in validation, so the per-kind training reward is read from the
     files `trainer.rollout_data_dir=DIR` makes it write: DIR/<step>.jsonl, one sample per line with its
-    `score` and the `prefixed` flag `compute_score` returned. Steps in order; a kind absent from a step
-    has mean None."""
+    `score` and the `prefixed` flag `compute_score` returned (its legacy trainer, `trainer.use_v1=false`;
+    the v1 trainer leaves the flag out). Steps in order; a kind absent from a step has mean None."""
     rows = []
     # verl names each dump by its step; any other file there is not a training dump
     files = sorted((f for f in Path(rollout_dir).glob("*.jsonl") if f.stem.isdigit()), key=lambda f: int(f.stem))
@@ -75,10 +75,16 @@ def rewards_by_kind(rollout_dir: Path) -> list[dict]:
                 continue
             try:
                 sample = json.loads(line)
-                seen[float(sample["prefixed"])].append(float(sample["score"]))
+                kind, score = (float(sample["prefixed"]), float(sample["score"])) if "prefixed" in sample else (None, 0)
             except (ValueError, KeyError, TypeError) as e:
-                raise BadInput(f"{f}:{i}: not a verl rollout sample with 'score' and 'prefixed' ({e}); "
-                               "was the reward prefixrl.integrations.verl_reward.compute_score?") from None
+                raise BadInput(f"{f}:{i}: not a verl rollout sample with 'score' and 'prefixed' ({e})") from None
+            if kind is None:
+                raise BadInput(f"{f}:{i}: no 'prefixed' in this sample: verl's default (v1) trainer dumps only uid and "
+                               "score; run with trainer.use_v1=false, and prefixrl.integrations.verl_reward.compute_score "
+                               "as the reward")
+            if kind not in seen:
+                raise BadInput(f"{f}:{i}: field prefixed: {kind} is neither 0 nor 1")
+            seen[kind].append(score)
         rows.append({"step": int(f.stem),
                      **{f"{kind}_mean": (sum(v) / len(v) if v else None) for kind, v in
                         (("prefixed", seen[1.0]), ("unprefixed", seen[0.0]))},
