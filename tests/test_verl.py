@@ -186,10 +186,13 @@ def test_the_recipe_normalises_every_token_by_one_constant():
     from verl.trainer.ppo.core_algos import agg_loss
 
     recipe = (Path(__file__).resolve().parents[1] / "docs" / "verl.md").read_text()
-    flags = dict(re.findall(r"([\w.]+)=(\S+)", recipe[recipe.index("python -m verl.trainer.main_ppo"):]))
+    start = recipe.index("python -m verl.trainer.main_ppo")
+    flags = dict(re.findall(r"([\w.]+)=(\S+)", recipe[start : recipe.index("```", start)]))  # the command only
     assert flags["algorithm.norm_adv_by_std_in_grpo"] == "false"
     assert flags["actor_rollout_ref.actor.loss_agg_mode"] == "seq-mean-token-sum-norm"
     assert flags["actor_rollout_ref.actor.loss_scale_factor"] == flags["data.max_response_length"]
+    # the legacy trainer: the agent loop and reward manager tested here, and rollout dumps that keep `prefixed`
+    assert flags["trainer.use_v1"] == "false" and flags["trainer.rollout_data_dir"]
     factor = int(flags["data.max_response_length"])
     loss, mask = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 0.0]]), torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
     padded = (torch.nn.functional.pad(loss, (0, 5)), torch.nn.functional.pad(mask, (0, 5)))
