@@ -35,6 +35,36 @@ def test_the_benches_run_the_papers_methods_and_the_admitted_variants_and_a_flag
         assert BenchConfig(which, quick=quick, methods=("rl",)).resolved().methods == ("rl",)
 
 
+def _report_res(rare_steps: int) -> dict:
+    """A bench result as `summarise` and `analyse` shape it: one seed, standard RL starved, SFT→RL ahead."""
+    row = {"hard_train_mean": 0.001, "hard_heldout_mean": 0.001, "hard_heldout_exact_mean": 1e-3,
+           "rare_knowledge_mean": 0.2, "strategy_differ_share": None, "strategy_solves": 0}
+    table = {"prefixrl": dict(row), "prefixrl-only": dict(row), "rl": dict(row), "sft-rl": dict(row)}
+    table["sft-rl"].update(hard_heldout_exact_mean=5e-3, rare_knowledge_mean=0.22, strategy_differ_share=0.75,
+                           strategy_solves=8)
+    return {"table": table, "ratios": {}, "config": {"rare_steps": rare_steps, "classes": 4, "collect_cap": 1024},
+            "collections": [{"solved": 40, "problems": 64}], "rl_lr": {m: 3e-5 for m in table},
+            "analysis": {"rs_flops": [1.9e12], "rl_steps_with_signal_first100": [3], "rl_flops_to_0.1": [None],
+                         "rl_first_success_flops": [1.6e11], "prefixrl_flops_to_0.1_after_rs": [None],
+                         "traces_free": [{"on_policy_flops": 8e12, "prefixrl": 0.0, "rl_at_same_flops": 0.0,
+                                          "prefixrl_exact": 8e-4, "rl_exact_at_same_flops": 1.4e-3}]}}
+
+
+def test_the_reports_reasons_follow_the_measurements_and_the_task_setting():
+    from prefixrl.experiments.bench_report import _paper_comparison, _why
+
+    text = "\n".join(_paper_comparison(_report_res(4)) + _why(_report_res(4)))
+    # the strategy change is measured where a problem has 2^K correct responses, with its count and chance level
+    assert "sft-rl 75% of 8" in text and "2^4 = 16" in text and "94%" in text
+    assert "Standard RL is starved" in text and "0.16 TFLOP" in text and "not stuck" not in text
+    # ranked by the noise-free figure; the reading fits missing knowledge, not a shared skill
+    assert "sft-rl (5.00e-03) ends above PrefixRL (1.00e-03) in exact hard-heldout pass@1" in text
+    assert "rediscover a rare step" in text and "single correct response" not in text
+    assert "PrefixRL 8.00e-04, standard RL 1.40e-03" in text
+    shared = "\n".join(_paper_comparison(_report_res(0)) + _why(_report_res(0)))
+    assert "not measurable at `--rare-steps 0`" in shared and "single correct response" in shared
+
+
 @pytest.mark.slow
 def test_bench_smoke(tmp_path):
     out = tmp_path / "docs"

@@ -195,6 +195,7 @@ def summarise(runs: dict[str, list[dict]], cfg: BenchConfig) -> dict:
             "grad_norm_std": float(np.std([s["grad_norm"] for r in rs for s in r["steps"] if s["trained_rows"]] or [0])),
             "entropy_last": float(np.mean([r["steps"][-1]["entropy"] for r in rs if r["steps"]] or [float("nan")])),
             "strategy_differ_share": _mean_of([(r.get("strategy") or {}).get("differ_share") for r in rs]),
+            "strategy_solves": sum((r.get("strategy") or {}).get("solves") or 0 for r in rs),
             "sft": [{k: r["sft"][k] for k in ("lr", "epochs", "entropy_before", "entropy_after")} for r in rs
                     if r.get("sft")],
             "harvested": [r["harvested"] for r in rs if r.get("harvested") is not None],
@@ -299,8 +300,12 @@ def analyse(runs: dict[str, list[dict]], collections: list[dict]) -> dict:
         free = []
         for p, r in zip(runs["prefixrl"], runs["rl"]):
             x = p["curve"][-1]["flops"] - p["charged"]  # PrefixRL's own on-policy FLOPs
-            free.append({"on_policy_flops": x, "prefixrl": p["curve"][-1]["train_acc_unprefixed"],
-                         "rl_at_same_flops": _acc_at(r["curve"], "train_acc_unprefixed", x)})
+            entry = {"on_policy_flops": x, "prefixrl": p["curve"][-1]["train_acc_unprefixed"],
+                     "rl_at_same_flops": _acc_at(r["curve"], "train_acc_unprefixed", x)}
+            if "heldout_exact_pass@1" in p["curve"][-1]:  # noise-free, where the task lists its correct responses
+                entry.update({"prefixrl_exact": p["curve"][-1]["heldout_exact_pass@1"],
+                              "rl_exact_at_same_flops": _acc_at(r["curve"], "heldout_exact_pass@1", x)})
+            free.append(entry)
         out["traces_free"] = free
     return out
 
