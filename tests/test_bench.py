@@ -187,6 +187,9 @@ def test_regimes_bench_maps_the_knob(tmp_path):
         assert {"knowledge", "reachable", "rl_starved", "transfer"} <= set(s["gates"])
         assert set(s["results"]["table"]) == {"prefixrl", "rl", "sft-rl"}
         assert s["traces_free"]["strongest_baseline"] in ("rl", "sft-rl")
+        # noise-free figures where the task lists its correct responses: traces-free ratio and per-seed ratios
+        assert s["traces_free"]["exact"]["strongest_baseline"] in ("rl", "sft-rl")
+        assert len(s["results"]["ratios"]["hard_heldout_exact"]["final_acc_ratio_vs_rl_seeds"]) == 1
         assert s["pretrain_steps"] in (300, 600)  # 600 only where a 300-step base cannot be calibrated
         # each setting has its own base, pretrained on its own task
         meta = json.loads((tmp_path / "w" / f"rare{s['rare_steps']}-classes{s['classes']}" / "base" /

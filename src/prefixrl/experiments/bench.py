@@ -219,6 +219,10 @@ def summarise(runs: dict[str, list[dict]], cfg: BenchConfig) -> dict:
                               "flops_ratio": None if reach is None else reach / cfg.flops_budget})
             if "rl" in runs and table["rl"][f"{split}_mean"] > 0:
                 entry["final_acc_ratio_vs_rl"] = table["prefixrl"][f"{split}_mean"] / table["rl"][f"{split}_mean"]
+                # the seed spread: each seed's PrefixRL ÷ the same seed's standard RL (None where RL ended at 0)
+                entry["final_acc_ratio_vs_rl_seeds"] = [
+                    p["final"][split] / r["final"][split] if r["final"][split] else None
+                    for p, r in zip(runs["prefixrl"], runs["rl"])]
             else:
                 entry["final_acc_ratio_vs_rl"] = None
             ratios[split] = entry
