@@ -326,7 +326,16 @@ def _why(res: dict) -> list[str]:
                 if first else "it never sampled a correct response")
         out.append(f"- Standard RL is starved, as in the paper's regime: in no seed did it reach 0.1 unprefixed "
                    f"hard-train accuracy within the budget, and {seen}.")
-    t = res["table"]
+    out += _against_paying(res["table"], k)
+    if "traces_free" in a:
+        out.append(_traces_free_line(a["traces_free"]))
+    out.append("")
+    return out
+
+
+def _against_paying(t: dict, k: int) -> list[str]:
+    """PrefixRL against the baselines that also pay for rejection sampling, with our reading of the order."""
+    out = []
     key, name = _headline(t)
     paying = [m for m in ("sft-rl", "offpolicy", "luffy") if m in t]
     if "prefixrl" in t and paying:
@@ -345,27 +354,27 @@ def _why(res: dict) -> list[str]:
                        "that step to the policy (docs/regimes.md, pilots 3–5).")
             out.append("- Among the methods that also pay for rejection sampling, " + " and ".join(
                 f"{m} ({_num(t[m][key])})" for m in above) + f" end{'s' if len(above) == 1 else ''} above PrefixRL "
-                f"({_num(t['prefixrl'][key])}) in "
-                f"{name}.{knows} Our reading, not a measurement: {reading}")
+                f"({_num(t['prefixrl'][key])}) in {name}.{knows} Our reading, not a measurement: {reading}")
         else:
             out.append(f"- PrefixRL ({_num(t['prefixrl'][key])}) ends above every method that also pays for rejection "
                        "sampling in " + name + ": " + ", ".join(f"{m} {_num(t[m][key])}" for m in paying) + f".{knows}")
-    if "traces_free" in a:
-        f = a["traces_free"]
-        x_m = float(np.mean([x["on_policy_flops"] for x in f]))
-        p_m = float(np.mean([x["prefixrl"] for x in f]))
-        r_m = float(np.mean([x["rl_at_same_flops"] for x in f]))
-        exact = ""
-        if all("prefixrl_exact" in x for x in f):
-            pe = float(np.mean([x["prefixrl_exact"] for x in f]))
-            re_ = float(np.mean([x["rl_exact_at_same_flops"] for x in f]))
-            exact = f"; in exact hard-heldout pass@1 (the curves' 64 problems) PrefixRL {_num(pe)}, standard RL {_num(re_)}"
-        out.append(f"- If the traces were free (reused from earlier runs instead of collected for this run), the "
-                   f"comparison is at equal on-policy FLOPs: after {x_m / 1e12:.2f} TFLOP of RL (mean over seeds) PrefixRL "
-                   f"is at {p_m:.3f} unprefixed hard-train accuracy and standard RL at {r_m:.3f} (curve evaluations, "
-                   f"64 problems × 4 samples){exact}.")
-    out.append("")
     return out
+
+
+def _traces_free_line(f: list[dict]) -> str:
+    """The comparison at equal on-policy FLOPs, as if the traces had been free (reused, not collected)."""
+    x_m = float(np.mean([x["on_policy_flops"] for x in f]))
+    p_m = float(np.mean([x["prefixrl"] for x in f]))
+    r_m = float(np.mean([x["rl_at_same_flops"] for x in f]))
+    exact = ""
+    if all("prefixrl_exact" in x for x in f):
+        pe = float(np.mean([x["prefixrl_exact"] for x in f]))
+        re_ = float(np.mean([x["rl_exact_at_same_flops"] for x in f]))
+        exact = f"; in exact hard-heldout pass@1 (the curves' 64 problems) PrefixRL {_num(pe)}, standard RL {_num(re_)}"
+    return (f"- If the traces were free (reused from earlier runs instead of collected for this run), the "
+            f"comparison is at equal on-policy FLOPs: after {x_m / 1e12:.2f} TFLOP of RL (mean over seeds) PrefixRL "
+            f"is at {p_m:.3f} unprefixed hard-train accuracy and standard RL at {r_m:.3f} (curve evaluations, "
+            f"64 problems × 4 samples){exact}.")
 
 
 def write_cross_family(cfg, res: dict) -> None:
