@@ -21,15 +21,16 @@ def test_flops_to_reach_uses_the_seed_mean_step_curve():
 
 
 def test_the_benches_run_the_papers_methods_and_the_admitted_variants_and_a_flag_always_wins():
-    from prefixrl.experiments.lineup import MAP_METHODS, PAPER_METHODS
+    from prefixrl.experiments.lineup import DEFAULT_METHODS, PAPER_METHODS
     from prefixrl.experiments.settings import BenchConfig
 
     # pilot 5 admitted the adaptive variants: both benches run them next to the paper's seven
-    assert BenchConfig("paper").resolved().methods == MAP_METHODS == PAPER_METHODS + MAP_METHODS[len(PAPER_METHODS):]
-    assert BenchConfig("paper", quick=True).resolved().methods == MAP_METHODS
-    assert BenchConfig("regimes").resolved().methods == MAP_METHODS
-    assert {"prefixrl-adaptive", "prefixrl-adaptive-harvest"} <= set(MAP_METHODS)
-    assert "prefixrl-harvest" not in MAP_METHODS
+    assert BenchConfig("paper").resolved().methods == DEFAULT_METHODS
+    assert DEFAULT_METHODS[: len(PAPER_METHODS)] == PAPER_METHODS  # the paper's seven first
+    assert BenchConfig("paper", quick=True).resolved().methods == DEFAULT_METHODS
+    assert BenchConfig("regimes").resolved().methods == DEFAULT_METHODS
+    assert {"prefixrl-adaptive", "prefixrl-adaptive-harvest"} <= set(DEFAULT_METHODS)
+    assert "prefixrl-harvest" not in DEFAULT_METHODS
     assert BenchConfig("regimes", quick=True).resolved().methods == ("prefixrl", "rl", "sft-rl")
     for which, quick in (("paper", False), ("regimes", True), ("regimes", False)):
         assert BenchConfig(which, quick=quick, methods=("rl",)).resolved().methods == ("rl",)

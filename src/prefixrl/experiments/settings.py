@@ -10,7 +10,7 @@ from pathlib import Path
 
 import tyro
 
-from prefixrl.experiments.lineup import MAP_METHODS, QUICK_MAP_METHODS
+from prefixrl.experiments.lineup import DEFAULT_METHODS, QUICK_MAP_METHODS
 from prefixrl.settings import PretrainConfig
 
 
@@ -136,4 +136,4 @@ class BenchConfig:
                           methods=self.methods or QUICK_MAP_METHODS, knob=(0, 4), class_axis=(self.classes,))
         elif self.quick:
             cfg = replace(self, seeds=2, train_problems=16, heldout_problems=32, flops_budget=2e12, passk_samples=16)
-        return replace(cfg, methods=cfg.methods or MAP_METHODS)
+        return replace(cfg, methods=cfg.methods or DEFAULT_METHODS)
