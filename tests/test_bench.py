@@ -64,6 +64,11 @@ def test_the_reports_reasons_follow_the_measurements_and_the_task_setting():
     assert "PrefixRL 8.00e-04, standard RL 1.40e-03" in text
     shared = "\n".join(_paper_comparison(_report_res(0)) + _why(_report_res(0)))
     assert "not measurable at `--rare-steps 0`" in shared and "single correct response" in shared
+    late = _report_res(0)
+    late["analysis"]["rl_flops_to_0.1"] = [6.5e12]  # escaped, but after what rejection sampling cost (1.9 T)
+    assert "Standard RL escapes, but late" in "\n".join(_why(late))
+    late["analysis"]["rl_flops_to_0.1"] = [1.0e12]
+    assert "Standard RL is not stuck at zero here" in "\n".join(_why(late))
 
 
 @pytest.mark.slow
