@@ -6,7 +6,7 @@ import math
 import pytest
 
 from prefixrl.cli import main
-from prefixrl.experiments.curves import flops_to_reach
+from prefixrl.experiments.curves import final_target, flops_to_reach
 
 
 def test_flops_to_reach_uses_the_seed_mean_step_curve():
@@ -18,6 +18,15 @@ def test_flops_to_reach_uses_the_seed_mean_step_curve():
     assert flops_to_reach([a, b], "acc", 0.3, grid) == 20.0  # mean at 20 is 0.3
     assert flops_to_reach([a, b], "acc", 0.6, grid) == 30.0
     assert flops_to_reach([a, b], "acc", 0.7, grid) is None
+
+
+def test_the_target_to_reach_is_read_on_the_problems_its_curve_measures():
+    # sampled splits: the final mean over every heldout problem; exact heldout: the curves' last points,
+    # which cover the same first 64 heldout problems as the curve a ratio is read off
+    a = [{"flops": 1.0, "p": 0.1}, {"flops": 2.0, "p": 0.3}]
+    b = [{"flops": 1.0, "p": 0.2}, {"flops": 2.0, "p": 0.5}]
+    assert final_target([a, b], "hard_train", "p", 0.25) == 0.25
+    assert final_target([a, b], "hard_heldout_exact", "p", 0.25) == pytest.approx(0.4)
 
 
 def test_the_benches_run_the_papers_methods_and_the_admitted_variants_and_a_flag_always_wins():

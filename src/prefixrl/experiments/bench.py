@@ -28,7 +28,7 @@ from prefixrl.experiments.bench_report import (
     write_cross_family,
     write_results,
 )
-from prefixrl.experiments.curves import flops_to_reach
+from prefixrl.experiments.curves import final_target, flops_to_reach
 from prefixrl.experiments.lineup import RUNS, VARIANTS, is_baseline
 from prefixrl.experiments.settings import BENCHES, BenchConfig
 from prefixrl.io.outputs import Output, claim
@@ -211,9 +211,7 @@ def summarise(runs: dict[str, list[dict]], cfg: BenchConfig) -> dict:
             strongest = max(baselines, key=lambda m: table[m][f"{split}_mean"]) if baselines else None
             entry = {}
             if strongest:
-                target = table[strongest][f"{split}_mean"]
-                if split == "hard_heldout_exact":  # the curve's own problems (the first 64 heldout), its last point
-                    target = float(np.mean([r["curve"][-1][key] for r in runs[strongest]]))
+                target = final_target([r["curve"] for r in runs[strongest]], split, key, table[strongest][f"{split}_mean"])
                 reach = flops_to_reach([r["curve"] for r in runs["prefixrl"]], key, target, grid) if target > 0 else None
                 entry.update({"strongest_baseline": strongest, "target": target,
                               "flops_ratio": None if reach is None else reach / cfg.flops_budget})
@@ -243,9 +241,7 @@ def variant_ratios(runs: dict, table: dict, ratios: dict, budget: float, grid) -
             for name, other in (("prefixrl", "prefixrl"), ("strongest", ratios.get(split, {}).get("strongest_baseline"))):
                 if other not in runs:
                     continue
-                target = table[other][f"{split}_mean"]
-                if split == "hard_heldout_exact":  # the curve's own problems (the first 64 heldout), its last point
-                    target = float(np.mean([r["curve"][-1][key] for r in runs[other]]))
+                target = final_target([r["curve"] for r in runs[other]], split, key, table[other][f"{split}_mean"])
                 reach = flops_to_reach([r["curve"] for r in runs[label]], key, target, grid) if target > 0 else None
                 mine = table[label][f"{split}_mean"]
                 entry[name] = {"method": other, "flops_ratio": None if reach is None else reach / budget,

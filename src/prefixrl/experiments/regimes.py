@@ -23,7 +23,7 @@ from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
 from prefixrl.experiments import gates as regime_gate
 from prefixrl.experiments import pipeline
-from prefixrl.experiments.curves import flops_to_reach
+from prefixrl.experiments.curves import final_target, flops_to_reach
 from prefixrl.experiments.lineup import is_baseline
 from prefixrl.io.store import write_json_atomic
 from prefixrl.model import load
@@ -156,9 +156,7 @@ def traces_free(cfg, results: dict) -> dict:
 
     def ratio(split: str, key: str) -> dict:
         strongest = max(baselines, key=lambda m: table[m][f"{split}_mean"])
-        target = table[strongest][f"{split}_mean"]
-        if split == "hard_heldout_exact":  # the curve's own problems (the first 64 heldout), its last point
-            target = float(np.mean([c[-1][key] for c in free[strongest]]))
+        target = final_target(free[strongest], split, key, table[strongest][f"{split}_mean"])
         reach = flops_to_reach(free["prefixrl"], key, target, grid) if target > 0 else None
         ends = [c[-1]["flops"] for c in free[strongest]]
         return {"strongest_baseline": strongest, "flops_ratio": None if reach is None else reach / float(np.mean(ends))}
