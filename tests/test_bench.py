@@ -80,6 +80,24 @@ def test_the_reports_reasons_follow_the_measurements_and_the_task_setting():
     assert "Standard RL is not stuck at zero here" in "\n".join(_why(late))
 
 
+def test_the_exact_table_says_what_each_mean_rests_on():
+    from prefixrl.experiments.bench_report import _spread_lines
+
+    res = _report_res(4)
+    res["config"]["heldout_problems"] = 128
+    res["base_exact_spread"] = {"mean": 1.02e-3, "median": 1.0e-3, "learned": 0, "top_share": 0.01}
+    flat = {"mean": 1.4e-3, "median": 0.9e-3, "learned": 2, "top_share": 0.1}  # within 2x of the base: not named
+    for t in res["table"].values():
+        t["exact_spread"] = [flat]
+    res["table"]["sft-rl"]["exact_spread"] = [{"mean": 5e-3, "median": 2e-5, "learned": 3, "top_share": 0.85}]
+    text = "\n".join(_spread_lines(res))
+    assert "1.0e-03 on its median problem" in text and "0 problems at ≥ 1 %" in text
+    assert "fell below half the base's under sft-rl (2.0e-05): those" in text  # the others stayed within 2x
+    assert "a single problem carries more than half of the mean for sft-rl (85%)" in text
+    del res["base_exact_spread"]
+    assert _spread_lines(res) == []  # a task without exact measurement says nothing
+
+
 @pytest.mark.slow
 def test_bench_smoke(tmp_path):
     out = tmp_path / "docs"
@@ -99,6 +117,13 @@ def test_bench_smoke(tmp_path):
         assert 0 < t["hard_heldout_exact_mean"] <= 1 and t.get("rare_knowledge_mean") is None  # no rare steps here
     curve = res["runs"]["rl"][0]["curve"]
     assert all(0 < pt["heldout_exact_pass@1"] <= 1 for pt in curve)
+    # what each exact mean rests on, per seed, read off the saved final policies, and the base's
+    for t in res["table"].values():
+        assert len(t["exact_spread"]) == 2
+        for sp in t["exact_spread"]:
+            assert 0 < sp["median"] <= 1 and 0 <= sp["learned"] <= 8 and 0 < sp["top_share"] <= 1
+    assert res["base_exact_spread"]["mean"] > 0 and "problems learned" in (out / "results.md").read_text()
+    assert "final exact hard-heldout pass@1 (the curve's 64 problems)" in (out / "results.md").read_text()
     assert len(res["bands"]) == 3
     text = (out / "results.md").read_text()
     assert "Headline ratios" in text and "Back-generalization" in text and "Measured exactly" in text

@@ -144,6 +144,22 @@ def test_expected_yield_and_no_trace_probability():
     assert e["p_no_trace"] == pytest.approx(0.5**4 * (1 - 1e-6) ** 4, rel=1e-9)
 
 
+def test_the_spread_says_whether_a_mean_rests_on_one_problem():
+    from prefixrl.regime import spread
+
+    even = torch.full((128,), 1e-3, dtype=torch.float64)
+    s = spread(even)
+    assert s["mean"] == pytest.approx(1e-3) and s["median"] == pytest.approx(1e-3) and s["learned"] == 0
+    assert s["top_share"] == pytest.approx(1 / 128)
+    # a higher mean from one problem made likely while the rest fell tenfold
+    one = torch.full((128,), 1e-4, dtype=torch.float64)
+    one[7] = 0.4
+    s = spread(one)
+    assert s["mean"] > 3 * 1e-3 and s["median"] == pytest.approx(1e-4) and s["learned"] == 1
+    assert s["top_share"] == pytest.approx(0.4 / (0.4 + 127e-4))
+    assert spread(torch.zeros(4, dtype=torch.float64))["top_share"] is None
+
+
 def test_a_copied_base_is_reused_not_pretrained_again(tmp_path):
     import shutil
 

@@ -132,6 +132,24 @@ def measure(model, tokenizer, task, problems: list[Problem], cap: int | None = N
     return summarize(p, greedy, forced.steps, cap)
 
 
+LEARNED_AT = 0.01  # a problem counted as learned: exact pass@1 ten times the regime's target (1.0e-3)
+
+
+def problem_pass1(model, tokenizer, task, problems: list[Problem]) -> torch.Tensor:
+    """Exact pass@1 of each problem [P]."""
+    return teacher_force(model, tokenizer, task, problems).pass1()
+
+
+def spread(p: torch.Tensor) -> dict:
+    """How per-problem exact pass@1 is spread over problems. Pass@1 is their mean, and at pass rates near
+    1e-3 a policy can raise it by making one problem likely while most get less likely: the median problem,
+    the count of problems at or above LEARNED_AT and the largest problem's share of the sum say which
+    happened (the mean alone cannot)."""
+    total = float(p.sum())
+    return {"mean": float(p.mean()), "median": float(torch.quantile(p.double(), 0.5)), "learned": int((p >= LEARNED_AT).sum()),
+            "top_share": float(p.max()) / total if total > 0 else None}
+
+
 @torch.no_grad()
 def rare_knowledge(model, tokenizer, task, problems: list[Problem]) -> float | None:
     """Mean probability of an admissible value at a rare step, teacher-forced along the reference

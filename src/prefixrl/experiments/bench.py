@@ -33,7 +33,7 @@ from prefixrl.experiments.lineup import RUNS, VARIANTS, is_baseline
 from prefixrl.experiments.settings import BENCHES, BenchConfig
 from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import write_json_atomic
-from prefixrl.model import param_count
+from prefixrl.model import load, param_count
 from prefixrl.prefixes import cut_prefixes
 from prefixrl.settings import RLSettings
 from prefixrl.traces import save_traces
@@ -144,7 +144,11 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                         "harvested": r.get("harvested"), "recollected": r.get("recollected")}
 
             key = pipeline.record_key(settings, charged, bench=_run_key(cfg))
-            runs[label].append(pipeline.cached(cfg.work / f"seed{seed}" / label / "bench_record.json", key, one_run))
+            record = pipeline.cached(cfg.work / f"seed{seed}" / label / "bench_record.json", key, one_run)
+            if regime.supports_exact(task):  # read off the saved final policy: one teacher-forced pass
+                record = {**record, "exact_spread": heldout_spread(cfg.work / f"seed{seed}" / label / "final", task,
+                                                                   heldout)}
+            runs[label].append(record)
             clock.save()
         if cfg.bands and seed == 0:
             for lo, hi in BANDS:
@@ -166,6 +170,8 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                 clock.save()
     results = summarise(runs, cfg)
     results["analysis"] = analyse(runs, collections)
+    if regime.supports_exact(task):
+        results["base_exact_spread"] = regime.spread(regime.problem_pass1(base, tok, task, heldout))
     results["runs"] = {m: [{"seed": r["seed"], "charged": r["charged"], "curve": r["curve"]} for r in rs]
                        for m, rs in runs.items()}
     results.update({"config": json.loads(json.dumps(asdict(cfg), default=str)), "collections": collections,
@@ -200,6 +206,7 @@ def summarise(runs: dict[str, list[dict]], cfg: BenchConfig) -> dict:
                     if r.get("sft")],
             "harvested": [r["harvested"] for r in rs if r.get("harvested") is not None],
             "recollected": [r["recollected"] for r in rs if r.get("recollected") is not None],
+            "exact_spread": [r["exact_spread"] for r in rs if r.get("exact_spread")],
         }
     ratios = {}
     if "prefixrl" in runs:
@@ -248,6 +255,13 @@ def variant_ratios(runs: dict, table: dict, ratios: dict, budget: float, grid) -
                                "final_ratio": mine / table[other][f"{split}_mean"] if table[other][f"{split}_mean"] else None}
             out[label][split] = entry
     return out
+
+
+def heldout_spread(folder: Path, task, heldout) -> dict:
+    """`regime.spread` of the policy saved in `folder` on the hard-heldout problems: where its exact pass@1
+    comes from (the median problem, the problems learned, the largest problem's share)."""
+    policy, tok = load(folder)
+    return regime.spread(regime.problem_pass1(policy, tok, task, heldout))
 
 
 FINALS = ("hard_train", "hard_heldout", "hard_heldout_exact", "rare_knowledge")  # the last two: exact tasks only

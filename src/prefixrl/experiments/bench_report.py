@@ -128,6 +128,32 @@ def _variant_lines(res: dict) -> list[str]:
             "|---|---|---|---|---|---|", *rows, "", "![cuts](results/prefix_cuts.png)", ""]
 
 
+def _share(x: float | None) -> str:
+    return "–" if x is None else f"{x:.0%}"
+
+
+def _spread_lines(res: dict) -> list[str]:
+    """What the exact means rest on (regime.spread): a mean over problems can rise while most problems get
+    less likely, so the ranking by mean is read beside the median problem and the problems learned."""
+    base, table = res.get("base_exact_spread"), res["table"]
+    if not base or not all(t.get("exact_spread") for t in table.values()):
+        return []
+    med = {m: float(np.median([x["median"] for x in t["exact_spread"]])) for m, t in table.items()}
+    lower = [m for m in table if med[m] < base["median"] / 2]  # a factor 2, so that rounding never decides
+    carried = {m: max(x["top_share"] or 0 for x in t["exact_spread"]) for m, t in table.items()}
+    one = [m for m in table if carried[m] > 0.5]
+    out = ["", f"The mean over {res['config']['heldout_problems']} problems can hide how a policy got there. The base puts {base['median']:.1e} on its median problem and "
+           f"has {base['learned']} problems at ≥ 1 %."]
+    if lower:
+        out[-1] += (" The median problem (median over seeds) fell below half the base's under " + ", ".join(
+            f"{m} ({med[m]:.1e})" for m in lower) + ": those policies made a few problems likely and most less "
+            "likely.")
+    if one:
+        out[-1] += (" In at least one seed a single problem carries more than half of the mean for " + ", ".join(
+            f"{m} ({carried[m]:.0%})" for m in one) + ", so their mean rests on that problem.")
+    return out
+
+
 def _vs(e: dict | None) -> str:
     if e is None:
         return "–"
@@ -193,12 +219,20 @@ def write_results(path: Path, res: dict) -> None:
     if all("hard_heldout_exact_mean" in t for t in table.values()):
         lines += ["", "Measured exactly (teacher forcing over every correct response, no sampling noise; "
                   "`prefixrl.regime`), on the same hard-heldout problems:", "",
-                  "| method | exact hard-heldout pass@1 (mean ± std) | rare-step knowledge (0.2 = a guess) |",
-                  "|---|---|---|"]
+                  "| method | exact hard-heldout pass@1 (mean ± std) | rare-step knowledge (0.2 = a guess) | "
+                  "median problem, per seed | problems learned (≥ 1 %), per seed | largest problem's share of the "
+                  "mean, per seed |", "|---|---|---|---|---|---|"]
+        if res.get("base_exact_spread"):
+            b = res["base_exact_spread"]
+            lines.append(f"| base model (no RL) | {b['mean']:.2e} | – | {b['median']:.1e} | {b['learned']} | {_share(b['top_share'])} |")
         for m, t in table.items():
             rare = t.get("rare_knowledge_mean")
+            sp = t.get("exact_spread") or []
+            cells = (", ".join(f"{x['median']:.1e}" for x in sp) or "–", ", ".join(str(x["learned"]) for x in sp) or "–",
+                     ", ".join(_share(x["top_share"]) for x in sp) or "–")
             lines.append(f"| {m} | {t['hard_heldout_exact_mean']:.2e} ± {t['hard_heldout_exact_std']:.1e} | "
-                         f"{'–' if rare is None else f'{rare:.3f}'} |")
+                         f"{'–' if rare is None else f'{rare:.3f}'} | {' | '.join(cells)} |")
+        lines += _spread_lines(res)
     lines += ["", "Last entropy: the policy's per-token entropy on its own samples at its last step (Monte-Carlo). "
               "Solves off the trace's path: of the final policy's correct unprefixed hard-train samples on problems "
               "with a trace (all seeds), the share whose rare-step choices differ from the trace's (paper §4, Fig. 5; "
@@ -227,10 +261,15 @@ def write_results(path: Path, res: dict) -> None:
     lines += ["", "![pass@k](results/passk_heldout.png)", "", "## Training health per step", "",
               "![health](results/health.png)", ""]
     if res["bands"]:
+        exact = all("heldout_exact_pass@1" in c[-1] for c in res["bands"].values())
         lines += ["## Back-generalization by prefix band (prefixrl-only, first seed)", "",
-                  "| band | final unprefixed hard-train | final unprefixed hard-heldout |", "|---|---|---|"]
+                  "| band | final unprefixed hard-train | final unprefixed hard-heldout |"
+                  + (" final exact hard-heldout pass@1 (the curve's 64 problems) |" if exact else ""),
+                  "|---|---|---|" + ("---|" if exact else "")]
         for b, curve in res["bands"].items():
-            lines.append(f"| {b} | {curve[-1]['train_acc_unprefixed']:.3f} | {curve[-1].get('heldout_acc_unprefixed', float('nan')):.3f} |")
+            lines.append(f"| {b} | {curve[-1]['train_acc_unprefixed']:.3f} | "
+                         f"{curve[-1].get('heldout_acc_unprefixed', float('nan')):.3f} |"
+                         + (f" {curve[-1]['heldout_exact_pass@1']:.2e} |" if exact else ""))
         lines += ["", "![bands](results/backgen_bands.png)", ""]
     lines += _paper_comparison(res)
     lines += _why(res)
