@@ -151,23 +151,7 @@ def run_paper(cfg: BenchConfig, task) -> dict:
             runs[label].append(record)
             clock.save()
         if cfg.bands and seed == 0:
-            for lo, hi in BANDS:
-                name = f"{int(lo * 100)}–{int(hi * 100)} %"
-                if (lo, hi) == DEFAULT_BAND and "prefixrl-only" in runs:  # the same run as prefixrl-only, seed 0
-                    band_runs[name] = runs["prefixrl-only"][0]["curve"]
-                    continue
-                settings = replace(rl, method="prefixrl-only", seed=seed, steps=100_000, flops_budget=cfg.flops_budget)
-
-                def band_run(lo=lo, hi=hi, settings=settings, col=col):
-                    band = cut_prefixes(col.traces, task, tok, low=lo, high=hi, seed=0)
-                    _, r = pipeline.run_method(cfg.work / f"band{lo}-{hi}", cfg.work / "base", tok, task, settings,
-                                               train_set, band, col.ledger.total(), traces=col.traces,
-                                               eval_heldout=heldout[:64], progress=cfg.progress)
-                    return r["curve"]
-
-                key = pipeline.record_key(settings, col.ledger.total(), band=[lo, hi], bench=_run_key(cfg))
-                band_runs[name] = pipeline.cached(cfg.work / f"band{lo}-{hi}" / "bench_record.json", key, band_run)
-                clock.save()
+            band_runs = run_bands(cfg, rl, col, task, tok, train_set, heldout, runs, clock)
     results = summarise(runs, cfg)
     results["analysis"] = analyse(runs, collections)
     if regime.supports_exact(task):
@@ -184,6 +168,31 @@ def run_paper(cfg: BenchConfig, task) -> dict:
     write_results(cfg.out / "results.md", results)
     clock.save()
     return results
+
+
+def run_bands(cfg: BenchConfig, rl: RLSettings, col: Collection, task, tok, train_set, heldout, runs: dict,
+              clock: WallClock) -> dict:
+    """Back-generalization by prefix band (paper §5): prefixrl-only on seed 0's traces cut within each band;
+    each band's curve."""
+    band_runs = {}
+    for lo, hi in BANDS:
+        name = f"{int(lo * 100)}–{int(hi * 100)} %"
+        if (lo, hi) == DEFAULT_BAND and "prefixrl-only" in runs:  # the same run as prefixrl-only, seed 0
+            band_runs[name] = runs["prefixrl-only"][0]["curve"]
+            continue
+        settings = replace(rl, method="prefixrl-only", seed=0, steps=100_000, flops_budget=cfg.flops_budget)
+
+        def band_run(lo=lo, hi=hi, settings=settings):
+            band = cut_prefixes(col.traces, task, tok, low=lo, high=hi, seed=0)
+            _, r = pipeline.run_method(cfg.work / f"band{lo}-{hi}", cfg.work / "base", tok, task, settings,
+                                       train_set, band, col.ledger.total(), traces=col.traces,
+                                       eval_heldout=heldout[:64], progress=cfg.progress)
+            return r["curve"]
+
+        key = pipeline.record_key(settings, col.ledger.total(), band=[lo, hi], bench=_run_key(cfg))
+        band_runs[name] = pipeline.cached(cfg.work / f"band{lo}-{hi}" / "bench_record.json", key, band_run)
+        clock.save()
+    return band_runs
 
 
 def summarise(runs: dict[str, list[dict]], cfg: BenchConfig) -> dict:

@@ -128,6 +128,30 @@ def _variant_lines(res: dict) -> list[str]:
             "|---|---|---|---|---|---|", *rows, "", "![cuts](results/prefix_cuts.png)", ""]
 
 
+def _exact_lines(res: dict) -> list[str]:
+    """The exact hard-heldout table (tasks that list their correct responses), with what each mean rests on."""
+    table = res["table"]
+    if not all("hard_heldout_exact_mean" in t for t in table.values()):
+        return []
+    lines = ["", "Measured exactly (teacher forcing over every correct response, no sampling noise; "
+             "`prefixrl.regime`), on the same hard-heldout problems:", "",
+             "| method | exact hard-heldout pass@1 (mean ± std) | rare-step knowledge (0.2 = a guess) | "
+             "median problem, per seed | problems learned (≥ 1 %), per seed | largest problem's share of the "
+             "mean, per seed |", "|---|---|---|---|---|---|"]
+    if res.get("base_exact_spread"):
+        b = res["base_exact_spread"]
+        lines.append(f"| base model (no RL) | {b['mean']:.2e} | – | {b['median']:.1e} | {b['learned']} | "
+                     f"{_share(b['top_share'])} |")
+    for m, t in table.items():
+        rare = t.get("rare_knowledge_mean")
+        sp = t.get("exact_spread") or []
+        cells = (", ".join(f"{x['median']:.1e}" for x in sp) or "–", ", ".join(str(x["learned"]) for x in sp) or "–",
+                 ", ".join(_share(x["top_share"]) for x in sp) or "–")
+        lines.append(f"| {m} | {t['hard_heldout_exact_mean']:.2e} ± {t['hard_heldout_exact_std']:.1e} | "
+                     f"{'–' if rare is None else f'{rare:.3f}'} | {' | '.join(cells)} |")
+    return lines + _spread_lines(res)
+
+
 def _share(x: float | None) -> str:
     return "–" if x is None else f"{x:.0%}"
 
@@ -216,23 +240,7 @@ def write_results(path: Path, res: dict) -> None:
                      f"{t['hard_heldout_std']:.3f} | {', '.join(map(str, t['steps']))} | {t['zero_adv_share']:.2f} | "
                      f"{t['grad_norm_mean']:.3f} ± {t['grad_norm_std']:.3f} | {t['entropy_last']:.3f} | "
                      f"{differ} |")
-    if all("hard_heldout_exact_mean" in t for t in table.values()):
-        lines += ["", "Measured exactly (teacher forcing over every correct response, no sampling noise; "
-                  "`prefixrl.regime`), on the same hard-heldout problems:", "",
-                  "| method | exact hard-heldout pass@1 (mean ± std) | rare-step knowledge (0.2 = a guess) | "
-                  "median problem, per seed | problems learned (≥ 1 %), per seed | largest problem's share of the "
-                  "mean, per seed |", "|---|---|---|---|---|---|"]
-        if res.get("base_exact_spread"):
-            b = res["base_exact_spread"]
-            lines.append(f"| base model (no RL) | {b['mean']:.2e} | – | {b['median']:.1e} | {b['learned']} | {_share(b['top_share'])} |")
-        for m, t in table.items():
-            rare = t.get("rare_knowledge_mean")
-            sp = t.get("exact_spread") or []
-            cells = (", ".join(f"{x['median']:.1e}" for x in sp) or "–", ", ".join(str(x["learned"]) for x in sp) or "–",
-                     ", ".join(_share(x["top_share"]) for x in sp) or "–")
-            lines.append(f"| {m} | {t['hard_heldout_exact_mean']:.2e} ± {t['hard_heldout_exact_std']:.1e} | "
-                         f"{'–' if rare is None else f'{rare:.3f}'} | {' | '.join(cells)} |")
-        lines += _spread_lines(res)
+    lines += _exact_lines(res)
     lines += ["", "Last entropy: the policy's per-token entropy on its own samples at its last step (Monte-Carlo). "
               "Solves off the trace's path: of the final policy's correct unprefixed hard-train samples on problems "
               "with a trace (all seeds), the share whose rare-step choices differ from the trace's (paper §4, Fig. 5; "
