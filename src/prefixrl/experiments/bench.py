@@ -172,8 +172,8 @@ def run_paper(cfg: BenchConfig, task) -> dict:
 
 def run_bands(cfg: BenchConfig, rl: RLSettings, col: Collection, task, tok, train_set, heldout, runs: dict,
               clock: WallClock) -> dict:
-    """Back-generalization by prefix band (paper §5): prefixrl-only on seed 0's traces cut within each band;
-    each band's curve."""
+    """Back-generalization by prefix band (the paper's prefix-length-band ablation): prefixrl-only on seed
+    0's traces cut within each band; each band's curve."""
     band_runs = {}
     for lo, hi in BANDS:
         name = f"{int(lo * 100)}–{int(hi * 100)} %"

@@ -166,8 +166,8 @@ def _spread_lines(res: dict) -> list[str]:
     lower = [m for m in table if med[m] < base["median"] / 2]  # a factor 2, so that rounding never decides
     carried = {m: max(x["top_share"] or 0 for x in t["exact_spread"]) for m, t in table.items()}
     one = [m for m in table if carried[m] > 0.5]
-    out = ["", f"The mean over {res['config']['heldout_problems']} problems can hide how a policy got there. The base puts {base['median']:.1e} on its median problem and "
-           f"has {base['learned']} problems at ≥ 1 %."]
+    out = ["", f"The mean over {res['config']['heldout_problems']} problems can hide how a policy got there. The "
+           f"base puts {base['median']:.1e} on its median problem and has {base['learned']} problems at ≥ 1 %."]
     if lower:
         out[-1] += (" The median problem (median over seeds) fell below half the base's under " + ", ".join(
             f"{m} ({med[m]:.1e})" for m in lower) + ": those policies made a few problems likely and most less "
