@@ -94,7 +94,7 @@ def test_the_loss_weighs_every_token_the_same(tok):
     loss = sum(micro_losses(model, context, trained, tok.pad_token_id, max_tokens=60))
     torch.testing.assert_close(loss, sum(per_row) / tokens, rtol=1e-5, atol=1e-6)  # documented: token mean
     seq_mean = sum(r / len(t) for r, t in zip(per_row, trained)) / len(trained)
-    assert abs(float(loss) - float(seq_mean)) > 1e-3  # the test can tell the two weightings apart
+    assert abs(loss.item() - seq_mean.item()) > 1e-3  # the test can tell the two weightings apart
 
 
 def test_fit_chooses_epochs_and_lr_on_held_out_traces(tok):
