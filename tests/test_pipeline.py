@@ -104,3 +104,35 @@ def test_demo_cli_at_toy_size(tmp_path):
     assert all(isinstance(rep["gates"][g]["ok"], bool) for g in ("knowledge", "rl_starved", "reachable"))
     assert rep["config"]["task_config"]["rare_steps"] == 2 and "flops_ratio_vs_rl" in rep["compute_efficiency"]
     assert "The paper's regime, gated" in (out / "report.md").read_text()
+
+
+def test_a_copied_work_folder_reuses_its_collection(tmp_path, monkeypatch):
+    # A collection is identified by the model's weights and tokenizer, not by its folder's path: a work
+    # folder copied or moved elsewhere reads its traces back instead of rejection sampling again.
+    import shutil
+
+    from prefixrl.engine import SamplingParams
+    from prefixrl.experiments import pipeline
+
+    a = tmp_path / "a"
+    pretrain_tiny(a / "base", 300, 2)  # 2-step chains: a base that finds some traces
+    task = task_of(a / "base")
+    problems = task.problems("hard_train", 4, seed=0)
+    params = SamplingParams(max_new_tokens=task.max_response_tokens)
+    first = pipeline.collect_traces(a / "traces.parquet", a / "base", task, problems, params, cap=64, seed=0,
+                                    progress=False)
+    shutil.copytree(a, tmp_path / "b")
+
+    def sampled(*args, **kwargs):
+        raise AssertionError("rejection sampling ran again")
+
+    monkeypatch.setattr(pipeline, "rejection_sample", sampled)
+    b = tmp_path / "b"
+    again = pipeline.collect_traces(b / "traces.parquet", b / "base", task, problems, params, cap=64, seed=0,
+                                    progress=False)
+    assert again.samples == first.samples and again.flops == pytest.approx(first.flops) and first.traces
+    assert [t.token_ids for t in again.traces] == [t.token_ids for t in first.traces]
+    # anything else in the key still decides: another cap is another collection
+    with pytest.raises(AssertionError, match="ran again"):
+        pipeline.collect_traces(b / "traces.parquet", b / "base", task, problems, params, cap=32, seed=0,
+                                progress=False)

@@ -84,6 +84,15 @@ def collection_key(model_dir: Path, tok, problems: list[Problem], params: Sampli
             "max_new_tokens": params.max_new_tokens, "seed": seed, "tokenizer": tokenizer_fingerprint(tok)}
 
 
+def _same_collection(stored: dict | None, key: dict) -> bool:
+    """Whether a stored collection was made as `key` asks. The model is identified by its weights and
+    tokenizer, not by where its folder lies ("model" stays in the key as provenance only), so a copied or
+    moved work folder reuses its collections, as a copied base is reused (pretrain.holds_base)."""
+    def what(k):
+        return {f: v for f, v in json.loads(json.dumps(k)).items() if f != "model"}
+    return stored is not None and what(stored) == what(key)
+
+
 def collect_traces(store: Path, model_dir: Path, task, problems: list[Problem], params: SamplingParams, cap: int,
                    seed: int, progress: bool = True, per_round: int = 32, model=None, tok=None,
                    source: str | None = None) -> Collection:
@@ -92,7 +101,7 @@ def collect_traces(store: Path, model_dir: Path, task, problems: list[Problem], 
     if model is None:
         model, tok = load(model_dir)
     key = {**collection_key(model_dir, tok, problems, params, cap, per_round, seed), "source": source}
-    if store.is_file() and read_meta(store).get("collection", {}).get("key") == json.loads(json.dumps(key)):
+    if store.is_file() and _same_collection(read_meta(store).get("collection", {}).get("key"), key):
         return read_collection(store, task, tok)
     engine = Sampler(model, tok.eos_token_id, tok.pad_token_id)
     col = rejection_sample(engine, tok, task, problems, params, source=source or str(model_dir), cap=cap, per_round=per_round,
