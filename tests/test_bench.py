@@ -98,6 +98,34 @@ def test_the_exact_table_says_what_each_mean_rests_on():
     assert _spread_lines(res) == []  # a task without exact measurement says nothing
 
 
+def test_the_map_says_what_each_mean_rests_on_and_how_the_variants_compare():
+    from prefixrl.experiments.regimes import _rests_on_lines, _variant_lines
+
+    def setting(k, sft_median):
+        sp = lambda median, share: [{"mean": 2e-3, "median": median, "learned": 1, "top_share": share}] * 2
+        table = {"prefixrl": {"exact_spread": sp(9e-4, 0.2)}, "sft-rl": {"exact_spread": sp(sft_median, 0.9)},
+                 "prefixrl-adaptive": {"exact_spread": sp(1e-3, 0.3)}}
+        variants = {"prefixrl-adaptive": {"hard_heldout_exact": {
+            "prefixrl": {"method": "prefixrl", "flops_ratio": 0.33, "final_ratio": 1.73},
+            "strongest": {"method": "sft-rl", "flops_ratio": None, "final_ratio": 0.39}}}}
+        return {"rare_steps": k, "classes": 4, "results": {
+            "table": table, "variants": variants,
+            "base_exact_spread": {"mean": 1e-3, "median": 1.0e-3, "learned": 0, "top_share": 0.02}}}
+
+    text = "\n".join(_rests_on_lines([setting(0, 1e-3), setting(4, 1e-5)]))
+    assert "| 4 | 4 | 1.0e-03 / 0 | 9.0e-04 / 1, 1 | 1.0e-05 / 1, 1 | 1.0e-03 / 1, 1 |" in text
+    # the same rule as results.md: a median below half the base's, one problem > 50 % of the mean
+    assert "K = 4, classes = 4: median problem below half the base's: sft-rl; one problem > 50 % of the mean " \
+           "in some seed: sft-rl (90%)." in text
+    assert "K = 0, classes = 4: median problem below half the base's: none;" in text
+    variants = "\n".join(_variant_lines([setting(4, 1e-5)]))
+    assert "| 4 | 4 | prefixrl-adaptive | prefixrl: 0.33, 1.73 | sft-rl: never, 0.39 | – | – |" in variants
+    # a map without exact measurement or without variants says nothing of them
+    bare = setting(0, 1e-3)
+    del bare["results"]["base_exact_spread"], bare["results"]["variants"]
+    assert _rests_on_lines([bare]) == [] and _variant_lines([bare]) == []
+
+
 @pytest.mark.slow
 def test_bench_smoke(tmp_path):
     out = tmp_path / "docs"
@@ -219,13 +247,14 @@ def test_regimes_bench_maps_the_knob(tmp_path):
     args = ["bench", "regimes", "--out", str(out), "--work", str(tmp_path / "w"), "--knob", "0", "2", "--class-axis",
             "1", "2", "--seeds", "1", "--hard-steps", "6", "--teacher-accuracy", "0.9", "--pretrain-steps", "300",
             "--train-problems", "6", "--heldout-problems", "8", "--flops-budget", "3e10", "--passk-samples", "4",
-            "--collect-cap", "64", "--methods", "prefixrl", "rl", "sft-rl", "--no-progress"]
+            "--collect-cap", "64", "--methods", "prefixrl", "rl", "sft-rl", "prefixrl-adaptive", "--no-progress"]
     assert main(args) == 0
     res = json.loads((out / "regimes.json").read_text())
     assert list(res["settings"]) == ["K=0, classes=4", "K=2, classes=1", "K=2, classes=2"]
     for s in res["settings"].values():
         assert {"knowledge", "reachable", "rl_starved", "transfer"} <= set(s["gates"])
-        assert set(s["results"]["table"]) == {"prefixrl", "rl", "sft-rl"}
+        assert set(s["results"]["table"]) == {"prefixrl", "rl", "sft-rl", "prefixrl-adaptive"}
+        assert set(s["results"]["variants"]) == {"prefixrl-adaptive"} and s["results"]["base_exact_spread"]
         assert s["traces_free"]["strongest_baseline"] in ("rl", "sft-rl")
         # noise-free figures where the task lists its correct responses: traces-free ratio and per-seed ratios
         assert s["traces_free"]["exact"]["strongest_baseline"] in ("rl", "sft-rl")
@@ -243,6 +272,7 @@ def test_regimes_bench_maps_the_knob(tmp_path):
     assert page.startswith("# Hand-written design") and "kept" in page and "stale numbers" not in page
     assert "## The map" in page and "### K = 2, classes = 1" in page and "| 2 | 2 | " in page
     assert (out / "regimes" / "rare2-classes1" / "results.md").is_file()
+    assert "### What each exact mean rests on" in page and "| 2 | 1 | prefixrl-adaptive | prefixrl: " in page
 
 
 def test_a_base_too_weak_to_calibrate_is_pretrained_twice_as_long_once(tmp_path, capsys):

@@ -114,7 +114,7 @@ def _variant_lines(res: dict) -> list[str]:
     for label, splits in res.get("variants", {}).items():
         t = res["table"][label]
         for split, entry in splits.items():
-            cells = [_vs(entry.get(name)) for name in ("prefixrl", "strongest")]
+            cells = [versus(entry.get(name)) for name in ("prefixrl", "strongest")]
             harvested = ", ".join(str(h) for h in t.get("harvested") or []) or "–"
             recollected = ", ".join(str(h) for h in t.get("recollected") or []) or "–"
             rows.append(f"| {label} | {split} | {cells[0]} | {cells[1]} | {harvested} | {recollected} |")
@@ -162,23 +162,40 @@ def _spread_lines(res: dict) -> list[str]:
     base, table = res.get("base_exact_spread"), res["table"]
     if not base or not all(t.get("exact_spread") for t in table.values()):
         return []
-    med = {m: float(np.median([x["median"] for x in t["exact_spread"]])) for m, t in table.items()}
-    lower = [m for m in table if med[m] < base["median"] / 2]  # a factor 2, so that rounding never decides
-    carried = {m: max(x["top_share"] or 0 for x in t["exact_spread"]) for m, t in table.items()}
-    one = [m for m in table if carried[m] > 0.5]
+    lower, one = median_fell(table, base), one_problem(table)
     out = ["", f"The mean over {res['config']['heldout_problems']} problems can hide how a policy got there. The "
            f"base puts {base['median']:.1e} on its median problem and has {base['learned']} problems at ≥ 1 %."]
     if lower:
         out[-1] += (" The median problem (median over seeds) fell below half the base's under " + ", ".join(
-            f"{m} ({med[m]:.1e})" for m in lower) + ": those policies made a few problems likely and most less "
+            f"{m} ({x:.1e})" for m, x in lower.items()) + ": those policies made a few problems likely and most less "
             "likely.")
     if one:
         out[-1] += (" In at least one seed a single problem carries more than half of the mean for " + ", ".join(
-            f"{m} ({carried[m]:.0%})" for m in one) + ", so their mean rests on that problem.")
+            f"{m} ({x:.0%})" for m, x in one.items()) + ", so their mean rests on that problem.")
     return out
 
 
-def _vs(e: dict | None) -> str:
+def median_problem(t: dict) -> float:
+    """A method's median heldout problem's exact pass@1, median over its seeds."""
+    return float(np.median([x["median"] for x in t["exact_spread"]]))
+
+
+def median_fell(table: dict, base: dict) -> dict[str, float]:
+    """The methods whose median problem fell below half the base's (a factor 2, so that rounding never
+    decides), with that median."""
+    return {m: median_problem(t) for m, t in table.items() if median_problem(t) < base["median"] / 2}
+
+
+def one_problem(table: dict) -> dict[str, float]:
+    """The methods where, in at least one seed, one problem carries more than half of the exact mean, with
+    the largest such share."""
+    carried = {m: max(x["top_share"] or 0 for x in t["exact_spread"]) for m, t in table.items()}
+    return {m: x for m, x in carried.items() if x > 0.5}
+
+
+def versus(e: dict | None) -> str:
+    """A variant against one method: its FLOPs to reach that method's final accuracy ÷ the budget, then its
+    final accuracy ÷ that method's."""
     if e is None:
         return "–"
     reach = "never" if e["flops_ratio"] is None else f"{e['flops_ratio']:.2f}"

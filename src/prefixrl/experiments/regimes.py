@@ -23,6 +23,7 @@ from prefixrl.engine import Sampler, SamplingParams
 from prefixrl.evaluate import evaluate
 from prefixrl.experiments import gates as regime_gate
 from prefixrl.experiments import pipeline
+from prefixrl.experiments.bench_report import median_fell, median_problem, one_problem, versus
 from prefixrl.experiments.curves import final_target, flops_to_reach
 from prefixrl.experiments.lineup import is_baseline
 from prefixrl.io.store import write_json_atomic
@@ -90,7 +91,8 @@ def base_steps(cfg) -> int:
 
 def _slim(results: dict) -> dict:
     """What the map needs of one setting's bench results (the full ones: regimes/rareK-classesC/results.json)."""
-    return {k: results[k] for k in ("table", "ratios", "seconds", "collections", "analysis")}
+    keep = ("table", "ratios", "seconds", "collections", "analysis", "variants", "base_exact_spread")
+    return {k: results[k] for k in keep if k in results}
 
 
 def setting_gates(cfg, task, results: dict) -> dict:
@@ -208,6 +210,7 @@ def write_regimes(path: Path, res: dict) -> None:
               "ratio, standard ÷ PrefixRL, on a hidden string of K positions (the unknown part only; the theory "
               "has no classes, so it is the same at every class count).", ""]
     lines += _method_tables(res["settings"].values())
+    lines += _rests_on_lines(res["settings"].values()) + _variant_lines(res["settings"].values())
     lines += ["", "## The gates at each setting", ""]
     for s in res["settings"].values():
         steps = f" (base pretrained {s['pretrain_steps']} steps)" if s["pretrain_steps"] != cfg["pretrain_steps"] else ""
@@ -264,6 +267,52 @@ def _method_tables(settings) -> list[str]:
             lines.append(_at(s) + " | ".join(f"{t[m]['hard_heldout_exact_mean']:.2e} / "
                                              f"{_f(t[m].get('rare_knowledge_mean'), '{:.3f}')}" for m in methods) + " |")
     return lines
+
+
+def _rests_on_lines(settings) -> list[str]:
+    """What each exact mean rests on, at every setting (bench_report's rule): the median heldout problem and
+    the problems learned (≥ 1 %), beside the base's, so a mean lifted by one problem is not read as a gain."""
+    settings = [s for s in settings if s["results"].get("base_exact_spread")
+                and all(t.get("exact_spread") for t in s["results"]["table"].values())]
+    if not settings:
+        return []
+    methods = list(settings[0]["results"]["table"])
+    lines = ["", "### What each exact mean rests on", "",
+             "Each cell: the median hard-heldout problem's exact pass@1 (median over seeds) / the problems made "
+             "likely (exact pass@1 ≥ 1 %), per seed. A mean can rise while most problems get less likely.", "",
+             "| K | classes | base model | " + " | ".join(methods) + " |", "|---|---|---|" + "---|" * len(methods)]
+    notes = []
+    for s in settings:
+        t, base = s["results"]["table"], s["results"]["base_exact_spread"]
+        lines.append(_at(s) + f"{base['median']:.1e} / {base['learned']} | " + " | ".join(
+            f"{median_problem(t[m]):.1e} / {', '.join(str(x['learned']) for x in t[m]['exact_spread'])}"
+            for m in methods) + " |")
+        lower, one = median_fell(t, base), one_problem(t)
+        if lower or one:
+            notes.append(f"- K = {s['rare_steps']}, classes = {s['classes']}: median problem below half the base's: "
+                         f"{', '.join(lower) or 'none'}; one problem > 50 % of the mean in some seed: "
+                         f"{', '.join(f'{m} ({x:.0%})' for m, x in one.items()) or 'none'}.")
+    return lines + ([""] + notes if notes else [])
+
+
+def _variant_lines(settings) -> list[str]:
+    """Beyond the paper: each variant against PrefixRL with the paper's fixed cuts and against the setting's
+    strongest baseline, in exact heldout and sampled hard-train pass@1."""
+    rows = []
+    for s in settings:
+        for label, splits in s["results"].get("variants", {}).items():
+            cells = [versus(splits.get(split, {}).get(name)) for split in ("hard_heldout_exact", "hard_train")
+                     for name in ("prefixrl", "strongest")]
+            rows.append(_at(s) + f"{label} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["", "## Beyond the paper: adaptive cuts and harvested traces at each setting (docs/choices.md)", "",
+            "Each cell: the variant's FLOPs to reach that method's final accuracy ÷ the budget ('never': not within "
+            "it), then its final accuracy ÷ that method's. Read beside the table above: a ratio of means says "
+            "nothing of how many problems carry it.", "",
+            "| K | classes | variant | exact heldout vs PrefixRL (fixed cuts) | exact heldout vs the strongest "
+            "baseline | hard-train vs PrefixRL (fixed cuts) | hard-train vs the strongest baseline |",
+            "|---|---|---|---|---|---|---|", *rows]
 
 
 def _gate_lines(g: dict) -> list[str]:
