@@ -183,7 +183,8 @@ def median_problem(t: dict) -> float:
 def median_fell(table: dict, base: dict) -> dict[str, float]:
     """The methods whose median problem fell below half the base's (a factor 2, so that rounding never
     decides), with that median."""
-    return {m: median_problem(t) for m, t in table.items() if median_problem(t) < base["median"] / 2}
+    medians = {m: median_problem(t) for m, t in table.items()}
+    return {m: x for m, x in medians.items() if x < base["median"] / 2}
 
 
 def one_problem(table: dict) -> dict[str, float]:
