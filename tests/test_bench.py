@@ -253,6 +253,8 @@ def test_regimes_bench_maps_the_knob(tmp_path):
     assert list(res["settings"]) == ["K=0, classes=4", "K=2, classes=1", "K=2, classes=2"]
     for s in res["settings"].values():
         assert {"knowledge", "reachable", "rl_starved", "transfer"} <= set(s["gates"])
+        exact = s["gates"]["transfer"]["exact"]  # the chain task lists its correct responses
+        assert all(0 < exact[f"{h}_{t}"] <= 1 for h in ("trained", "other") for t in ("before", "after"))
         assert set(s["results"]["table"]) == {"prefixrl", "rl", "sft-rl", "prefixrl-adaptive"}
         assert set(s["results"]["variants"]) == {"prefixrl-adaptive"} and s["results"]["base_exact_spread"]
         assert s["traces_free"]["strongest_baseline"] in ("rl", "sft-rl")
@@ -272,6 +274,7 @@ def test_regimes_bench_maps_the_knob(tmp_path):
     assert page.startswith("# Hand-written design") and "kept" in page and "stale numbers" not in page
     assert "## The map" in page and "### K = 2, classes = 1" in page and "| 2 | 2 | " in page
     assert (out / "regimes" / "rare2-classes1" / "results.md").is_file()
+    assert "in exact pass@1, that half from" in page
     assert "### What each exact mean rests on" in page and "| 2 | 1 | prefixrl-adaptive | prefixrl: " in page
 
 

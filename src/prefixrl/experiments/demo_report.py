@@ -86,10 +86,15 @@ def regime_gate_lines(gates: dict) -> list[str]:
                  f"success {r['prefix80_success']:.3f} ≥ {r['prefix80_min']}: {_ok(r)}")
     if "transfer" in gates:
         t = gates["transfer"]
-        share = "n/a (the trained half did not improve)" if t["share"] is None else f"{t['share']:.2f}"
+        share = lambda x: "n/a (the trained half did not improve)" if x is None else f"{x:.2f}"
         lines.append(f"- transfer: standard RL on half the hard-train problems took that half from "
                      f"{t['trained_before']:.3f} to {t['trained_after']:.3f} and the other half from {t['before']:.3f} "
-                     f"to {t['after']:.3f} (share transferred: {share}; reported, no threshold)")
+                     f"to {t['after']:.3f} (share transferred: {share(t['share'])}; reported, no threshold)")
+        if "exact" in t:  # tasks that list their correct responses: the same, without sampling noise
+            e = t["exact"]
+            lines[-1] += (f"; in exact pass@1, that half from {e['trained_before']:.2e} to {e['trained_after']:.2e} "
+                          f"and the other from {e['other_before']:.2e} to {e['other_after']:.2e} "
+                          f"(share {share(e['share'])})")
     return lines + [""]
 
 
