@@ -20,9 +20,9 @@ import datasets
 from trl import GRPOConfig, ModelConfig, TrlParser, get_peft_config
 
 from prefixrl.cli.options import TaskOptions
+from prefixrl.data.verifier import deadlined
 from prefixrl.integrations.trl import PAPER_CONFIG, PrefixGRPOTrainer, reward_functions, task_of_rows
 from prefixrl.io.errors import BadInput
-from prefixrl.verifier import deadlined
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def parse(argv: list[str] | None = None) -> tuple[PrefixArgs, GRPOConfig, ModelC
     parser.set_defaults(**PAPER_CONFIG)
     if not torch.cuda.is_available():
         # TRL's bf16 default needs a GPU (it refuses to start on a CPU without --use_cpu); on a CPU the
-        # default is float32, as everywhere in prefixrl (`prefixrl.precision`). On a GPU, TRL's own default.
+        # default is float32, as everywhere in prefixrl (`prefixrl.rollout.precision`). On a GPU, TRL's own default.
         parser.set_defaults(use_cpu=True, bf16=False)
     return parser.parse_args_and_config(argv)
 

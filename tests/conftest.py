@@ -8,11 +8,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch
 
-from prefixrl.model import ModelShape, build_model
-from prefixrl.render import decode_response, encode_response, tokenizer_fingerprint
-from prefixrl.tasks.chain import ChainTask
-from prefixrl.tokenizer import build_tokenizer
-from prefixrl.traces import Trace
+from prefixrl.data.prompt import decode_response, encode_response, tokenizer_fingerprint
+from prefixrl.data.tasks.chain import ChainTask
+from prefixrl.data.traces import Trace
+from prefixrl.embedded.tokenizer import build_tokenizer
+from prefixrl.rollout.model import ModelShape, build_model
 
 if "OMP_NUM_THREADS" not in os.environ:  # the suite runs as CI runs it (2 threads) unless told otherwise
     torch.set_num_threads(2)
@@ -46,7 +46,7 @@ def reference_traces(task, tok, n=6, seed=0, source="test"):
 def pretrain_tiny(folder, steps=2, hard_steps=6, *extra):
     """A tiny base model folder through the real `prefixrl pretrain` CLI (prefixrl.json names the task).
     Uncalibrated unless `extra` says otherwise: a 2-step model cannot reach any regime target."""
-    from prefixrl.cli import main
+    from prefixrl_lab.cli import main
 
     assert main(["pretrain", "--out", str(folder), "--steps", str(steps), "--hidden", "32", "--layers", "1",
                  "--heads", "2", "--ffn", "64", "--easy-max-steps", str(hard_steps), "--hard-steps", str(hard_steps),

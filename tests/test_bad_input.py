@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import pretrain_tiny, reference_traces
 
-from prefixrl.cli import main
-from prefixrl.prefixes import cut_prefixes, save_prefixes
-from prefixrl.tokenizer import build_tokenizer
-from prefixrl.traces import save_traces
+from prefixrl.data.prefixes import cut_prefixes, save_prefixes
+from prefixrl.data.traces import save_traces
+from prefixrl.embedded.tokenizer import build_tokenizer
+from prefixrl_lab.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_prompt_plus_prefix_plus_completion_must_fit_the_models_positions(d, tas
 
 
 def test_quick_sets_defaults_but_never_overrides_a_flag():
-    from prefixrl.experiments.settings import DemoConfig
+    from prefixrl_lab.configs import DemoConfig
 
     quick = DemoConfig(quick=True).resolved()
     assert (quick.rl_steps, quick.train_problems) == (60, 16)
@@ -227,7 +227,7 @@ def test_ctrl_c_is_one_line_saying_how_to_resume_and_exit_130(d, tmp_path):
     run = tmp_path / "run"
     # as a terminal starts it: a shell's background job (a CI script run with `&`) ignores SIGINT, and that
     # disposition is inherited, so Python would install no KeyboardInterrupt handler and never stop
-    proc = subprocess.Popen([sys.executable, "-m", "prefixrl.cli", "train", "--model", str(d / "base"), "--method", "rl",
+    proc = subprocess.Popen([sys.executable, "-m", "prefixrl_lab", "train", "--model", str(d / "base"), "--method", "rl",
                              "--steps", "100000", "--eval-every", "1000", "--out", str(run)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from prefixrl.losses import (
+from prefixrl.rl.losses import (
     group_advantages,
     importance_weights,
     sft_loss,
@@ -12,8 +12,8 @@ from prefixrl.losses import (
     token_logprobs,
     weighted_pg_loss,
 )
-from prefixrl.mask import make_batch
-from prefixrl.offpolicy import _scatter
+from prefixrl.rl.mask import make_batch
+from prefixrl.rl.offpolicy import _scatter
 
 
 def test_importance_weights_by_hand_and_clipping():

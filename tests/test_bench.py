@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from prefixrl.cli import main
-from prefixrl.experiments.curves import final_target, flops_to_reach
+from prefixrl_lab.cli import main
+from prefixrl_lab.curves import final_target, flops_to_reach
 
 
 def test_flops_to_reach_uses_the_seed_mean_step_curve():
@@ -30,8 +30,8 @@ def test_the_target_to_reach_is_read_on_the_problems_its_curve_measures():
 
 
 def test_the_benches_run_the_papers_methods_and_the_admitted_variants_and_a_flag_always_wins():
-    from prefixrl.experiments.lineup import DEFAULT_METHODS, PAPER_METHODS
-    from prefixrl.experiments.settings import BenchConfig
+    from prefixrl_lab.configs import BenchConfig
+    from prefixrl_lab.lineup import DEFAULT_METHODS, PAPER_METHODS
 
     # pilot 5 admitted the adaptive variants: both benches run them next to the paper's seven
     assert BenchConfig("paper").resolved().methods == DEFAULT_METHODS
@@ -61,7 +61,7 @@ def _report_res(rare_steps: int) -> dict:
 
 
 def test_the_reports_reasons_follow_the_measurements_and_the_task_setting():
-    from prefixrl.experiments.bench_report import _paper_comparison, _why
+    from prefixrl_lab.bench_report import _paper_comparison, _why
 
     text = "\n".join(_paper_comparison(_report_res(4)) + _why(_report_res(4)))
     # the strategy change is measured where a problem has 2^K correct responses, with its count and chance level
@@ -81,7 +81,7 @@ def test_the_reports_reasons_follow_the_measurements_and_the_task_setting():
 
 
 def test_the_exact_table_says_what_each_mean_rests_on():
-    from prefixrl.experiments.bench_report import _spread_lines
+    from prefixrl_lab.bench_report import _spread_lines
 
     res = _report_res(4)
     res["config"]["heldout_problems"] = 128
@@ -99,7 +99,7 @@ def test_the_exact_table_says_what_each_mean_rests_on():
 
 
 def test_the_map_says_what_each_mean_rests_on_and_how_the_variants_compare():
-    from prefixrl.experiments.regimes import _rests_on_lines, _variant_lines
+    from prefixrl_lab.regime_map import _rests_on_lines, _variant_lines
 
     def setting(k, sft_median):
         sp = lambda median, share: [{"mean": 2e-3, "median": median, "learned": 1, "top_share": share}] * 2
@@ -239,7 +239,7 @@ def test_regimes_bench_maps_the_knob(tmp_path):
     """`prefixrl bench regimes` at toy size: both ends of the knob, two class counts where K > 0 (K = 0 has
     no classes and runs once), the gates at each, the theory beside it, and docs/regimes.md rewritten below
     its marker only."""
-    from prefixrl.experiments.regimes import MARKER
+    from prefixrl_lab.regime_map import MARKER
 
     out = tmp_path / "docs"
     out.mkdir()
@@ -281,14 +281,14 @@ def test_regimes_bench_maps_the_knob(tmp_path):
 def test_a_base_too_weak_to_calibrate_is_pretrained_twice_as_long_once(tmp_path, capsys):
     """The map's base rule: a setting whose base cannot reach the calibration target at --pretrain-steps
     is pretrained twice as long; if that fails too, the one-line error stands (exit 2 from the CLI)."""
-    from prefixrl import regime
-    from prefixrl.experiments.regimes import base_steps
-    from prefixrl.experiments.settings import BenchConfig
+    from prefixrl.embedded import calibration
+    from prefixrl_lab.configs import BenchConfig
+    from prefixrl_lab.regime_map import base_steps
 
     cfg = BenchConfig("regimes", work=tmp_path / "w", hard_steps=6, rare_steps=2, classes=1, pretrain_steps=1,
                       teacher_accuracy=0.9,
                       progress=False)
-    with pytest.raises(regime.BaseTooWeak, match="pretrain longer"):  # one step, then two: a random model
+    with pytest.raises(calibration.BaseTooWeak, match="pretrain longer"):  # one step, then two: a random model
         base_steps(cfg)
     assert "pretraining 2 steps instead" in capsys.readouterr().err
     assert not (tmp_path / "w" / "base").exists()  # a failed base leaves nothing behind

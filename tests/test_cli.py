@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from prefixrl.cli import COMMANDS, config_class, main
+from prefixrl_lab.cli import COMMANDS, config_class, main
 
 
 def test_the_overview_loads_no_heavy_library():
     """`prefixrl --help` imports only the CLI's own table of commands (time to first output)."""
-    code = ("import sys; from prefixrl.cli import main; rc = main(['--help']); "
+    code = ("import sys; from prefixrl_lab.cli import main; rc = main(['--help']); "
             "heavy = [m for m in ('torch', 'transformers', 'tyro', 'pyarrow', 'numpy') if m in sys.modules]; "
             "print('HEAVY', heavy); sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -24,7 +24,7 @@ def test_the_overview_loads_no_heavy_library():
 def test_every_commands_help_loads_no_heavy_library():
     """`prefixrl COMMAND --help` parses against configs that import no torch, transformers or pyarrow;
     the runner, and with it torch, is imported only once the options are parsed (time to first output)."""
-    code = ("import sys; from prefixrl.cli import COMMANDS, main\n"
+    code = ("import sys; from prefixrl_lab.cli import COMMANDS, main\n"
             "for name in COMMANDS:\n"
             "    try: main([name, '--help'])\n"
             "    except SystemExit as e: assert e.code == 0, (name, e.code)\n"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prefixrl.cli import COMMANDS, config_class, main
+from prefixrl_lab.cli import COMMANDS, config_class, main
 
 POSITIONAL = {"bench": ["paper"]}
 

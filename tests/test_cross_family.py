@@ -3,12 +3,12 @@
 import pytest
 from conftest import reference_traces
 
+from prefixrl.data.prefixes import PrefixedPrompt, cut_prefixes
+from prefixrl.data.prompt import decode_response, render_prompt, tokenizer_fingerprint
+from prefixrl.data.traces import load_traces, save_traces, transfer_traces
+from prefixrl.embedded.tokenizer import build_tokenizer
 from prefixrl.io.errors import BadInput
-from prefixrl.model import ModelShape, build_model
-from prefixrl.prefixes import PrefixedPrompt, cut_prefixes
-from prefixrl.render import decode_response, render_prompt, tokenizer_fingerprint
-from prefixrl.tokenizer import build_tokenizer
-from prefixrl.traces import load_traces, save_traces, transfer_traces
+from prefixrl.rollout.model import ModelShape, build_model
 
 
 def _traces(task, tok, n=5):
@@ -67,7 +67,7 @@ def test_second_family_model_is_a_real_qwen2(tok):
 
 def test_saved_tokenizers_reload_exactly(tmp_path, tok):
     """Both embedded tokenizers survive save_pretrained → load next to a Llama and a Qwen2 config."""
-    from prefixrl.model import load
+    from prefixrl.rollout.model import load
 
     for kind, arch in (("char", "llama"), ("pairs", "qwen2")):
         t = build_tokenizer(kind)

@@ -17,16 +17,17 @@ import torch
 import torch.fx.experimental._config
 from conftest import pretrain_tiny, reference_traces
 
-from prefixrl import device, train
 from prefixrl.cli import main
+from prefixrl.data.prompt import render_prompt
 from prefixrl.io.errors import BadInput
-from prefixrl.losses import token_logprobs
-from prefixrl.mask import make_batch
-from prefixrl.methods import METHODS
-from prefixrl.offpolicy import token_weights
-from prefixrl.render import render_prompt
-from prefixrl.settings import RLSettings
-from prefixrl.sft import micro_losses, nll_and_entropy
+from prefixrl.rl import train
+from prefixrl.rl.losses import token_logprobs
+from prefixrl.rl.mask import make_batch
+from prefixrl.rl.methods import METHODS
+from prefixrl.rl.offpolicy import token_weights
+from prefixrl.rl.settings import RLSettings
+from prefixrl.rl.sft import micro_losses, nll_and_entropy
+from prefixrl.rollout import device
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +81,8 @@ def test_the_update_builds_every_tensor_on_the_models_device(tiny_model, tok, ta
 
 def test_sft_and_exact_measurement_run_where_the_model_is(tiny_model, tok, task):
     """On the CPU (the one device every machine has), the host-side summaries accept a model-device batch."""
-    from prefixrl import regime
-    from prefixrl.flops import Ledger
+    from prefixrl.rl import exact as regime
+    from prefixrl.rollout.flops import Ledger
 
     traces = reference_traces(task, tok, n=3)
     nll, ent = nll_and_entropy(tiny_model, tok, traces, Ledger(), "eval/x")
@@ -141,7 +142,7 @@ def test_a_hub_id_loads_from_the_hub_cache_offline(base, tmp_path):
 
 def test_token_id_stages_read_a_hub_snapshot_without_its_weights(base, tmp_path, tok, task):
     """prefixes and export need the tokenizer only: a snapshot that has no weight files is enough."""
-    from prefixrl.traces import save_traces
+    from prefixrl.data.traces import save_traces
 
     hub = _hub_cache(tmp_path, base, weights=False)
     save_traces(tmp_path / "traces.parquet", reference_traces(task, tok, n=4))

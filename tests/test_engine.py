@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from prefixrl.engine import Sampler, SamplingParams
-from prefixrl.losses import token_logprobs
-from prefixrl.mask import make_batch
-from prefixrl.model import param_count
+from prefixrl.rl.losses import token_logprobs
+from prefixrl.rl.mask import make_batch
+from prefixrl.rollout.engine import Sampler, SamplingParams
+from prefixrl.rollout.model import param_count
 
 PROMPTS = [[1, 4, 12, 13, 5], [1, 4, 14, 5, 20, 21, 22]]  # the second ends with "prefix" ids
 
@@ -49,7 +49,7 @@ def _flat(g):
 def test_shared_prefix_bucketing_and_batching_do_not_change_the_samples(tok, n):
     """Same seed → same tokens and log-probs, whether a group's prompt is prefilled once and shared or
     once per sample, whether prompts are length-bucketed, and however rows are split into batches."""
-    from prefixrl.model import ModelShape, build_model
+    from prefixrl.rollout.model import ModelShape, build_model
 
     model = build_model(tok, ModelShape(hidden=64, layers=2, heads=4, ffn=128, max_positions=256), seed=1)
     rng = torch.Generator().manual_seed(0)
@@ -105,10 +105,10 @@ def _family_model(tok, arch: str, kv_heads: int):
 @pytest.mark.parametrize("arch,kv_heads", [("llama", 4), ("llama", 2), ("qwen2", 4), ("qwen2", 1)])
 @pytest.mark.parametrize("static", [True, False])
 def test_both_caches_sample_the_full_forward_distribution(tok, arch, kv_heads, static, monkeypatch):
-    """The preallocated cache (prefixrl.kv_cache) and transformers' own cache both give, for every sampled
+    """The preallocated cache (prefixrl.rollout.kv_cache) and transformers' own cache both give, for every sampled
     token, the log-prob one full forward gives it: through left padding, shared prefills and retirement
     (24 new tokens, so rows finish at different steps)."""
-    from prefixrl.kv_cache import GrowingCache, PreallocatedCache
+    from prefixrl.rollout.kv_cache import GrowingCache, PreallocatedCache
 
     model = _family_model(tok, arch, kv_heads)
     retired = []

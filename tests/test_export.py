@@ -4,14 +4,14 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import pretrain_tiny, reference_traces
 
-from prefixrl.cli import main
-from prefixrl.prefixes import cut_prefixes, save_prefixes
-from prefixrl.render import render_prompt
+from prefixrl.data.prefixes import cut_prefixes, save_prefixes
+from prefixrl.data.prompt import render_prompt
+from prefixrl_lab.cli import main
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tok):
-    from prefixrl.tasks.chain import ChainTask
+    from prefixrl.data.tasks.chain import ChainTask
 
     d = tmp_path_factory.mktemp("export")
     pretrain_tiny(d / "base", steps=2, hard_steps=6)
@@ -88,9 +88,9 @@ def test_every_row_says_where_its_cut_lies_and_a_ladder_export_holds_every_rung(
     """What a loop outside the trainer needs to adapt cuts per problem: each row's cut and its trace's
     length; with --ladder-rungs, each traced problem's whole ladder (the cuts `--prefix-schedule adaptive`
     steps along), token-exact and answer-free, and one plain row per problem without a trace."""
-    from prefixrl.pool import ladder_of
-    from prefixrl.tasks.chain import ChainTask
-    from prefixrl.traces import save_traces
+    from prefixrl.data.tasks.chain import ChainTask
+    from prefixrl.data.traces import save_traces
+    from prefixrl.rl.pool import ladder_of
 
     d, prefixes = setup
     task = ChainTask(easy_max_steps=6, hard_steps=6)

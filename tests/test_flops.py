@@ -1,6 +1,6 @@
 import pytest
 
-from prefixrl.flops import Ledger, sample_flops, train_flops
+from prefixrl.rollout.flops import Ledger, sample_flops, train_flops
 
 
 def test_rules():

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from prefixrl.experiments import gates
-from prefixrl.experiments.regimes import predicted_separation
+from prefixrl_lab import gates
+from prefixrl_lab.regime_map import predicted_separation
 
 
 def test_knowledge_gate_tells_sampling_noise_from_missing_knowledge():
@@ -53,7 +53,7 @@ def test_theory_predicts_no_separation_without_unknown_steps_and_some_with_them(
 
 
 def test_transfer_is_reported_sampled_and_exact():
-    from prefixrl.experiments.demo_report import regime_gate_lines
+    from prefixrl_lab.demo_report import regime_gate_lines
 
     g = {"knowledge": gates.knowledge({"exact_pass@1": 1e-3, "greedy_pass@1": 0.0, "problems": 64}),
          "reachable": gates.reachability(0.6, 0.25, 0.86),

@@ -6,9 +6,9 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from prefixrl.data.prefixes import PREFIX_SCHEMA, load_prefixes
+from prefixrl.data.traces import TRACE_SCHEMA, load_traces
 from prefixrl.io.errors import BadInput
-from prefixrl.prefixes import PREFIX_SCHEMA, load_prefixes
-from prefixrl.traces import TRACE_SCHEMA, load_traces
 
 VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=True),
@@ -22,9 +22,9 @@ def valid_row(schema: pa.Schema) -> dict:
 
     from conftest import reference_traces
 
-    from prefixrl.prefixes import cut_prefixes
-    from prefixrl.tasks.chain import ChainTask
-    from prefixrl.tokenizer import build_tokenizer
+    from prefixrl.data.prefixes import cut_prefixes
+    from prefixrl.data.tasks.chain import ChainTask
+    from prefixrl.embedded.tokenizer import build_tokenizer
 
     task, tok = ChainTask(easy_max_steps=6, hard_steps=6), build_tokenizer()
     trace = reference_traces(task, tok, 1)[0]
@@ -103,7 +103,7 @@ def test_corrupting_a_valid_trace_store_is_caught(cut, data, task, tok, tmp_path
     """A store truncated or with bytes flipped anywhere loads exactly as written or fails with BadInput."""
     from conftest import reference_traces
 
-    from prefixrl.traces import save_traces
+    from prefixrl.data.traces import save_traces
 
     path = tmp_path / "ok.parquet"
     traces = reference_traces(task, tok, 3)
@@ -125,7 +125,7 @@ def test_a_flip_that_breaks_utf8_in_a_string_column_is_bad_input(task, tok, tmp_
     UnicodeDecodeError, which escaped the loader."""
     from conftest import reference_traces
 
-    from prefixrl.traces import save_traces
+    from prefixrl.data.traces import save_traces
 
     path = tmp_path / "ok.parquet"
     traces = reference_traces(task, tok, 3)

@@ -2,8 +2,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prefixrl.losses import group_advantages, reinforce_loss, sft_loss
-from prefixrl.mask import make_batch, trained_mask
+from prefixrl.rl.losses import group_advantages, reinforce_loss, sft_loss
+from prefixrl.rl.mask import make_batch, trained_mask
 
 
 def test_mask_layout():

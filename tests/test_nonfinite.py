@@ -6,9 +6,9 @@ import pytest
 import torch
 from conftest import reference_traces
 
-import prefixrl.train as train_mod
-from prefixrl.settings import RLSettings
-from prefixrl.train import NonFiniteError, guarded_update, train_rl
+import prefixrl.rl.train as train_mod
+from prefixrl.rl.settings import RLSettings
+from prefixrl.rl.train import NonFiniteError, guarded_update, train_rl
 
 
 def test_guarded_update_skips_inf_loss_and_nan_gradients(tiny_model):

@@ -14,18 +14,18 @@ import pytest
 from conftest import pretrain_tiny, reference_traces
 from test_bad_input import one_line_error
 
-from prefixrl.cli import main
-from prefixrl.experiments.settings import BenchConfig
+from prefixrl.data.prefixes import cut_prefixes, save_prefixes
+from prefixrl.data.traces import save_traces
 from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import atomic_write
-from prefixrl.prefixes import cut_prefixes, save_prefixes
-from prefixrl.theory.lab import TheoryConfig
-from prefixrl.traces import save_traces
+from prefixrl_lab.cli import main
+from prefixrl_lab.configs import BenchConfig
+from prefixrl_lab.theory.lab import TheoryConfig
 
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory, task):
-    from prefixrl.model import load_tokenizer
+    from prefixrl.rollout.model import load_tokenizer
 
     d = tmp_path_factory.mktemp("outputs")
     pretrain_tiny(d / "base", steps=2, hard_steps=6)

@@ -7,12 +7,12 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from prefixrl.cli import main
 from prefixrl.cli.policy import task_of
-from prefixrl.model import ModelShape, build_model
-from prefixrl.prefixes import load_prefixes
-from prefixrl.render import decode_response, render_prompt
-from prefixrl.tokenizer import build_tokenizer
+from prefixrl.data.prefixes import load_prefixes
+from prefixrl.data.prompt import decode_response, render_prompt
+from prefixrl.embedded.tokenizer import build_tokenizer
+from prefixrl.rollout.model import ModelShape, build_model
+from prefixrl_lab.cli import main
 
 QUESTIONS = [(f"What is {a} + {b}?", str(a + b)) for a in range(1, 6) for b in range(1, 5)]
 

@@ -2,7 +2,7 @@ from math import comb
 
 import pytest
 
-from prefixrl.evaluate import pass_at_k
+from prefixrl.data.evaluate import pass_at_k
 
 
 @pytest.mark.parametrize("n,c,k,expected", [

@@ -7,8 +7,8 @@ import sys
 import pytest
 from conftest import pretrain_tiny
 
-from prefixrl.cli import main
 from prefixrl.cli.policy import task_of
+from prefixrl_lab.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_bad_input_is_one_line_exit_2(args, needle, capsys):
 def test_demo_cli_at_toy_size(tmp_path):
     """`prefixrl demo` as a user runs it, shrunk: every stage, the report files and their schema."""
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-m", "prefixrl.cli", "demo", "--out", str(out), "--hard-steps", "6", "--rare-steps", "2",
+    cmd = [sys.executable, "-m", "prefixrl_lab", "demo", "--out", str(out), "--hard-steps", "6", "--rare-steps", "2",
            "--teacher-accuracy", "0.9", "--pretrain-steps", "300", "--train-problems", "8", "--heldout-problems", "8", "--base-samples", "8",
            "--collect-cap", "64", "--rl-steps", "4", "--final-samples", "4", "--no-progress"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -111,8 +111,8 @@ def test_a_copied_work_folder_reuses_its_collection(tmp_path, monkeypatch):
     # folder copied or moved elsewhere reads its traces back instead of rejection sampling again.
     import shutil
 
-    from prefixrl.engine import SamplingParams
-    from prefixrl.experiments import pipeline
+    from prefixrl.rollout.engine import SamplingParams
+    from prefixrl_lab import pipeline
 
     a = tmp_path / "a"
     pretrain_tiny(a / "base", 300, 2)  # 2-step chains: a base that finds some traces

@@ -1,4 +1,4 @@
-"""The pool beyond the paper (`prefixrl.pool`): the adaptive prefix ladder on hand-made success tables,
+"""The pool beyond the paper (`prefixrl.rl.pool`): the adaptive prefix ladder on hand-made success tables,
 harvesting only verified, unprefixed, on-policy successes, re-collection charged sample by sample, and
 runs with them on that resume bit-identical. Every sample here is scripted, so nothing depends on sampling luck or float rounding."""
 
@@ -9,17 +9,17 @@ import torch
 from conftest import reference_traces
 from safetensors.torch import load_file
 
-from prefixrl.engine import Generations, Sample, SamplingParams
-from prefixrl.flops import Ledger
+from prefixrl.data.prefixes import PrefixedPrompt, cut_prefixes
+from prefixrl.data.prompt import encode_response, render_prompt
+from prefixrl.data.tasks.base import Problem, Verdict
+from prefixrl.data.traces import load_traces
 from prefixrl.io.errors import BadInput
-from prefixrl.model import ModelShape, build_model
-from prefixrl.pool import Ladder, Pool, ladder_of
-from prefixrl.prefixes import PrefixedPrompt, cut_prefixes
-from prefixrl.render import encode_response, render_prompt
-from prefixrl.settings import RLSettings
-from prefixrl.tasks.base import Problem, Verdict
-from prefixrl.traces import load_traces
-from prefixrl.train import result_settings, train_rl
+from prefixrl.rl.pool import Ladder, Pool, ladder_of
+from prefixrl.rl.settings import RLSettings
+from prefixrl.rl.train import result_settings, train_rl
+from prefixrl.rollout.engine import Generations, Sample, SamplingParams
+from prefixrl.rollout.flops import Ledger
+from prefixrl.rollout.model import ModelShape, build_model
 
 C, I, N = Verdict.CORRECT, Verdict.INCORRECT, Verdict.NO_ANSWER
 

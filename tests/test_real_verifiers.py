@@ -8,10 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from prefixrl.data.tasks import get_task
+from prefixrl.data.tasks.base import Verdict
+from prefixrl.data.verifier import VerifierPool
 from prefixrl.io.errors import BadInput
-from prefixrl.tasks import get_task
-from prefixrl.tasks.base import Verdict
-from prefixrl.verifier import VerifierPool
 
 ROWS = [{"problem": f"What is {a} + {b}? Give a fraction if needed.", "answer": ans}
         for a, b, ans in [(1, 1, "2"), ("1/2", "1/4", "\\frac{3}{4}"), (2, 3, "5"), ("0.5", "0.5", "1")] * 5]
@@ -135,14 +135,14 @@ TABLE = [
 
 @pytest.mark.parametrize("answer,response,verdict", TABLE)
 def test_strict_math_verifier_reads_only_the_final_box(answer, response, verdict):
-    from prefixrl.tasks.base import Problem
+    from prefixrl.data.tasks.base import Problem
 
     task = get_task("math", path="unused.jsonl")
     assert task.verify(Problem("p", "hard_train", "What is it?", answer), response).value == verdict
 
 
 def test_box_extraction_is_linear_and_cuts_stop_before_any_box():
-    from prefixrl.tasks.math import boxed_spans
+    from prefixrl.data.tasks.math import boxed_spans
 
     task = get_task("math", path="unused.jsonl")
     t0 = time.monotonic()

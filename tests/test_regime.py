@@ -11,13 +11,14 @@ import torch
 from conftest import pretrain_tiny
 from transformers import AutoModelForCausalLM
 
-from prefixrl import regime
-from prefixrl.cli import main
 from prefixrl.cli.policy import task_of
-from prefixrl.engine import Sampler, SamplingParams
-from prefixrl.evaluate import evaluate
-from prefixrl.model import load
-from prefixrl.render import encode_response, render_prompt
+from prefixrl.data.evaluate import evaluate
+from prefixrl.data.prompt import encode_response, render_prompt
+from prefixrl.embedded import calibration
+from prefixrl.rl import exact as regime
+from prefixrl.rollout.engine import Sampler, SamplingParams
+from prefixrl.rollout.model import load
+from prefixrl_lab.cli import main
 
 SHAPE = ["--hidden", "64", "--layers", "2", "--heads", "2", "--ffn", "128", "--easy-max-steps", "6", "--hard-steps", "6"]
 
@@ -61,7 +62,7 @@ def test_calibration_meets_the_same_target_from_two_differently_trained_bases(tw
         got = regime.measure(model, tok, task, task.problems("hard_train", 64, seed))
         saved = json.loads((b / "regime.json").read_text())["hard_train"]
         assert got["exact_pass@1"] == pytest.approx(saved["exact_pass@1"], rel=1e-3)
-        assert regime.Target(0.02, 2.0).holds(got["exact_pass@1"])
+        assert calibration.Target(0.02, 2.0).holds(got["exact_pass@1"])
         # greedy pass@1 does not move with the scale (no argmax changes)
         assert got["greedy_pass@1"] == pytest.approx(cal["greedy_pass@1"], abs=1 / 64 + 1e-9)
 
@@ -108,7 +109,7 @@ def test_a_miscalibrated_base_is_refused_before_anything_is_sampled(tmp_path, mo
 def test_a_base_outside_its_calibration_window_is_refused(two_bases, tmp_path, capsys):
     base = two_bases[0]
     meta = json.loads((base / "prefixrl.json").read_text())
-    assert regime.base_target(base) == regime.Target(0.02, 2.0)
+    assert calibration.base_target(base) == calibration.Target(0.02, 2.0)
     # the same weights, claimed to be calibrated to a target 100x higher: measured, and refused
     moved = tmp_path / "moved"
     moved.mkdir()
@@ -145,7 +146,7 @@ def test_expected_yield_and_no_trace_probability():
 
 
 def test_the_spread_says_whether_a_mean_rests_on_one_problem():
-    from prefixrl.regime import spread
+    from prefixrl.rl.exact import spread
 
     even = torch.full((128,), 1e-3, dtype=torch.float64)
     s = spread(even)
@@ -163,8 +164,8 @@ def test_the_spread_says_whether_a_mean_rests_on_one_problem():
 def test_a_copied_base_is_reused_not_pretrained_again(tmp_path):
     import shutil
 
-    from prefixrl.pretrain import ensure_pretrained
-    from prefixrl.settings import PretrainConfig
+    from prefixrl.embedded.config import PretrainConfig
+    from prefixrl.embedded.pretrain import ensure_pretrained
 
     shape = dict(steps=2, hidden=32, layers=1, heads=2, ffn=64, easy_max_steps=6, hard_steps=6, calibration="none")
     ensure_pretrained(PretrainConfig(out=tmp_path / "a", **shape), progress=False)
@@ -178,7 +179,7 @@ def test_a_copied_base_is_reused_not_pretrained_again(tmp_path):
 
 def test_rare_knowledge_is_the_teacher_forced_mass_on_a_rare_steps_two_admissible_values(tmp_path):
     """Checked against one forward pass per problem and the tables themselves; None without rare steps."""
-    from prefixrl.tasks.chain import Chain, rare_tables
+    from prefixrl.data.tasks.chain import Chain, rare_tables
 
     base = pretrain_tiny(tmp_path / "base", 3, 6, "--rare-steps", "2", "--teacher-accuracy", "0.9")
     model, tok = load(base)

@@ -18,8 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from prefixrl import regime
 from prefixrl.cli.policy import task_of
+from prefixrl.data.traces import TRACE_SCHEMA
 from prefixrl.io.checkpoint import (
     checkpoints,
     latest_checkpoint,
@@ -29,14 +29,14 @@ from prefixrl.io.checkpoint import (
 )
 from prefixrl.io.errors import BadInput
 from prefixrl.io.store import read_meta, read_records
-from prefixrl.model import load
-from prefixrl.traces import TRACE_SCHEMA
+from prefixrl.rl import exact as regime
+from prefixrl.rollout.model import load
 
 pytestmark = pytest.mark.slow
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "prefixrl.cli", *args]
+    return [sys.executable, "-m", "prefixrl_lab", *args]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

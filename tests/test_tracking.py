@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import pretrain_tiny
 
-from prefixrl.cli import main
+from prefixrl_lab.cli import main
 
 
 @pytest.fixture(scope="module")

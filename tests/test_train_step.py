@@ -7,16 +7,16 @@ import pytest
 import torch
 from conftest import reference_traces
 
-from prefixrl.engine import Generations, Sample
-from prefixrl.flops import Ledger, train_flops
-from prefixrl.methods import METHODS
-from prefixrl.model import param_count
-from prefixrl.pool import Pool
-from prefixrl.prefixes import PrefixedPrompt, cut_prefixes
-from prefixrl.render import decode_response, encode_response
-from prefixrl.settings import RLSettings
-from prefixrl.tasks.base import Verdict
-from prefixrl.train import Learner, rl_step
+from prefixrl.data.prefixes import PrefixedPrompt, cut_prefixes
+from prefixrl.data.prompt import decode_response, encode_response
+from prefixrl.data.tasks.base import Verdict
+from prefixrl.rl.methods import METHODS
+from prefixrl.rl.pool import Pool
+from prefixrl.rl.settings import RLSettings
+from prefixrl.rl.train import Learner, rl_step
+from prefixrl.rollout.engine import Generations, Sample
+from prefixrl.rollout.flops import Ledger, train_flops
+from prefixrl.rollout.model import param_count
 
 
 class ScriptedEngine:

@@ -7,10 +7,10 @@ from conftest import pretrain_tiny, reference_traces
 
 trl = pytest.importorskip("trl")
 
-from prefixrl.export import training_pool
+from prefixrl.data.prefixes import cut_prefixes
+from prefixrl.data.prompt import render_prompt
 from prefixrl.integrations.trl import PrefixGRPOTrainer, reward_functions, trl_dataset
-from prefixrl.prefixes import cut_prefixes
-from prefixrl.render import render_prompt
+from prefixrl.rl.export import training_pool
 
 
 def make_trainer(tiny_model, tok, task, tmp_path, rows, steps=2, lr=1e-6):
@@ -47,13 +47,13 @@ class Twice:
     name = "twice"
 
     def verify(self, problem, response):
-        from prefixrl.tasks.base import Verdict
+        from prefixrl.data.tasks.base import Verdict
 
         return Verdict.CORRECT if response.startswith(problem.answer * 2) else Verdict.INCORRECT
 
 
 def test_trl_run_learns_on_a_toy_case(tiny_model, tok, tmp_path):
-    from prefixrl.export import Row
+    from prefixrl.rl.export import Row
 
     seven = tok.encode("7", add_special_tokens=False)
     rows = [Row(f"t:{i}", f"{i} 77", "7", seven if i % 4 else [], "7" if i % 4 else "") for i in range(12)]
@@ -125,8 +125,8 @@ def test_a_users_reward_function_scores_prefix_plus_completion(tiny_model, tok, 
 
 
 def _exported_rows(tmp_path, tok, task):
-    from prefixrl.cli import main
-    from prefixrl.prefixes import save_prefixes
+    from prefixrl.data.prefixes import save_prefixes
+    from prefixrl_lab.cli import main
 
     pretrain_tiny(tmp_path / "base", steps=2, hard_steps=6)
     save_prefixes(tmp_path / "p.parquet", cut_prefixes(reference_traces(task, tok, 4), task, tok), tok)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from prefixrl.tasks.base import Problem, Verdict, reward
-from prefixrl.verifier import Deadlined, VerifierPool, deadlined, verify_all
+from prefixrl.data.tasks.base import Problem, Verdict, reward
+from prefixrl.data.verifier import Deadlined, VerifierPool, deadlined, verify_all
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class HangsOnFirstProblem:
 def test_training_goes_on_through_hung_verifications_and_logs_them(task, tok, tiny_model, tmp_path):
     import json
 
-    from prefixrl.train import RLSettings, train_rl
+    from prefixrl.rl.train import RLSettings, train_rl
 
     problems = task.problems("hard_train", 3, 0)
     cfg = RLSettings(method="rl", steps=2, prompts_per_step=3, samples_per_prompt=2, max_new_tokens=16,
@@ -149,7 +149,7 @@ class HangingMath:
         self._inner().warm_up()
 
     def _inner(self):
-        from prefixrl.tasks.math import MathTask
+        from prefixrl.data.tasks.math import MathTask
 
         return MathTask(self.path)
 

@@ -31,11 +31,11 @@ from verl.workers.rollout.replica import TokenOutput  # noqa: E402
 
 import prefixrl.integrations.verl  # noqa: E402,F401  (registers prefixrl_agent)
 import prefixrl.integrations.verl_reward as verl_reward  # noqa: E402
-from prefixrl.cli import main  # noqa: E402
+from prefixrl.data.prefixes import cut_prefixes, save_prefixes  # noqa: E402
+from prefixrl.data.prompt import encode_response, render_prompt  # noqa: E402
+from prefixrl.data.tasks.chain import ChainTask  # noqa: E402
 from prefixrl.io.errors import BadInput  # noqa: E402
-from prefixrl.prefixes import cut_prefixes, save_prefixes  # noqa: E402
-from prefixrl.render import encode_response, render_prompt  # noqa: E402
-from prefixrl.tasks.chain import ChainTask  # noqa: E402
+from prefixrl_lab.cli import main  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

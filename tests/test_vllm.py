@@ -10,13 +10,13 @@ vllm = pytest.importorskip("vllm")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # no engine-core subprocess under pytest
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
-from prefixrl.cli import main
-from prefixrl.engine import SamplingParams
-from prefixrl.flops import sample_flops
-from prefixrl.model import ModelShape, build_model, param_count
-from prefixrl.render import render_prompt
-from prefixrl.tasks.chain import ChainTask
-from prefixrl.tokenizer import build_tokenizer
+from prefixrl.data.prompt import render_prompt
+from prefixrl.data.tasks.chain import ChainTask
+from prefixrl.embedded.tokenizer import build_tokenizer
+from prefixrl.rollout.engine import SamplingParams
+from prefixrl.rollout.flops import sample_flops
+from prefixrl.rollout.model import ModelShape, build_model, param_count
+from prefixrl_lab.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def setup(tmp_path_factory):
     model = build_model(tok, ModelShape(hidden=64, layers=2, heads=2, ffn=128, max_positions=256), seed=0)
     model.save_pretrained(d / "model")
     tok.save_pretrained(d / "model")
-    from prefixrl.vllm_engine import VLLMEngine
+    from prefixrl.rollout.vllm_engine import VLLMEngine
 
     return d, tok, param_count(model), VLLMEngine(d / "model", dtype="float32")
 

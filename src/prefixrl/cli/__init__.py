@@ -13,9 +13,7 @@ import json
 import sys
 
 COMMANDS = {  # name → (module, config class, the line `prefixrl --help` shows)
-    "demo": ("prefixrl.experiments.settings", "DemoConfig",
-             "The whole method end to end: pretrain, collect, prefixes, PrefixRL vs standard RL, report."),
-    "pretrain": ("prefixrl.settings", "PretrainConfig",
+    "pretrain": ("prefixrl.embedded.config", "PretrainConfig",
                  "Pretrain the embedded base model (a tiny Llama) on easy problems from an imperfect teacher."),
     "collect": ("prefixrl.cli.options", "CollectConfig",
                 "Rejection sampling with the base model: one verified-correct trace per hard-train problem."),
@@ -26,44 +24,47 @@ COMMANDS = {  # name → (module, config class, the line `prefixrl --help` shows
     "eval": ("prefixrl.cli.options", "EvalConfig", "Unbiased pass@k of a policy on unprefixed problems."),
     "export": ("prefixrl.cli.options", "ExportConfig",
                "Write the PrefixRL training pool (prefixed + unprefixed rows) for TRL or verl."),
-    "bench": ("prefixrl.experiments.settings", "BenchConfig",
-              "The paper's comparisons, the regime map, cross-family traces, or the speed figures."),
-    "theory": ("prefixrl.theory.lab", "TheoryConfig",
-               "The theory lab: exact hidden-string MDPs, standard NPG vs PrefixRL-NPG vs practical PrefixRL."),
 }
 
 
-def config_class(name: str):
-    module, cls, _ = COMMANDS[name]
+def config_class(name: str, commands: dict = COMMANDS):
+    module, cls, _ = commands[name]
     return getattr(importlib.import_module(module), cls)
 
 
-def overview() -> str:
-    width = max(map(len, COMMANDS))
+def overview(commands: dict = COMMANDS) -> str:
+    width = max(map(len, commands))
     return "\n".join(["usage: prefixrl COMMAND [-h] [OPTIONS]", "",
                       "PrefixRL: RL on hard problems, conditioned on prefixes of correct off-policy traces.", "",
-                      "commands:", *[f"  {name:<{width}}  {line}" for name, (_, _, line) in COMMANDS.items()], "",
+                      "commands:", *[f"  {name:<{width}}  {line}" for name, (_, _, line) in commands.items()], "",
                       "`prefixrl COMMAND --help` lists a command's options."])
 
 
-def _no_command(argv: list[str]) -> int:
+def _no_command(argv: list[str], commands: dict) -> int:
     """`prefixrl`, `prefixrl --help`, or a command that does not exist."""
     if argv and argv[0] not in ("-h", "--help"):
-        print(f"prefixrl: error: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        print(f"prefixrl: error: unknown command {argv[0]!r}; choose from {', '.join(commands)}", file=sys.stderr)
         return 2
-    print(overview(), file=sys.stdout if argv else sys.stderr)
+    print(overview(commands), file=sys.stdout if argv else sys.stderr)
     return 0 if argv else 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The library's stages alone; the `prefixrl` program (`prefixrl_lab.cli`) adds the lab's commands."""
+    return dispatch(argv, COMMANDS, run_stage)
+
+
+def dispatch(argv: list[str] | None, commands: dict, run) -> int:
+    """Parse argv[0]'s config, check it, and `run(name, cfg)` under the one error contract: bad input is
+    one line and exit 2, Ctrl-C one line and exit 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in COMMANDS:
-        return _no_command(argv)
+    if not argv or argv[0] not in commands:
+        return _no_command(argv, commands)
     name = argv[0]
     import tyro
 
     try:
-        cfg = tyro.cli(config_class(name), args=argv[1:], prog=f"prefixrl {name}")
+        cfg = tyro.cli(config_class(name, commands), args=argv[1:], prog=f"prefixrl {name}")
     except ValueError as e:  # a config's __post_init__ rejected the values
         print(f"prefixrl: error: {e}", file=sys.stderr)
         return 2
@@ -75,65 +76,55 @@ def main(argv: list[str] | None = None) -> int:
         check_numbers(cfg)
         if hasattr(cfg, "check"):
             cfg.check()
-        if name == "demo":
-            from prefixrl.experiments.demo import run_demo
-
-            report = run_demo(cfg)
-            print(f"{report['verdict']}\nreport: {cfg.out / 'report.md'}")
-        elif name == "pretrain":
-            from prefixrl.pretrain import pretrain
-
-            pretrain(cfg)
-            print(f"base model: {cfg.out}")
-        elif name == "collect":
-            from prefixrl.cli.stages import run_collect
-
-            s = run_collect(cfg)
-            _notes("skipped", s.get("rejected", []))  # imported rows that were not kept, and why
-            print(f"{s['solved']} of {s['problems']} problems have a trace ({s['samples']} samples, "
-                  f"{s['flops']:.3e} FLOPs): {cfg.out}")
-        elif name == "prefixes":
-            from prefixrl.cli.stages import run_prefixes
-
-            s = run_prefixes(cfg)
-            _notes("excluded", s["rejected"])
-            print(f"{s['prefixes']} prefixes from {s['traces']} traces: {cfg.out}")
-        elif name == "train":
-            from prefixrl.cli.training import run_train
-
-            r = run_train(cfg)
-            last = r["curve"][-1]
-            print(f"{r['steps']} steps, unprefixed hard-train pass@1 {last['train_acc_unprefixed']:.4f}, "
-                  f"{last['flops']:.3e} FLOPs: {cfg.out}")
-        elif name == "eval":
-            from prefixrl.cli.stages import run_eval
-
-            print(json.dumps(run_eval(cfg), indent=2))
-        elif name == "export":
-            from prefixrl.cli.stages import run_export
-
-            _report_export(cfg, run_export(cfg))
-        elif name == "theory":
-            from prefixrl.theory.lab import run_theory
-
-            res = run_theory(cfg)
-            for algo, f in res["fits"].items():
-                if f:
-                    print(f"{algo}: x{f['exp_rate_per_token']:.2f} per token, power degree {f['power_degree']:.2f}")
-            print(f"results: {cfg.out / 'results.md'}")
-        elif name == "bench":
-            from prefixrl.experiments.bench import BENCHES, run_bench
-
-            run_bench(cfg)
-            print(f"results: {cfg.out / BENCHES[cfg.which]}")
+        run(name, cfg)
     except (BadInput, FileNotFoundError, ValueError) as e:
         print(f"prefixrl: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # state is saved atomically, so an interrupted stage continues where it stopped
-        print(f"prefixrl: interrupted; {RESUME_HINT.get(type(cfg).__name__, 'nothing was half-written')}",
-              file=sys.stderr)
+        hint = getattr(cfg, "resume_hint", "nothing was half-written")
+        print(f"prefixrl: interrupted; {hint}", file=sys.stderr)
         return 130
     return 0
+
+
+def run_stage(name: str, cfg) -> None:
+    """Run one of the library's stages on its checked config and print its one-line summary."""
+    if name == "pretrain":
+        from prefixrl.embedded.pretrain import pretrain
+
+        pretrain(cfg)
+        print(f"base model: {cfg.out}")
+    elif name == "collect":
+        from prefixrl.cli.stages import run_collect
+
+        s = run_collect(cfg)
+        _notes("skipped", s.get("rejected", []))  # imported rows that were not kept, and why
+        print(f"{s['solved']} of {s['problems']} problems have a trace ({s['samples']} samples, "
+              f"{s['flops']:.3e} FLOPs): {cfg.out}")
+    elif name == "prefixes":
+        from prefixrl.cli.stages import run_prefixes
+
+        s = run_prefixes(cfg)
+        _notes("excluded", s["rejected"])
+        print(f"{s['prefixes']} prefixes from {s['traces']} traces: {cfg.out}")
+    elif name == "train":
+        from prefixrl.cli.training import run_train
+
+        report_train(cfg, run_train(cfg))
+    elif name == "eval":
+        from prefixrl.cli.stages import run_eval
+
+        print(json.dumps(run_eval(cfg), indent=2))
+    elif name == "export":
+        from prefixrl.cli.stages import run_export
+
+        _report_export(cfg, run_export(cfg))
+
+
+def report_train(cfg, r: dict) -> None:
+    last = r["curve"][-1]
+    print(f"{r['steps']} steps, unprefixed hard-train pass@1 {last['train_acc_unprefixed']:.4f}, "
+          f"{last['flops']:.3e} FLOPs: {cfg.out}")
 
 
 def _stacks_on_sigusr1() -> None:
@@ -158,10 +149,3 @@ def _report_export(cfg, s: dict) -> None:
     print(f"{s['rows']} rows ({s['prefixed']} prefixed) for {cfg.format}, max_prompt_tokens "
           f"{s['max_prompt_tokens']} (prompt + prefix; the engine's prompt limit must be at least this): {cfg.out}")
 
-
-RESUME_HINT = {
-    "TrainConfig": "rerun the same command with --resume to continue from the last checkpoint",
-    "CollectConfig": "rerun the same command with --resume to continue the collection",
-    "DemoConfig": "rerun the same command: finished pieces are reused",
-    "BenchConfig": "rerun the same command: finished runs are reused",
-}

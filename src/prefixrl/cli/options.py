@@ -19,7 +19,7 @@ import tyro
 from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output
 from prefixrl.io.tracking import BACKENDS
-from prefixrl.settings import RLSettings
+from prefixrl.rl.settings import RLSettings
 
 
 def check_engine(kind: str) -> None:
@@ -79,7 +79,7 @@ class TaskOptions:
 
     def check(self) -> None:
         """The task options' numbers, before anything is read or written (subclasses call it first)."""
-        from prefixrl.verifier import check_timeout
+        from prefixrl.data.verifier import check_timeout
 
         check_timeout(self.verifier_timeout, self.verifier_workers)
         if self.gym_size < 1:
@@ -113,7 +113,7 @@ class ModelOptions(TaskOptions):
 
     def check(self) -> None:
         super().check()
-        from prefixrl.device import resolve
+        from prefixrl.rollout.device import resolve
 
         resolve(self.device)
 
@@ -122,6 +122,7 @@ class ModelOptions(TaskOptions):
 class CollectConfig(ModelOptions):
     """Rejection sampling with the base model: one verified-correct trace per hard-train problem."""
 
+    resume_hint = "rerun the same command with --resume to continue the collection"  # not a field
     model: Path = Path("runs/base")
     """Base model folder (the sampler of rejection sampling)."""
     out: Path = Path("runs/traces.parquet")
@@ -191,7 +192,7 @@ class PrefixesConfig(TaskOptions):
     def check(self) -> None:
         """Called by the CLI before anything is read or written."""
         super().check()
-        from prefixrl.prefixes import check_cut_rule
+        from prefixrl.data.prefixes import check_cut_rule
 
         check_cut_rule(self.k, self.low, self.high)
 
@@ -288,17 +289,13 @@ class ExportConfig(TaskOptions):
 class TrainConfig(ModelOptions):
     """On-policy RL: PrefixRL, or one of the paper's baselines on the same trainer (docs/baselines.md)."""
 
+    resume_hint = "rerun the same command with --resume to continue from the last checkpoint"  # not a field
     model: Path = Path("runs/base")
     """Starting policy folder (Hugging Face format)."""
     out: Path = Path("runs/train")
     """Run folder: metrics.jsonl, ledger.json, config.json, checkpoints, and the final policy in final/."""
     resume: bool = False
     """Continue the run in --out from its newest valid checkpoint, exactly as if it had never stopped."""
-    preset: str | None = None
-    """quick: the demo's quick configuration (base model, traces, prefixes built once in --preset-dir);
-    replaces --model, --prefixes, --traces, --problems and --data-seed (the other flags still apply)."""
-    preset_dir: Path | None = None
-    """Where a preset's base model, traces and prefixes live (default runs/presets/NAME)."""
     log_to: tuple[str, ...] = ()
     """Also log to: tensorboard, wandb (offline unless WANDB_MODE is set), trackio. metrics.jsonl is always written."""
     deterministic: bool = False
@@ -311,7 +308,7 @@ class TrainConfig(ModelOptions):
     """How many hard-train problems (same as `collect`)."""
     data_seed: int = 0
     rl: Annotated[RLSettings, tyro.conf.OmitArgPrefixes] = field(default_factory=RLSettings)
-    """The trainer's settings (`prefixrl.settings.RLSettings`): flags without a prefix, e.g. --lr, --steps."""
+    """The trainer's settings (`prefixrl.rl.settings.RLSettings`): flags without a prefix, e.g. --lr, --steps."""
 
     def check(self) -> None:
         """Called by the CLI before anything is read or written: inconsistent values fail here."""

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prefixrl.device import of as device_of
-from prefixrl.device import resolve as resolve_device
-from prefixrl.engine import Sampler, SamplingParams
+from prefixrl.data.tasks import get_task
 from prefixrl.io.errors import BadInput
-from prefixrl.model import load, load_tokenizer, model_folder, user_file
-from prefixrl.precision import autocast
-from prefixrl.tasks import get_task
+from prefixrl.rollout.device import of as device_of
+from prefixrl.rollout.device import resolve as resolve_device
+from prefixrl.rollout.engine import Sampler, SamplingParams
+from prefixrl.rollout.model import load, load_tokenizer, model_folder, user_file
+from prefixrl.rollout.precision import autocast
 
 
 def task_spec_of(model_dir: Path, spec: dict | None = None) -> dict:
@@ -40,7 +40,7 @@ def task_of(model_dir: Path, spec: dict | None = None):
 def load_policy(model_dir: Path, task_spec: dict | None = None, weights: bool = True, device: str = "cpu"):
     """(model or None, tokenizer, task) of a folder from `model.model_folder`. weights=False: tokenizer
     and task only (stages that handle token ids, and engines such as vLLM that load the weights
-    themselves). device: a `--device` value (`prefixrl.device.resolve`)."""
+    themselves). device: a `--device` value (`prefixrl.rollout.device.resolve`)."""
     model_dir = model_folder(model_dir, weights)
     model, tok = load(model_dir, resolve_device(device)) if weights else (None, load_tokenizer(model_dir, weights=False))
     return model, tok, task_of(model_dir, task_spec)
@@ -52,7 +52,7 @@ def make_engine(kind: str, model, model_dir: Path, tok, seed: int = 0):
     if kind == "builtin":
         return Sampler(model, tok.eos_token_id, tok.pad_token_id, autocast=autocast("auto", device_of(model)))
     if kind == "vllm":
-        from prefixrl.vllm_engine import VLLMEngine
+        from prefixrl.rollout.vllm_engine import VLLMEngine
 
         return VLLMEngine(model_dir, seed=seed)
     raise BadInput(f"unknown engine {kind!r}; choose from: builtin, vllm")

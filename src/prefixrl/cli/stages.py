@@ -10,20 +10,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prefixrl import regime
 from prefixrl.cli.options import CollectConfig, EvalConfig, ExportConfig, PrefixesConfig
 from prefixrl.cli.policy import _params, load_policy, make_engine, task_spec_of
-from prefixrl.collect import Collection, import_traces, rejection_sample
-from prefixrl.evaluate import evaluate
-from prefixrl.flops import Ledger
+from prefixrl.data.collect import Collection, import_traces, rejection_sample
+from prefixrl.data.evaluate import evaluate
+from prefixrl.data.prefixes import cut_prefixes, load_prefixes, save_prefixes
+from prefixrl.data.prompt import render_prompt, tokenizer_fingerprint
+from prefixrl.data.traces import load_traces, save_traces
+from prefixrl.data.verifier import deadlined
+from prefixrl.embedded import calibration
 from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import read_meta, write_json_atomic
-from prefixrl.model import load, model_folder
-from prefixrl.prefixes import cut_prefixes, load_prefixes, save_prefixes
-from prefixrl.render import render_prompt, tokenizer_fingerprint
-from prefixrl.traces import load_traces, save_traces
-from prefixrl.verifier import deadlined
+from prefixrl.rl import exact as regime
+from prefixrl.rollout.flops import Ledger
+from prefixrl.rollout.model import load, model_folder
 
 
 def run_collect(cfg: CollectConfig) -> dict:
@@ -74,8 +75,8 @@ def regime_gate(model, model_dir: Path, tok, task, problems, cap: int, min_yield
     any sampling if it is outside its calibration window or the expected yield is below the floor."""
     if model is None:  # an engine such as vLLM loads its own weights; the measurement needs them here
         model, _ = load(model_dir)
-    g = regime.gates(regime.measure(model, tok, task, problems, cap=cap), regime.base_target(model_dir), min_yield)
-    regime.check_gates(g, str(model_dir))
+    g = calibration.gates(regime.measure(model, tok, task, problems, cap=cap), calibration.base_target(model_dir), min_yield)
+    calibration.check_gates(g, str(model_dir))
     return g
 
 
@@ -150,7 +151,7 @@ def run_export(cfg: ExportConfig) -> dict:
 
 
 def _export(cfg: ExportConfig) -> dict:
-    from prefixrl import export
+    from prefixrl.rl import export
 
     folder = model_folder(cfg.model, weights=False)  # rows are token ids: the tokenizer is all it needs
     spec = task_spec_of(folder, cfg.task_spec())

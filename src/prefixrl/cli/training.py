@@ -5,36 +5,29 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import torch
 
 from prefixrl.cli.options import TrainConfig
-from prefixrl.cli.policy import load_policy, task_of
-from prefixrl.cli.stages import regime_gate
-from prefixrl.engine import SamplingParams
-from prefixrl.experiments import pipeline
-from prefixrl.experiments.settings import DemoConfig
+from prefixrl.cli.policy import load_policy
+from prefixrl.data.prefixes import PrefixedPrompt, load_prefixes
+from prefixrl.data.traces import charged_flops, load_traces
+from prefixrl.data.verifier import deadlined
 from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import write_json_atomic
 from prefixrl.io.tracking import Tracker
-from prefixrl.prefixes import PrefixedPrompt, cut_prefixes, load_prefixes, save_prefixes
-from prefixrl.traces import load_traces
-from prefixrl.train import METHODS, train_rl
-from prefixrl.verifier import deadlined
+from prefixrl.rl.train import METHODS, train_rl
 
 
-def run_train(cfg: TrainConfig) -> dict:
-    preset = {"--preset-dir": preset_folder(cfg)} if cfg.preset is not None else {}
-    inputs = {"--model": cfg.model, "--prefixes": cfg.prefixes, "--traces": cfg.traces, **preset, **cfg.inputs()}
+def run_train(cfg: TrainConfig, prepare=None, inputs: dict | None = None) -> dict:
+    """Claim --out, then train. `prepare(cfg) -> cfg` runs once the output is claimed and may point the config
+    at inputs it builds (the lab's `train --preset`); `inputs` names them, so none of them can be --out."""
+    inputs = {"--model": cfg.model, "--prefixes": cfg.prefixes, "--traces": cfg.traces, **(inputs or {}),
+              **cfg.inputs()}
     with claim("train", [Output(cfg.out, kind="folder", existing="resume" if cfg.resume else "refuse")], inputs,
                hint="--resume (to continue that run)"):
-        return _train(apply_preset(cfg) if cfg.preset is not None else cfg)
-
-
-def preset_folder(cfg: TrainConfig) -> Path:
-    return cfg.preset_dir or Path("runs/presets") / str(cfg.preset)
+        return _train(prepare(cfg) if prepare is not None else cfg)
 
 
 def _train(cfg: TrainConfig) -> dict:
@@ -54,7 +47,7 @@ def _train(cfg: TrainConfig) -> dict:
                 print(f"excluded: {msg}", file=sys.stderr)
         check_length(model, tok, problems, prefixes, settings.max_new_tokens)
         # the collection's cost travels in its trace store (0 for imported traces)
-        charged = pipeline.charged_flops(cfg.traces) if uses_traces and cfg.traces is not None else 0.0
+        charged = charged_flops(cfg.traces) if uses_traces and cfg.traces is not None else 0.0
         cfg.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cfg.out / "config.json", json.loads(json.dumps(asdict(cfg), default=str)))
         tracker = Tracker(cfg.log_to, cfg.out, asdict(cfg), name=cfg.out.name) if cfg.log_to else None
@@ -81,23 +74,3 @@ def check_length(model, tok, problems, prefixes, max_new_tokens: int) -> None:
     if longest + max_new_tokens > limit:
         raise BadInput(f"the longest prompt + prefix ({longest} tokens) + --max-new-tokens ({max_new_tokens}) exceeds "
                        f"the model's {limit} positions (max_position_embeddings); lower --max-new-tokens")
-
-
-def apply_preset(cfg: TrainConfig) -> TrainConfig:
-    """Build the preset's ingredients once through the experiments' pipeline (reused afterwards) and point
-    the config at them."""
-    if cfg.preset != "quick":
-        raise BadInput(f"unknown preset {cfg.preset!r}; choose from: quick")
-    folder = preset_folder(cfg)
-    d = DemoConfig(quick=True).resolved()
-    pcfg = pipeline.base_config(folder / "base", d, seed=d.seed)
-    model, tok = pipeline.ensure_base(pcfg, progress=False)
-    with deadlined(task_of(folder / "base")) as task:
-        problems = task.problems("hard_train", d.train_problems, d.seed)
-        regime_gate(model, folder / "base", tok, task, problems, d.collect_cap, d.min_yield)
-        col = pipeline.collect_traces(folder / "traces.parquet", folder / "base", task, problems,
-                                      SamplingParams(max_new_tokens=task.max_response_tokens), d.collect_cap, d.seed,
-                                      model=model, tok=tok)
-    save_prefixes(folder / "prefixes.parquet", cut_prefixes(col.traces, task, tok, seed=d.seed), tok)  # deterministic
-    return replace(cfg, model=folder / "base", traces=folder / "traces.parquet", prefixes=folder / "prefixes.parquet",
-                   problems=d.train_problems, data_seed=d.seed)

@@ -2,9 +2,9 @@
 
 TRL renders each prompt with the chat template and generates from there; it cannot start generation in
 the middle of the assistant's turn. `PrefixGRPOTrainer` adds exactly that: rows of the training pool
-(`prefixrl.export.training_pool` → `trl_dataset`) carry `prefix_ids`, which are appended to the row's
+(`prefixrl.rl.export.training_pool` → `trl_dataset`) carry `prefix_ids`, which are appended to the row's
 rendered prompt ids before generation. TRL treats prompt ids as context, so the prefix tokens are
-conditioned on and never trained (the same rule as `prefixrl.mask.trained_mask`). Rewards score the
+conditioned on and never trained (the same rule as `prefixrl.rl.mask.trained_mask`). Rewards score the
 whole response, prefix text + completion, with our task's verifier under the pool's deadline.
 
 Everything else — GRPO's loss, accelerate / DeepSpeed / FSDP, vLLM server mode — is TRL's own.
@@ -19,11 +19,11 @@ from pathlib import Path
 
 from trl import GRPOTrainer
 
-from prefixrl.export import ROWS_METADATA, Row, trl_records
+from prefixrl.data.tasks.base import Problem, Task
+from prefixrl.data.tasks.base import reward as verdict_reward
+from prefixrl.data.verifier import verify_all
 from prefixrl.io.errors import BadInput
-from prefixrl.tasks.base import Problem, Task
-from prefixrl.tasks.base import reward as verdict_reward
-from prefixrl.verifier import verify_all
+from prefixrl.rl.export import ROWS_METADATA, Row, trl_records
 
 # The paper's objective (§3.6), as GRPOConfig values: the advantage is the reward minus the group mean,
 # not divided by the group's std; every token weighs the same whatever its sequence's length (a constant
@@ -136,7 +136,7 @@ def task_of_rows(path: Path, spec: dict | None = None):
     recorded in the file. Neither is an error: a wrong task would score every row 0, silently."""
     import pyarrow.parquet as pq
 
-    from prefixrl.tasks import get_task
+    from prefixrl.data.tasks import get_task
 
     if spec is None:
         meta = pq.read_schema(path).metadata or {}

@@ -6,7 +6,7 @@ one change: the row's `extra_info.prefix_ids` are appended to the rendered promp
 continues the off-policy prefix inside the assistant's turn (paper §3). The prefix ends up on the
 *prompt* side of verl's prompt/response split, and verl trains only response tokens under its
 `response_mask`, so the prefix is conditioned on and never trained — the same rule as
-`prefixrl.mask.trained_mask`. Unprefixed rows use verl's "single_turn_agent" (export sets agent_name
+`prefixrl.rl.mask.trained_mask`. Unprefixed rows use verl's "single_turn_agent" (export sets agent_name
 per row).
 
 The reward is `prefixrl.integrations.verl_reward.compute_score` (a module of its own: verl loads
@@ -20,7 +20,7 @@ from __future__ import annotations
 from verl.experimental.agent_loop.agent_loop import register
 from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
 
-from prefixrl.export import PREFIXED_AGENT
+from prefixrl.rl.export import PREFIXED_AGENT
 
 
 @register(PREFIXED_AGENT)

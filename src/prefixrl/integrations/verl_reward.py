@@ -16,11 +16,11 @@ import sys
 import threading
 from pathlib import Path
 
+from prefixrl.data.tasks import get_task
+from prefixrl.data.tasks.base import Problem
+from prefixrl.data.tasks.base import reward as verdict_reward
+from prefixrl.data.verifier import VerifierPool
 from prefixrl.io.errors import BadInput
-from prefixrl.tasks import get_task
-from prefixrl.tasks.base import Problem
-from prefixrl.tasks.base import reward as verdict_reward
-from prefixrl.verifier import VerifierPool
 
 _pools: dict[str, tuple[VerifierPool, threading.Lock]] = {}
 _pools_lock = threading.Lock()

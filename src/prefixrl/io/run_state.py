@@ -39,7 +39,7 @@ class RunState:
     ledger: dict = field(default_factory=dict)
     logp_base: dict = field(default_factory=dict)  # offpolicy: log π₀ of every trace token
     before_rl: dict = field(default_factory=dict)  # sft-rl: what SFT chose and measured (`sft.SFTChoice`)
-    pool: dict = field(default_factory=dict)  # adaptive ladders and harvested traces (`prefixrl.pool.Pool.state`)
+    pool: dict = field(default_factory=dict)  # adaptive ladders and harvested traces (`prefixrl.rl.pool.Pool.state`)
 
 
 def claim(out: Path, key: dict, resume: bool, restart_if_changed: bool) -> dict | None:

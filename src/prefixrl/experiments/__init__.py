@@ -1,1 +1,0 @@
-"""Experiments built on the pipeline: the demo, the benches (paper, cross-family, perf) and their reports."""

@@ -1,0 +1,378 @@
+"""`prefixrl train`: on-policy RL on a pool of prefixed and unprefixed problems (paper §3, Eq. 3.1),
+and the paper's baselines on the same trainer (§6.3; what each one changes: `prefixrl.rl.methods`).
+
+One step (`rl_step`), with every choice the paper leaves open made explicit (docs/choices.md):
+
+1. Draw: `prompts_per_step` prompts, round(mix · B) of them prefixed (a problem plus the first tokens of a
+   correct off-policy trace, placed as the start of the assistant's response) and the rest unprefixed.
+   mix = 0.75 is the paper's 3 prefixed : 1 unprefixed. Draws are seeded by (seed, step), so a run is a
+   pure function of its seed and of the pool's state (`prefixrl.rl.pool`), which the checkpoint keeps.
+2. Sample: n completions per prompt from the current policy (offpolicy / luffy: the problem's trace
+   takes one place in its group).
+3. Verify: reward = the verifier's verdict on the *whole* response, prefix + completion.
+4. Advantages: REINFORCE with a group-mean baseline, A_i = r_i − mean(r); no std-normalisation, no KL,
+   no entropy bonus, no clipping.
+5. Update: one optimizer step on the groups that carry signal. Only tokens the policy generated are
+   trained (`prefixrl.rl.mask.trained_mask`): the problem and the prefix get exactly zero gradient. Groups
+   whose advantages are all zero carry no gradient and are not run through the update at all.
+6. Ledger: sampling 2·N per token (prefill of problem + prefix, and decode), update 6·N per token of every
+   updated sequence (prefix included); an offline cost (rejection sampling) is charged up front.
+7. Pool: the on-policy groups update what the pool adapts, if anything (beyond the paper, off by default:
+   the adaptive prefix ladders and harvested traces of `prefixrl.rl.pool`); every `recollect_every` steps,
+   rejection sampling with the current policy adds traces for problems still without one, charged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from prefixrl.data.evaluate import evaluate
+from prefixrl.data.prefixes import Prefix
+from prefixrl.data.tasks import task_spec
+from prefixrl.data.tasks.base import Problem, Task, Verdict, reward
+from prefixrl.data.traces import Trace, save_traces
+from prefixrl.data.verifier import verify_all
+from prefixrl.io import run_state
+from prefixrl.io.checkpoint import save_policy
+from prefixrl.rl import exact as regime
+from prefixrl.rl.losses import group_advantages, token_logprobs, weighted_pg_loss
+from prefixrl.rl.mask import make_batch, micro_batches
+from prefixrl.rl.methods import METHODS, Method
+from prefixrl.rl.offpolicy import base_logprobs, token_weights
+from prefixrl.rl.pool import Pool
+from prefixrl.rl.settings import RLSettings
+from prefixrl.rl.sft import fit
+from prefixrl.rollout.device import of as device_of
+from prefixrl.rollout.engine import Engine, Sampler, SamplingParams
+from prefixrl.rollout.flops import Ledger, train_flops
+from prefixrl.rollout.model import load, param_count
+from prefixrl.rollout.precision import autocast
+from prefixrl.rollout.seeds import derive
+
+
+@dataclass
+class Learner:
+    """What an update changes, and how it computes: the policy, its optimizer, and the method's inputs."""
+
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    method: Method
+    amp: object  # autocast context-manager factory (`prefixrl.rollout.precision`)
+    backbone: object = None  # torch.compile'd backbone, or None
+    traces: dict[str, Trace] | None = None  # offpolicy / luffy: problem id -> its trace
+    logp_base: dict | None = None  # offpolicy: log π₀ of every trace token
+
+
+@dataclass
+class StepRecord:
+    """One RL step, as the log and the tests see it."""
+
+    step: int
+    prefixed: list[bool]  # per prompt
+    rewards: list[list[float]]  # per group: its n on-policy samples, then the trace (offpolicy / luffy)
+    n_on: int  # on-policy samples per group
+    zero_adv_groups: float
+    trained_rows: int
+    grad_norm: float
+    applied: bool  # False: the loss or gradient was non-finite and the step was skipped untouched
+    entropy: float
+    verdicts: list[Verdict]
+    fractions: list[float | None] = field(default_factory=list)  # per prompt: share of its trace given, None if plain
+
+    def log(self, flops: float, seconds: float, skipped: bool) -> dict:
+        on = [(r[: self.n_on], k) for r, k in zip(self.rewards, self.prefixed)]
+        return {
+            "kind": "step", "step": self.step, "flops": flops,
+            "reward_prefixed": _mean([x for r, k in on if k for x in r]),
+            "reward_unprefixed": _mean([x for r, k in on if not k for x in r]),
+            "prefix_fraction": _mean([f for f in self.fractions if f is not None]),
+            "samples_unprefixed": sum(len(r) for r, k in on if not k),
+            "zero_adv_groups": self.zero_adv_groups, "entropy": self.entropy, "grad_norm": self.grad_norm,
+            "trained_rows": self.trained_rows, "skipped_nonfinite": skipped,
+            "verifier_timeouts": sum(v is Verdict.TIMEOUT for v in self.verdicts),
+            "verifier_errors": sum(v is Verdict.ERROR for v in self.verdicts),
+            "seconds": round(seconds, 2),
+        }
+
+
+def rl_step(step: int, pool: Pool, engine: Engine, learner: Learner, task: Task, tokenizer, cfg: RLSettings,
+            ledger: Ledger) -> StepRecord:
+    """Draw → sample → verify → advantages → update → ledger → pool (the module docstring's seven steps)."""
+    prompts = pool.draw(tokenizer, cfg.prefixed_share, cfg.prompts_per_step, cfg.seed, step)
+    # sample: n completions per prompt; (offpolicy / luffy) the problem's trace joins its group
+    n_on = cfg.samples_per_prompt - (1 if learner.method.offpolicy else 0)
+    params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+    gens = engine.generate([p.ids for p in prompts], n_on, params, seed=derive(cfg.seed, step))
+    ledger.add("rl/prefill", gens.prefill_flops)
+    ledger.add("rl/decode", gens.decode_flops)
+    groups = [[(s.tokens, None) for s in group] for group in gens.samples]  # (completion ids, its trace or None)
+    for prompt, group in zip(prompts, groups):
+        trace = (learner.traces or {}).get(prompt.problem.id)
+        if trace is not None:
+            group.append((list(trace.token_ids) + [tokenizer.eos_token_id], trace))
+    # verify the whole response, prefix + completion; advantages within each group
+    verdicts = verify_all(task, [(p.problem, p.response(tokenizer, ids)) for p, group in zip(prompts, groups)
+                                 for ids, _ in group])
+    flat = iter(verdicts)
+    per_group = [[next(flat) for _ in group] for group in groups]
+    rewards = [[reward(v) for v in vs] for vs in per_group]
+    advs = [group_advantages(torch.tensor([r]))[0] for r in rewards]
+    # update on the groups that carry signal: context = prompt + prefix, trained = completion
+    rows = [(g, i) for g, a in enumerate(advs) if a.abs().sum() > 0 for i in range(len(groups[g]))]
+    grad_norm, applied = 0.0, True
+    if rows:
+        context = [prompts[g].ids for g, _ in rows]
+        trained = [groups[g][i][0] for g, i in rows]
+        grad_norm, applied = update(learner, cfg, tokenizer, context, trained, [groups[g][i][1] for g, i in rows],
+                                    torch.stack([advs[g][i] for g, i in rows]))
+        tokens = sum(len(c) + len(t) for c, t in zip(context, trained))  # prompt and prefix included
+        ledger.add("rl/train", train_flops(param_count(learner.model), tokens))
+    # the pool learns from the on-policy samples: ladders' success, harvested traces (`prefixrl.rl.pool`)
+    pool.observe(step, prompts, [[ids for ids, _ in group[:n_on]] for group in groups], [vs[:n_on] for vs in per_group],
+                 tokenizer.eos_token_id, cfg.temperature, cfg.top_p, f"harvest:{cfg.method}")
+    if cfg.recollect_every and step % cfg.recollect_every == 0:
+        pool.recollect(engine, params, cfg.recollect_cap, step, f"recollect:{cfg.method}", ledger)
+    on_logps = [lp for group in gens.samples for s in group for lp in s.logprobs]
+    return StepRecord(step, [p.prefixed for p in prompts], rewards, n_on,
+                      sum(float(a.abs().sum() == 0) for a in advs) / len(advs), len(rows), grad_norm, applied,
+                      -sum(on_logps) / max(1, len(on_logps)),  # entropy: Monte-Carlo estimate from sampled tokens
+                      verdicts, [p.fraction for p in prompts])
+
+
+def update(learner: Learner, cfg: RLSettings, tokenizer, context: list[list[int]], trained: list[list[int]],
+           row_traces: list[Trace | None], advantages: torch.Tensor) -> tuple[float, bool]:
+    """One optimizer step on length-bucketed micro-batches. `norm` is a constant (rows × max new tokens,
+    losses.py), so the micro-batch losses sum to the step's loss."""
+    norm = cfg.prompts_per_step * cfg.samples_per_prompt * cfg.max_new_tokens
+    device = device_of(learner.model)
+    advantages = advantages.to(device)
+
+    def micro_losses():
+        for mb in micro_batches(context, trained, cfg.micro_batch_tokens):
+            batch = make_batch([context[r] for r in mb], [trained[r] for r in mb], tokenizer.pad_token_id, device)
+            with learner.amp():
+                logp, _ = token_logprobs(learner.model, batch, learner.backbone)
+            weights = token_weights(learner.method, cfg.is_clip, cfg.shaping_gamma, logp, batch.mask,
+                                    [row_traces[r] for r in mb], learner.logp_base or {})
+            yield weighted_pg_loss(logp, batch.mask, advantages[mb], weights, norm)
+
+    return guarded_update(learner.model, learner.opt, micro_losses(), cfg.grad_clip)
+
+
+def train_rl(
+    model, tokenizer, task: Task, cfg: RLSettings, unprefixed: list[Problem], prefixed: list[Prefix], out: Path,
+    charged_flops: float = 0.0, traces: list[Trace] | None = None, eval_prefixed: list[Prefix] | None = None,
+    eval_heldout: list[Problem] | None = None, progress: bool = True, resume: bool = False,
+    restart_if_changed: bool = False, tracker=None, engine: Engine | None = None,
+) -> dict:
+    """Run one method; write metrics.jsonl, ledger.json, result.json and the final policy (HF format) to `out`.
+
+    Every `checkpoint_every` steps the full state is checkpointed; with `resume`, a run killed at any
+    point continues from its newest valid checkpoint and ends exactly where the uninterrupted run would
+    have (`prefixrl.io.run_state`). `engine` defaults to the built-in sampler on `model`. `tracker`
+    (`prefixrl.io.tracking`) mirrors every logged record.
+    """
+    cfg, method, traces = _checked(cfg, task, prefixed, traces or [])
+    ids = [p.id for p in unprefixed] + [f"{p.problem_id}:{p.cut}" for p in prefixed] + [t.problem_id for t in traces]
+    key = run_state.run_key(result_settings(cfg), charged_flops, ids)
+    finished = run_state.claim(out, key, resume, restart_if_changed)
+    if finished is not None:  # the same run finished before: hand back its policy and result
+        model.load_state_dict(load(out / "final")[0].state_dict())
+        return finished
+    torch.manual_seed(cfg.seed)
+    learner, engine, state, ledger = _start(model, tokenizer, cfg, method, traces, out, key, charged_flops, resume,
+                                            engine)
+    pool = Pool(unprefixed, prefixed, traces, cfg.prefix_schedule, cfg.harvest, task, tokenizer, cfg.prefix_target,
+                cfg.prefix_band, cfg.prefix_rungs, cfg.seed, recollect=cfg.recollect_every > 0)
+    pool.restore(state.pool)  # (empty for a fresh run)
+    log = (out / "metrics.jsonl").open("a")
+
+    def record(rec: dict) -> None:
+        log.write(json.dumps(rec) + "\n")
+        if tracker is not None:
+            tracker.log(rec)
+
+    def eval_point(step: int) -> None:
+        point = evaluate_point(engine, tokenizer, task, cfg, unprefixed, eval_prefixed or prefixed, eval_heldout,
+                               ledger, model)
+        state.curve.append({"step": step, **point})
+        record({"kind": "eval", "step": step, **point})
+        log.flush()
+
+    def checkpoint(step: int) -> None:
+        log.flush()
+        os.fsync(log.fileno())
+        state.step, state.ledger, state.pool = step, ledger.to_dict(), pool.state()
+        run_state.save(out, state, model, tokenizer, learner.opt)
+
+    first = state.step + 1 if state.curve else 1
+    if not state.curve:
+        eval_point(0)
+        checkpoint(0)
+    bar = tqdm(range(first, cfg.steps + 1), desc=f"train {cfg.method}", disable=not progress, initial=first - 1,
+               total=cfg.steps)
+    t0, done = time.time(), first - 1
+    for step in bar:
+        if cfg.flops_budget and _policy_flops(ledger) >= cfg.flops_budget:
+            break
+        done = step
+        rec = rl_step(step, pool, engine, learner, task, tokenizer, cfg, ledger)
+        if rec.trained_rows:
+            state.skips = 0 if rec.applied else state.skips + 1
+        if state.skips >= cfg.max_nonfinite_steps:
+            save_policy(out / "final", model, tokenizer, policy_meta(task))  # parameters: the last finite step
+            raise NonFiniteError(f"{state.skips} consecutive steps had a non-finite loss or gradient (last at step "
+                                 f"{step}); stopped, last good policy in {out / 'final'}")
+        line = rec.log(_policy_flops(ledger), time.time() - t0, bool(rec.trained_rows) and state.skips > 0)
+        record({**line, **pool.log()})
+        bar.set_postfix(r_pre=line["reward_prefixed"], r_un=line["reward_unprefixed"])
+        if step % cfg.eval_every == 0:
+            eval_point(step)
+        if cfg.save_every and step % cfg.save_every == 0:
+            save_policy(out / f"step-{step:06d}", model, tokenizer, policy_meta(task))
+        if step % cfg.checkpoint_every == 0:
+            checkpoint(step)
+    if state.curve[-1]["step"] != done:
+        eval_point(done)
+    log.close()
+    return _finish(out, key, model, tokenizer, task, state, ledger, pool, done)
+
+
+def _finish(out: Path, key: dict, model, tokenizer, task, state, ledger: Ledger, pool: Pool, steps: int) -> dict:
+    """The run's result, the traces it found (harvested, re-collected) and its final policy, written before
+    `result.json` marks the run complete (`run_state.finish`)."""
+    result = {"curve": state.curve, "ledger": ledger.to_dict(), "steps": steps}
+    if state.before_rl:
+        result["sft"] = state.before_rl
+    if pool.harvest or pool.recollects:  # provenance in the trace store: the method and step that found each trace
+        save_traces(out / "harvested.parquet", pool.harvested)
+        result.update({k: v for k, v in pool.log().items() if k in ("harvested", "recollected")})
+    save_policy(out / "final", model, tokenizer, policy_meta(task))
+    run_state.finish(out, key, result)
+    return result
+
+
+def policy_meta(task) -> dict | None:
+    """prefixrl.json of a trained policy folder: the task it was trained on (None for a task that is not a
+    dataclass, which `task_spec` cannot describe)."""
+    import dataclasses
+
+    return {"task": task_spec(task)} if dataclasses.is_dataclass(getattr(task, "inner", task)) else None
+
+
+def _checked(cfg: RLSettings, task: Task, prefixed: list[Prefix], traces: list[Trace]):
+    """The settings, checked and with the task's response bound filled in; the method; its traces."""
+    cfg.check()
+    if cfg.max_new_tokens is None:  # the task owns its response-length bound
+        cfg = replace(cfg, max_new_tokens=task.max_response_tokens)
+    method = METHODS[cfg.method]
+    if cfg.prefix_schedule == "adaptive" and not traces:
+        raise ValueError("--prefix-schedule adaptive cuts its own ladders from the traces: it needs --traces")
+    if cfg.prefixed_share > 0 and not prefixed and not (cfg.harvest or cfg.recollect_every
+                                                         or cfg.prefix_schedule == "adaptive"):
+        raise ValueError(f"method {cfg.method} needs prefixes (run `prefixrl prefixes`) or mix = 0")
+    if (method.offpolicy or method.sft_first) and not traces:
+        raise ValueError(f"method {cfg.method} needs traces (run `prefixrl collect`)")
+    return cfg, method, traces
+
+
+def _start(model, tokenizer, cfg: RLSettings, method, traces: list[Trace], out: Path, key: dict, charged: float,
+           resume: bool, engine: Engine | None):
+    """The learner, the engine, and the run state: restored from the newest checkpoint, or fresh (the
+    offline cost charged, the method's pre-RL phase run, the log started)."""
+    amp = autocast(cfg.precision, device_of(model))
+    learner = Learner(model, torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0),
+                      method, amp, torch.compile(model.base_model, dynamic=True) if cfg.compile else None,
+                      {t.problem_id: t for t in traces} if method.offpolicy else None)
+    engine = engine or Sampler(model, tokenizer.eos_token_id, tokenizer.pad_token_id, autocast=amp)
+    state = run_state.restore(out, key, model, learner.opt) if resume else None
+    if state is None:
+        state, ledger = run_state.RunState(key), Ledger()
+        ledger.add("offline/charged", charged)
+        if method.offpolicy == "importance":
+            state.logp_base = base_logprobs(model, tokenizer, traces, ledger)
+        if method.sft_first:  # epochs and lr chosen on held-out traces (`sft.fit`), never by a method's result
+            state.before_rl = asdict(fit(model, tokenizer, traces, cfg.sft_epochs, cfg.sft_lr, cfg.seed, ledger,
+                                         cfg.micro_batch_tokens))
+        (out / "metrics.jsonl").write_text("")
+    else:
+        ledger = Ledger.from_dict(state.ledger)
+    learner.logp_base = state.logp_base
+    return learner, engine, state, ledger
+
+
+def evaluate_point(engine, tokenizer, task, cfg: RLSettings, unprefixed, prefixed, heldout, ledger: Ledger,
+                   model=None) -> dict:
+    """One point of the curve: unprefixed (and prefixed, and heldout) pass@1 on the first eval_problems.
+    Where the task lists its correct responses, also the heldout pass@1 measured exactly by teacher forcing
+    (`regime.measure`): at this task's pass rates a sampled estimate is a handful of samples, so only the
+    exact one can say when a method reached another's accuracy. It samples nothing, so resume is unchanged."""
+    params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+    eval_set, eval_pre = unprefixed[: cfg.eval_problems], prefixed[: cfg.eval_problems]
+    point = {"flops": _policy_flops(ledger)}
+    point["train_acc_unprefixed"] = evaluate(engine, tokenizer, task, eval_set, cfg.eval_samples, params,
+                                             seed=cfg.seed + 7, ledger=ledger).pass_at(1)
+    point["train_acc_prefixed"] = None
+    if eval_pre:
+        point["train_acc_prefixed"] = evaluate(engine, tokenizer, task, [p.problem for p in eval_pre], cfg.eval_samples,
+                                               params, seed=cfg.seed + 8, ledger=ledger,
+                                               prefixes=[list(p.prefix_ids) for p in eval_pre]).pass_at(1)
+    if heldout:
+        point["heldout_acc_unprefixed"] = evaluate(engine, tokenizer, task, heldout, cfg.eval_samples, params,
+                                                   seed=cfg.seed + 9, ledger=ledger).pass_at(1)
+        if model is not None and regime.supports_exact(task):
+            was_training = model.training
+            point["heldout_exact_pass@1"] = regime.measure(model, tokenizer, task, heldout)["exact_pass@1"]
+            model.train(was_training)
+    return point
+
+
+def _policy_flops(ledger: Ledger) -> float:
+    """The FLOPs a method is charged: everything but evaluation and hyperparameter selection (`sft.fit`)."""
+    return ledger.total() - ledger.total("eval/") - ledger.total("select/")
+
+
+def result_settings(cfg: RLSettings) -> dict:
+    """The settings a run's result depends on. How often it checkpoints does not change what it learns, and
+    neither does re-collection's cap while re-collection is off: a run with it off keeps the key it had
+    before re-collection existed, so the benches' cached runs stay valid across that addition."""
+    inert = {"checkpoint_every"} | ({"recollect_every", "recollect_cap"} if cfg.recollect_every == 0 else set())
+    return {k: v for k, v in asdict(cfg).items() if k not in inert}
+
+
+class NonFiniteError(RuntimeError):
+    """Training stopped after repeated non-finite steps."""
+
+
+def guarded_update(model, opt, losses, grad_clip: float) -> tuple[float, bool]:
+    """Backward, clip, and step only if the loss and the gradient norm are finite.
+
+    `losses` is the step's loss, or an iterable of micro-batch losses that sum to it (each is
+    backpropagated as it comes, so only one micro-batch's graph is alive at a time).
+    A skipped step leaves parameters and optimizer state untouched (the gradients are dropped).
+    Returns (gradient norm before clipping, whether the step was applied).
+    """
+    opt.zero_grad(set_to_none=True)
+    for loss in [losses] if isinstance(losses, torch.Tensor) else losses:
+        if not torch.isfinite(loss):
+            opt.zero_grad(set_to_none=True)
+            return float("nan"), False
+        loss.backward()
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
+    if not math.isfinite(grad_norm):
+        opt.zero_grad(set_to_none=True)
+        return grad_norm, False
+    opt.step()
+    return grad_norm, True
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
