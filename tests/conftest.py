@@ -2,7 +2,7 @@
 
 import os
 
-# Nothing is downloaded in tests: a Hub id resolves from the local cache or fails (tests/test_device.py).
+# Nothing is downloaded in tests: a Hub id resolves from the local cache or fails (tests/rollout/test_device.py).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
@@ -49,6 +49,6 @@ def pretrain_tiny(folder, steps=2, hard_steps=6, *extra):
     from prefixrl_lab.cli import main
 
     assert main(["pretrain", "--out", str(folder), "--steps", str(steps), "--hidden", "32", "--layers", "1",
-                 "--heads", "2", "--ffn", "64", "--easy-max-steps", str(hard_steps), "--hard-steps", str(hard_steps),
+                 "--heads", "2", "--ffn", "64", "--easy-max-steps", str(hard_steps), "--hard-steps", str(hard_steps), "--rare-steps", "0",
                  "--calibration", "none", *extra]) == 0
     return folder

@@ -1,7 +1,7 @@
 """The experiments' settings: `DemoConfig` (`prefixrl demo`) and `BenchConfig` (`prefixrl bench`).
 
 Like `prefixrl.rl.settings`, this module imports no torch, transformers or pyarrow, so that the commands'
---help answers at once (tests/test_cli.py)."""
+--help answers at once (tests/cli/test_cli.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 import tyro
 
 from prefixrl.cli.options import TrainConfig
-from prefixrl.embedded.config import PretrainConfig
+from prefixrl.embedded.config import PretrainConfig, TaskShape
 from prefixrl_lab.lineup import DEFAULT_METHODS, QUICK_MAP_METHODS
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(TaskShape):
     """The whole method end to end: pretrain, collect, prefixes, PrefixRL vs standard RL, report."""
 
     resume_hint = "rerun the same command: finished pieces are reused"  # not a field
@@ -41,16 +41,6 @@ class DemoConfig:
     """PrefixRL steps; standard RL then runs until it has spent the same total FLOPs; default 300, --quick 60."""
     rl_lr: float | None = None
     """RL learning rate of every method (default: each method its own, chosen by the pilot in docs/regimes.md)."""
-    hard_steps: int = 16
-    """Steps in a hard chain (the difficulty knob); easy chains have 1 to hard_steps steps."""
-    rare_steps: int = 4
-    """The regime knob (docs/regimes.md): steps of each hard chain that are class-specific rare operations the
-    base never learned; 0 is the shared-skill chain of earlier releases. 4 was chosen by the regime gates."""
-    classes: int = 4
-    """Problem classes, one rare operation each."""
-    teacher_accuracy: float | None = None
-    """Per-step accuracy of the imperfect teacher on common steps (default: the value that puts hard pass@1 at
-    0.65 ** hard_steps at this --rare-steps)."""
     final_samples: int | None = None
     """Samples per problem for the final pass@1; default 16, --quick 8."""
     target_pass1: float | None = None
@@ -76,7 +66,7 @@ BENCHES = {"paper": "results.md", "cross-family": "cross_family.md", "perf": "pe
 
 
 @dataclass(frozen=True)
-class BenchConfig:
+class BenchConfig(TaskShape):
     """The paper's comparisons on the embedded task: all methods, equal FLOPs, several seeds."""
 
     resume_hint = "rerun the same command: finished runs are reused"  # not a field
@@ -107,15 +97,6 @@ class BenchConfig:
     prefixrl-adaptive, prefixrl-harvest, prefixrl-adaptive-harvest, prefixrl-recollect (docs/choices.md).
     Default: the paper's seven and the two variants pilot 5 admitted, prefixrl-adaptive and
     prefixrl-adaptive-harvest (regimes --quick: prefixrl, rl, sft-rl)."""
-    hard_steps: int = 16
-    """Steps in a hard chain."""
-    rare_steps: int = 4
-    """The regime knob (docs/regimes.md): class-specific rare steps per hard chain; 0 = the shared-skill chain."""
-    classes: int = 4
-    """Problem classes, one rare operation each."""
-    teacher_accuracy: float | None = None
-    """Per-step accuracy of the base model's imperfect teacher on common steps (default: the design value
-    for --rare-steps, docs/regimes.md)."""
     pretrain_steps: int = PretrainConfig.steps
     calibration: str = PretrainConfig.calibration
     """Base calibration (logit-scale or none; docs/model.md). perf at toy size needs none: a base

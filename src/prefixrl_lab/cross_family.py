@@ -15,9 +15,10 @@ from prefixrl.rl.settings import RLSettings
 from prefixrl.rollout.engine import Sampler, SamplingParams
 from prefixrl.rollout.model import param_count
 from prefixrl_lab import pipeline
-from prefixrl_lab.bench_report import write_cross_family
 from prefixrl_lab.configs import BenchConfig
+from prefixrl_lab.curves import plot_curves
 from prefixrl_lab.paper import collection
+from prefixrl_lab.reports import save
 from prefixrl_lab.stopwatch import WallClock
 
 
@@ -64,5 +65,9 @@ def run_cross_family(cfg: BenchConfig, task) -> dict:
            "config": json.loads(json.dumps(asdict(cfg), default=str)),
            "models": {"policy": f"Llama, char tokenizer, {param_count(policy_base):,} parameters",
                       "other": f"Qwen2, pairs tokenizer, {param_count(other):,} parameters"}}
-    write_cross_family(cfg, res)
+    (cfg.out / "results").mkdir(parents=True, exist_ok=True)
+    plot_curves({k: {"curve": v["curve"]} for k, v in runs.items()}, cfg.out / "results" / "cross_family.png",
+                "PrefixRL with same-model vs cross-family prefixes",
+                charged={k: v["flops"] for k, v in sources.items()})
+    save(cfg.out / "cross_family.json", {"kind": "cross-family", **res})
     return res

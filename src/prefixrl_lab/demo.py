@@ -19,15 +19,14 @@ from prefixrl.embedded import calibration
 from prefixrl.embedded.config import PretrainConfig
 from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
-from prefixrl.rl import exact as regime
+from prefixrl.rl import exact
 from prefixrl.rl.settings import RLSettings
 from prefixrl.rollout.engine import Sampler, SamplingParams
 from prefixrl.rollout.model import param_count
-from prefixrl_lab import gates as regime_gate
-from prefixrl_lab import pipeline
+from prefixrl_lab import gates, pipeline
 from prefixrl_lab.configs import DemoConfig
 from prefixrl_lab.curves import plot_curves
-from prefixrl_lab.demo_report import write_report
+from prefixrl_lab.reports import save
 from prefixrl_lab.stopwatch import Stopwatch
 
 
@@ -63,10 +62,10 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
 
     # 2. the regime, measured exactly, and its gates, before anything is sampled
     with clock.stage("regime, measured exactly"):
-        exact = {s: regime.measure(model, tok, task, probs, cap=cfg.collect_cap if s == "hard_train" else None)
+        measured = {s: exact.measure(model, tok, task, probs, cap=cfg.collect_cap if s == "hard_train" else None)
                  for s, probs in splits.items()}
-    regime_gates = calibration.gates(exact["hard_train"], pcfg.target(), cfg.min_yield)
-    calibration.check_gates(regime_gates, str(out / "base"))
+    sampling = calibration.sampling_gates(measured["hard_train"], pcfg.target(), cfg.min_yield)
+    calibration.check_sampling_gates(sampling, str(out / "base"))
 
     # 3. base pass@k on unprefixed problems, sampled
     with clock.stage("base pass@k, sampled"):
@@ -95,7 +94,7 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
     methods = _methods(cfg, rl, tok, task, splits, prefixes, rs_flops, params, clock)
 
     # 7. report
-    gates = _run_gates(cfg, regime_gates, exact, col, prefix_success, rs_flops)
+    checked = _run_gates(cfg, sampling, measured, col, prefix_success, rs_flops)
     report = {
         "seed": cfg.seed,
         "config": {**json.loads(json.dumps(asdict(cfg), default=str)), "task": task.name,
@@ -108,7 +107,7 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
         "prefix_success": prefix_success,
         "collection": col.summary(),
         "methods": methods,
-        "gates": gates,
+        "gates": checked,
     }
     report["compute_efficiency"] = compute_efficiency(methods)
     report["verdict"] = verdict(methods, {"hard_train": cfg.train_problems * cfg.final_samples,
@@ -118,22 +117,22 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
                     charged={"prefixrl": rs_flops})
     # stage table: docs/performance.md's demo figures come from it
     report["seconds"], report["stage_seconds"] = clock.total(), dict(clock.seconds)
-    write_report(out, report, clock.table())
+    save(out / "report.json", {"kind": "demo", **report})
     return report
 
 
-def _run_gates(cfg: DemoConfig, regime_gates: dict, exact: dict, col, prefix_success: dict, rs_flops: float) -> dict:
+def _run_gates(cfg: DemoConfig, sampling: dict, measured: dict, col, prefix_success: dict, rs_flops: float) -> dict:
     """The regime checks read after the runs (docs/regimes.md), from standard RL's log and the collection."""
     out = cfg.out
     rl_steps = [r for r in map(json.loads, (out / "runs" / "rl" / "metrics.jsonl").read_text().splitlines())
                 if r["kind"] == "step"][:100]
-    return {"regime": regime_gates, "rl_steps_checked": len(rl_steps),
+    return {"regime": sampling, "rl_steps_checked": len(rl_steps),
             "rl_steps_with_signal": sum(r["zero_adv_groups"] < 1.0 for r in rl_steps),
             "collect_solved_share": col.summary()["solved"] / max(1, col.summary()["problems"]),
             "prefix80_success": prefix_success["80%"],
-            "knowledge": regime_gate.knowledge(exact["hard_train"]),
-            "rl_starved": regime_gate.rl_starvation(out / "runs" / "rl", rs_flops, len(col.traces)),
-            "reachable": regime_gate.reachability(exact["hard_train"]["expected_yield"], cfg.min_yield,
+            "knowledge": gates.knowledge(measured["hard_train"]),
+            "rl_starved": gates.rl_starvation(out / "runs" / "rl", rs_flops, len(col.traces)),
+            "reachable": gates.reachability(measured["hard_train"]["expected_yield"], cfg.min_yield,
                                                   prefix_success["80%"])}
 
 
@@ -184,10 +183,10 @@ def _methods(cfg: DemoConfig, rl: RLSettings, tok, task, splits: dict, prefixes,
                                              seed=cfg.seed + 3, progress=cfg.progress,
                                              desc=f"final {name} {s}").pass_at(1)
                      for s in ("hard_train", "hard_heldout")}
-            if regime.supports_exact(task):  # noise-free where sampled pass@1 is a handful of samples
-                final["hard_heldout_exact_pass@1"] = regime.measure(policy, tok, task,
+            if exact.supports_exact(task):  # noise-free where sampled pass@1 is a handful of samples
+                final["hard_heldout_exact_pass@1"] = exact.measure(policy, tok, task,
                                                                     splits["hard_heldout"])["exact_pass@1"]
-                final["rare_knowledge"] = regime.rare_knowledge(policy, tok, task, splits["hard_heldout"])
+                final["rare_knowledge"] = exact.rare_knowledge(policy, tok, task, splits["hard_heldout"])
         methods[name] = {"curve": runs[name]["curve"], "final": final, "flops_total": runs[name]["curve"][-1]["flops"],
                          "steps": runs[name]["steps"]}
     return methods

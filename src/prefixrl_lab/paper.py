@@ -20,15 +20,15 @@ import torch
 from prefixrl.data.collect import Collection
 from prefixrl.data.evaluate import evaluate
 from prefixrl.data.prefixes import cut_prefixes
-from prefixrl.rl import exact as regime
+from prefixrl.rl import exact
 from prefixrl.rl.settings import RLSettings
 from prefixrl.rollout.engine import Sampler, SamplingParams
 from prefixrl.rollout.model import load, param_count
 from prefixrl_lab import pipeline
-from prefixrl_lab.bench_report import bench_plots, write_results
 from prefixrl_lab.configs import BenchConfig
-from prefixrl_lab.curves import final_target, flops_to_reach
+from prefixrl_lab.curves import bench_plots, final_target, flops_to_reach
 from prefixrl_lab.lineup import RUNS, VARIANTS, is_baseline
+from prefixrl_lab.reports import save
 from prefixrl_lab.stopwatch import WallClock
 
 BANDS = ((0.0, 0.4), (0.4, 0.8), (0.8, 1.0))
@@ -85,9 +85,9 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                 ks = [2**i for i in range(int(math.log2(cfg.passk_samples)) + 1)]
                 steps = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
                 final = {"hard_train": final_train.pass_at(1), "hard_heldout": final_held.pass_at(1)}
-                if regime.supports_exact(task):  # noise-free where sampled pass@1 is a handful of samples
-                    final["hard_heldout_exact"] = regime.measure(policy, tok, task, heldout)["exact_pass@1"]
-                    final["rare_knowledge"] = regime.rare_knowledge(policy, tok, task, heldout)
+                if exact.supports_exact(task):  # noise-free where sampled pass@1 is a handful of samples
+                    final["hard_heldout_exact"] = exact.measure(policy, tok, task, heldout)["exact_pass@1"]
+                    final["rare_knowledge"] = exact.rare_knowledge(policy, tok, task, heldout)
                 return {"seed": seed, "curve": r["curve"], "steps": [s for s in steps if s["kind"] == "step"],
                         "final": final,
                         "passk_heldout": {str(k): final_held.pass_at(k) for k in ks}, "charged": charged,
@@ -96,7 +96,7 @@ def run_paper(cfg: BenchConfig, task) -> dict:
 
             key = pipeline.record_key(settings, charged, bench=_run_key(cfg))
             record = pipeline.cached(cfg.work / f"seed{seed}" / label / "bench_record.json", key, one_run)
-            if regime.supports_exact(task):  # read off the saved final policy: one teacher-forced pass
+            if exact.supports_exact(task):  # read off the saved final policy: one teacher-forced pass
                 record = {**record, "exact_spread": heldout_spread(cfg.work / f"seed{seed}" / label / "final", task,
                                                                    heldout)}
             runs[label].append(record)
@@ -105,8 +105,8 @@ def run_paper(cfg: BenchConfig, task) -> dict:
             band_runs = run_bands(cfg, rl, col, task, tok, train_set, heldout, runs, clock)
     results = summarise(runs, cfg)
     results["analysis"] = analyse(runs, collections)
-    if regime.supports_exact(task):
-        results["base_exact_spread"] = regime.spread(regime.problem_pass1(base, tok, task, heldout))
+    if exact.supports_exact(task):
+        results["base_exact_spread"] = exact.spread(exact.problem_pass1(base, tok, task, heldout))
     results["runs"] = {m: [{"seed": r["seed"], "charged": r["charged"], "curve": r["curve"]} for r in rs]
                        for m, rs in runs.items()}
     results.update({"config": json.loads(json.dumps(asdict(cfg), default=str)), "collections": collections,
@@ -115,8 +115,7 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                     "rl_lr": {m: pipeline.embedded_lr(RUNS[m][0], cfg.rl_lr) for m in cfg.methods}})
     cfg.out.mkdir(parents=True, exist_ok=True)
     bench_plots(runs, band_runs, cfg.out / "results")
-    (cfg.out / "results.json").write_text(json.dumps(results, indent=2))
-    write_results(cfg.out / "results.md", results)
+    save(cfg.out / "results.json", {"kind": "paper", **results})
     clock.save()
     return results
 
@@ -218,10 +217,10 @@ def variant_ratios(runs: dict, table: dict, ratios: dict, budget: float, grid) -
 
 
 def heldout_spread(folder: Path, task, heldout) -> dict:
-    """`regime.spread` of the policy saved in `folder` on the hard-heldout problems: where its exact pass@1
+    """`exact.spread` of the policy saved in `folder` on the hard-heldout problems: where its exact pass@1
     comes from (the median problem, the problems learned, the largest problem's share)."""
     policy, tok = load(folder)
-    return regime.spread(regime.problem_pass1(policy, tok, task, heldout))
+    return exact.spread(exact.problem_pass1(policy, tok, task, heldout))
 
 
 FINALS = ("hard_train", "hard_heldout", "hard_heldout_exact", "rare_knowledge")  # the last two: exact tasks only

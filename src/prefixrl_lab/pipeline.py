@@ -23,7 +23,7 @@ from prefixrl.embedded.pretrain import ensure_pretrained
 from prefixrl.io.errors import BadInput
 from prefixrl.io.store import read_meta, write_json_atomic
 from prefixrl.rl.settings import RLSettings
-from prefixrl.rl.train import result_settings, train_rl
+from prefixrl.rl.train import RunOptions, TrainingSet, result_settings, train_rl
 from prefixrl.rollout.engine import Sampler, SamplingParams
 from prefixrl.rollout.flops import Ledger
 from prefixrl.rollout.model import load
@@ -128,8 +128,8 @@ def run_method(out: Path, base_dir: Path, tok, task, settings: RLSettings, train
     """One method from the base model: (policy, train_rl's result). Resumes a run killed in `out`, and
     restarts one that was made with other settings (experiments own their work folders)."""
     policy, _ = load(base_dir)
-    result = train_rl(policy, tok, task, settings, train_set, prefixes, out, charged_flops=charged, traces=traces,
-                      eval_heldout=eval_heldout, progress=progress, resume=True, restart_if_changed=True)
+    data = TrainingSet(task, train_set, prefixes, traces or [], charged_flops=charged, eval_heldout=eval_heldout)
+    result = train_rl(policy, tok, data, settings, out, RunOptions(progress, resume=True, restart_if_changed=True))
     return policy, result
 
 

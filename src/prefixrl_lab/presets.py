@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from prefixrl.cli.policy import task_of
-from prefixrl.cli.stages import regime_gate
+from prefixrl.cli.stages import gate_sampling
 from prefixrl.cli.training import run_train
 from prefixrl.data.prefixes import cut_prefixes, save_prefixes
 from prefixrl.data.verifier import deadlined
@@ -39,7 +39,7 @@ def apply_preset(cfg: PresetTrainConfig) -> PresetTrainConfig:
     model, tok = pipeline.ensure_base(pcfg, progress=False)
     with deadlined(task_of(folder / "base")) as task:
         problems = task.problems("hard_train", d.train_problems, d.seed)
-        regime_gate(model, folder / "base", tok, task, problems, d.collect_cap, d.min_yield)
+        gate_sampling(model, folder / "base", tok, task, problems, d.collect_cap, d.min_yield)
         col = pipeline.collect_traces(folder / "traces.parquet", folder / "base", task, problems,
                                       SamplingParams(max_new_tokens=task.max_response_tokens), d.collect_cap, d.seed,
                                       model=model, tok=tok)

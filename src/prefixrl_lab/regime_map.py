@@ -11,10 +11,8 @@ the paper's title puts it). Everything in docs/regimes.md below its marker comes
 from __future__ import annotations
 
 import json
-import math
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -22,21 +20,17 @@ from prefixrl.data.evaluate import evaluate
 from prefixrl.data.verifier import deadlined
 from prefixrl.embedded import calibration
 from prefixrl.embedded.pretrain import holds_base
-from prefixrl.io.store import write_json_atomic
-from prefixrl.rl import exact as regime
+from prefixrl.rl import exact
 from prefixrl.rl.settings import RLSettings
 from prefixrl.rollout.engine import Sampler, SamplingParams
 from prefixrl.rollout.model import load
-from prefixrl_lab import gates as regime_gate
-from prefixrl_lab import pipeline
-from prefixrl_lab.bench_report import median_fell, median_problem, one_problem, versus
+from prefixrl_lab import gates, pipeline
 from prefixrl_lab.curves import final_target, flops_to_reach
 from prefixrl_lab.lineup import is_baseline
 from prefixrl_lab.paper import run_paper
+from prefixrl_lab.reports import save
 from prefixrl_lab.theory.algos import learn
 from prefixrl_lab.theory.mdp import HiddenString, base_logits
-
-MARKER = "<!-- everything below is written by `prefixrl bench regimes`; edit above this line only -->"
 
 
 def map_points(cfg) -> list[tuple[int, int]]:
@@ -66,8 +60,7 @@ def run_regimes(cfg) -> dict:
            "seconds": sum(s["results"]["seconds"] for s in settings.values()),
            "config": json.loads(json.dumps(vars(cfg), default=str))}
     cfg.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(cfg.out / "regimes.json", out)
-    write_regimes(cfg.out / "regimes.md", out)
+    save(cfg.out / "regimes.json", {"kind": "regimes", **out})
     return out
 
 
@@ -102,16 +95,16 @@ def setting_gates(cfg, task, results: dict) -> dict:
     run of its own."""
     model, tok = load(cfg.work / "base")
     train_set = task.problems("hard_train", cfg.train_problems, 0)
-    exact = regime.measure(model, tok, task, train_set, cap=cfg.collect_cap)
+    measured = exact.measure(model, tok, task, train_set, cap=cfg.collect_cap)
     params = SamplingParams(max_new_tokens=task.max_response_tokens)
     traces = pipeline.read_collection(cfg.work / "seed0" / "traces.parquet", task, tok).traces
     eng = Sampler(model, tok.eos_token_id, tok.pad_token_id)
     p80 = evaluate(eng, tok, task, [t.problem for t in traces], 8, params, seed=2,
                    prefixes=[t.token_ids[: int(0.8 * len(t.token_ids))] for t in traces]).pass_at(1) if traces else 0.0
-    out = {"knowledge": regime_gate.knowledge(exact),
-           "reachable": regime_gate.reachability(exact["expected_yield"], 0.25, p80)}
+    out = {"knowledge": gates.knowledge(measured),
+           "reachable": gates.reachability(measured["expected_yield"], 0.25, p80)}
     if (cfg.work / "seed0" / "rl" / "metrics.jsonl").is_file():
-        out["rl_starved"] = regime_gate.rl_starvation(cfg.work / "seed0" / "rl", results["collections"][0]["flops"],
+        out["rl_starved"] = gates.rl_starvation(cfg.work / "seed0" / "rl", results["collections"][0]["flops"],
                                                       len(traces))
     out["transfer"] = transfer(cfg, task, tok, train_set, params)
     return out
@@ -139,15 +132,15 @@ def transfer(cfg, task, tok, train_set, params) -> dict:
 
     acc = pipeline.cached(folder / "bench_record.json", pipeline.record_key(settings, 0.0, transfer=half), compute)
     out = {**acc, "before": acc["other_before"], "after": acc["other_after"], "share": _transferred(acc), "ok": True}
-    if regime.supports_exact(task):
+    if exact.supports_exact(task):
         # At pass rates near 1e-3 the sampled figures above are a few successes; exact pass@1 of each half,
         # read off the base and the run's saved final policy (one teacher-forced pass each), is not.
         policy, _ = load(folder / "final")
         base, _ = load(cfg.work / "base")
-        exact = {f"{split}_{name}": float(regime.problem_pass1(model, tok, task, probs).mean())
+        pass1 = {f"{split}_{name}": float(exact.problem_pass1(model, tok, task, probs).mean())
                  for name, model in (("before", base), ("after", policy))
                  for split, probs in (("trained", trained), ("other", other))}
-        out["exact"] = {**exact, "share": _transferred(exact)}
+        out["exact"] = {**pass1, "share": _transferred(pass1)}
     return out
 
 
@@ -208,131 +201,3 @@ def predicted_separation(k: int, vocab: int = 5, seeds: int = 5, budget: int = 3
     return {"H": k, "V": vocab, **med, "ratio": ratio}
 
 
-def _f(x, fmt="{:.2f}") -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
-
-
-def write_regimes(path: Path, res: dict) -> None:
-    """Replace everything below MARKER in docs/regimes.md (or write the file) with the map."""
-    head = path.read_text().split(MARKER)[0].rstrip() + "\n\n" if path.is_file() else "# Regimes\n\n"
-    cfg = res["config"]
-    lines = [MARKER, "", "## The map", "",
-             f"`prefixrl bench regimes{' --quick' if cfg.get('quick') is True else ''}`: {cfg['seeds']} seed(s), "
-             f"{cfg['train_problems']} hard-train problems, {float(cfg['flops_budget']):.3g} FLOPs per run "
-             f"(rejection sampling charged), methods {cfg['methods']}. Wall-clock {res['seconds'] / 60:.1f} min.", ""]
-    lines += _map_table(res["settings"].values())
-    lines += ["", "A FLOPs ratio below 1 means PrefixRL reached the strongest baseline's final accuracy with less "
-              "compute; '–' means it never did. In brackets: the range over seeds of each seed's PrefixRL ÷ the "
-              "same seed's standard RL. The predicted separation is the theory lab's episodes-to-0.5 "
-              "ratio, standard ÷ PrefixRL, on a hidden string of K positions (the unknown part only; the theory "
-              "has no classes, so it is the same at every class count).", ""]
-    lines += _method_tables(res["settings"].values())
-    lines += _rests_on_lines(res["settings"].values()) + _variant_lines(res["settings"].values())
-    lines += ["", "## The gates at each setting", ""]
-    for s in res["settings"].values():
-        steps = f" (base pretrained {s['pretrain_steps']} steps)" if s["pretrain_steps"] != cfg["pretrain_steps"] else ""
-        lines += [f"### K = {s['rare_steps']}, classes = {s['classes']}{steps}", ""] + _gate_lines(s["gates"]) + [""]
-    lines += ["Per-setting details (curves, pass@k, health): `regimes/rareK-classesC/results.md`.", ""]
-    path.write_text(head + "\n".join(lines))
-
-
-def _at(s: dict) -> str:
-    """A table row's first two cells: the setting."""
-    return f"| {s['rare_steps']} | {s['classes']} | "
-
-
-def _seeds(ratio: dict) -> str:
-    """The seed spread of a final-accuracy ratio: its range over seeds (seeds where RL ended at 0 left out)."""
-    xs = [x for x in ratio.get("final_acc_ratio_vs_rl_seeds") or [] if x is not None]
-    return f" ({min(xs):.2f}–{max(xs):.2f})" if len(xs) > 1 else ""
-
-
-def _map_table(settings) -> list[str]:
-    lines = ["| rare steps K | classes | strongest baseline | PrefixRL FLOPs to reach it ÷ its FLOPs | same, traces free "
-             "| final acc PrefixRL ÷ RL | PrefixRL hard-train (± std) | strongest baseline hard-train | "
-             "exact heldout: strongest baseline, PrefixRL FLOPs ÷ its FLOPs, same traces free, PrefixRL ÷ RL | "
-             "predicted separation (theory) |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for s in settings:
-        r, t, free, th = s["results"]["ratios"].get("hard_train", {}), s["results"]["table"], s["traces_free"], s["theory"]
-        ex = s["results"]["ratios"].get("hard_heldout_exact", {})
-        best = r.get("strongest_baseline")
-        p = t.get("prefixrl", {})
-        fex = free.get("exact", {})
-        exact = (f"{ex['strongest_baseline']}, {_f(ex.get('flops_ratio'))}, {_f(fex.get('flops_ratio'))}, "
-                 f"{_f(ex.get('final_acc_ratio_vs_rl'))}{_seeds(ex)}" if ex else "–")
-        lines.append(f"{_at(s)}{best or '–'} | {_f(r.get('flops_ratio'))} | {_f(free.get('flops_ratio'))} | "
-                     f"{_f(r.get('final_acc_ratio_vs_rl'))}{_seeds(r)} | {_f(p.get('hard_train_mean'), '{:.3f}')} ± "
-                     f"{_f(p.get('hard_train_std'), '{:.3f}')} | {_f(t[best]['hard_train_mean'] if best else None, '{:.3f}')} "
-                     f"| {exact} | {_f(th.get('ratio'), '{:.1f}×')} |")
-    return lines
-
-
-def _method_tables(settings) -> list[str]:
-    settings = list(settings)
-    methods = list(settings[0]["results"]["table"])
-    head = ["| K | classes | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
-    lines = ["## Every method, every setting (hard-train / hard-heldout pass@1, mean over seeds)", ""] + head
-    for s in settings:
-        t = s["results"]["table"]
-        lines.append(_at(s) + " | ".join(f"{t[m]['hard_train_mean']:.3f} / {t[m]['hard_heldout_mean']:.3f}"
-                                         for m in methods) + " |")
-    if all("hard_heldout_exact_mean" in t for s in settings for t in s["results"]["table"].values()):
-        lines += ["", "Exact hard-heldout pass@1 (teacher-forced, mean over seeds) / rare-step knowledge (0.2 = a guess):",
-                  ""] + head
-        for s in settings:
-            t = s["results"]["table"]
-            lines.append(_at(s) + " | ".join(f"{t[m]['hard_heldout_exact_mean']:.2e} / "
-                                             f"{_f(t[m].get('rare_knowledge_mean'), '{:.3f}')}" for m in methods) + " |")
-    return lines
-
-
-def _rests_on_lines(settings) -> list[str]:
-    """What each exact mean rests on, at every setting (bench_report's rule): the median heldout problem and
-    the problems learned (≥ 1 %), beside the base's, so a mean lifted by one problem is not read as a gain."""
-    settings = [s for s in settings if s["results"].get("base_exact_spread")
-                and all(t.get("exact_spread") for t in s["results"]["table"].values())]
-    if not settings:
-        return []
-    methods = list(settings[0]["results"]["table"])
-    lines = ["", "### What each exact mean rests on", "",
-             "Each cell: the median hard-heldout problem's exact pass@1 (median over seeds) / the problems made "
-             "likely (exact pass@1 ≥ 1 %), per seed. A mean can rise while most problems get less likely.", "",
-             "| K | classes | base model | " + " | ".join(methods) + " |", "|---|---|---|" + "---|" * len(methods)]
-    notes = []
-    for s in settings:
-        t, base = s["results"]["table"], s["results"]["base_exact_spread"]
-        lines.append(_at(s) + f"{base['median']:.1e} / {base['learned']} | " + " | ".join(
-            f"{median_problem(t[m]):.1e} / {', '.join(str(x['learned']) for x in t[m]['exact_spread'])}"
-            for m in methods) + " |")
-        lower, one = median_fell(t, base), one_problem(t)
-        if lower or one:
-            notes.append(f"- K = {s['rare_steps']}, classes = {s['classes']}: median problem below half the base's: "
-                         f"{', '.join(lower) or 'none'}; one problem > 50 % of the mean in some seed: "
-                         f"{', '.join(f'{m} ({x:.0%})' for m, x in one.items()) or 'none'}.")
-    return lines + ([""] + notes if notes else [])
-
-
-def _variant_lines(settings) -> list[str]:
-    """Beyond the paper: each variant against PrefixRL with the paper's fixed cuts and against the setting's
-    strongest baseline, in exact heldout and sampled hard-train pass@1."""
-    rows = []
-    for s in settings:
-        for label, splits in s["results"].get("variants", {}).items():
-            cells = [versus(splits.get(split, {}).get(name)) for split in ("hard_heldout_exact", "hard_train")
-                     for name in ("prefixrl", "strongest")]
-            rows.append(_at(s) + f"{label} | " + " | ".join(cells) + " |")
-    if not rows:
-        return []
-    return ["", "## Beyond the paper: adaptive cuts and harvested traces at each setting (docs/choices.md)", "",
-            "Each cell: the variant's FLOPs to reach that method's final accuracy ÷ the budget ('never': not within "
-            "it), then its final accuracy ÷ that method's. Read beside the table above: a ratio of means says "
-            "nothing of how many problems carry it.", "",
-            "| K | classes | variant | exact heldout vs PrefixRL (fixed cuts) | exact heldout vs the strongest "
-            "baseline | hard-train vs PrefixRL (fixed cuts) | hard-train vs the strongest baseline |",
-            "|---|---|---|---|---|---|---|", *rows]
-
-
-def _gate_lines(g: dict) -> list[str]:
-    from prefixrl_lab.demo_report import regime_gate_lines
-
-    return regime_gate_lines(g)[2:-1]

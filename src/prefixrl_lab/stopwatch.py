@@ -28,12 +28,15 @@ class Stopwatch:
         return time.perf_counter() - self._start
 
     def table(self) -> list[str]:
-        """Markdown rows: each stage, its seconds and share of the total, then the total."""
-        total = self.total()
-        rows = ["| stage | seconds | share |", "|---|---|---|"]
-        rows += [f"| {name} | {s:.1f} | {s / total:.0%} |" for name, s in self.seconds.items()]
-        other = total - sum(self.seconds.values())
-        return rows + [f"| other | {other:.1f} | {other / total:.0%} |", f"| **total** | **{total:.1f}** | |"]
+        return stage_table(self.seconds, self.total())
+
+
+def stage_table(seconds: dict[str, float], total: float) -> list[str]:
+    """Markdown rows: each stage, its seconds and share of the total, then the total."""
+    rows = ["| stage | seconds | share |", "|---|---|---|"]
+    rows += [f"| {name} | {s:.1f} | {s / total:.0%} |" for name, s in seconds.items()]
+    other = total - sum(seconds.values())
+    return rows + [f"| other | {other:.1f} | {other / total:.0%} |", f"| **total** | **{total:.1f}** | |"]
 
 
 class WallClock:

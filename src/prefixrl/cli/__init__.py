@@ -3,7 +3,7 @@
 Bad input (files, names, values) ends with a one-line `prefixrl: error: ...` and exit code 2. A
 command's configs live in modules that import no torch, transformers or pyarrow, and its runner is
 imported only once its options are parsed, so `prefixrl --help` and `prefixrl COMMAND --help` answer
-without loading them (docs/performance.md, time to first output; tests/test_cli.py).
+without loading them (docs/performance.md, time to first output; tests/cli/test_cli.py).
 """
 
 from __future__ import annotations

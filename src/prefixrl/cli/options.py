@@ -3,7 +3,7 @@ the task options all stages share, the model options of stages that run the mode
 collect, prefixes, eval, export and train (`RLSettings` composed in once).
 
 This module imports no torch, transformers or pyarrow: a check imports what it needs when it runs, so
-that --help answers at once (tests/test_cli.py). Loading a policy folder is `prefixrl.cli.policy`.
+that --help answers at once (tests/cli/test_cli.py). Loading a policy folder is `prefixrl.cli.policy`.
 """
 
 from __future__ import annotations

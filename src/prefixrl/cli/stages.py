@@ -22,7 +22,7 @@ from prefixrl.embedded import calibration
 from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import read_meta, write_json_atomic
-from prefixrl.rl import exact as regime
+from prefixrl.rl import exact
 from prefixrl.rollout.flops import Ledger
 from prefixrl.rollout.model import load, model_folder
 
@@ -51,8 +51,8 @@ def _collect(cfg: CollectConfig) -> dict:
                        "imported_from": str(cfg.import_file), "rejected": rejected}
             save_traces(cfg.out, traces, {"collection": {"key": key, "finished": True}})
         else:
-            if regime.supports_exact(task) and resume_from is None:
-                regime_gate(model, folder, tok, task, problems, cfg.cap, cfg.min_yield)
+            if exact.supports_exact(task) and resume_from is None:
+                gate_sampling(model, folder, tok, task, problems, cfg.cap, cfg.min_yield)
             engine = make_engine(cfg.engine, model, folder, tok, cfg.seed)
 
             def save(col: Collection, finished: bool) -> None:
@@ -70,13 +70,13 @@ def _collect(cfg: CollectConfig) -> dict:
     return summary
 
 
-def regime_gate(model, model_dir: Path, tok, task, problems, cap: int, min_yield: float) -> dict:
+def gate_sampling(model, model_dir: Path, tok, task, problems, cap: int, min_yield: float) -> dict:
     """Measure the base's regime exactly on the problems about to be sampled and stop (exit 2) before
     any sampling if it is outside its calibration window or the expected yield is below the floor."""
     if model is None:  # an engine such as vLLM loads its own weights; the measurement needs them here
         model, _ = load(model_dir)
-    g = calibration.gates(regime.measure(model, tok, task, problems, cap=cap), calibration.base_target(model_dir), min_yield)
-    calibration.check_gates(g, str(model_dir))
+    g = calibration.sampling_gates(exact.measure(model, tok, task, problems, cap=cap), calibration.base_target(model_dir), min_yield)
+    calibration.check_sampling_gates(g, str(model_dir))
     return g
 
 
@@ -133,11 +133,11 @@ def _eval(cfg: EvalConfig) -> dict:
                      _params(task, cfg), seed=cfg.seed, progress=True)
     res = {"split": cfg.split, "problems": len(problems), "samples": cfg.samples, "verdicts": r.verdicts,
            **{f"pass@{k}": r.pass_at(k) for k in cfg.k}}
-    if model is not None and regime.supports_exact(task):
+    if model is not None and exact.supports_exact(task):
         # Exact, noise-free figures beside the sampled ones (docs/model.md); rare_knowledge: how much of
         # the rare operations the policy knows (docs/regimes.md), None without rare steps.
-        res["exact_pass@1"] = regime.measure(model, tok, task, problems)["exact_pass@1"]
-        res["rare_knowledge"] = regime.rare_knowledge(model, tok, task, problems)
+        res["exact_pass@1"] = exact.measure(model, tok, task, problems)["exact_pass@1"]
+        res["rare_knowledge"] = exact.rare_knowledge(model, tok, task, problems)
     if cfg.out is not None:
         write_json_atomic(cfg.out, res)
     return res

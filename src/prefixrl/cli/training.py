@@ -17,7 +17,7 @@ from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import write_json_atomic
 from prefixrl.io.tracking import Tracker
-from prefixrl.rl.train import METHODS, train_rl
+from prefixrl.rl.train import METHODS, RunOptions, TrainingSet, train_rl
 
 
 def run_train(cfg: TrainConfig, prepare=None, inputs: dict | None = None) -> dict:
@@ -52,8 +52,8 @@ def _train(cfg: TrainConfig) -> dict:
         write_json_atomic(cfg.out / "config.json", json.loads(json.dumps(asdict(cfg), default=str)))
         tracker = Tracker(cfg.log_to, cfg.out, asdict(cfg), name=cfg.out.name) if cfg.log_to else None
         try:
-            result = train_rl(model, tok, task, settings, problems, prefixes, cfg.out, charged_flops=charged,
-                              traces=traces, resume=cfg.resume, tracker=tracker)
+            data = TrainingSet(task, problems, prefixes, traces, charged_flops=charged)
+            result = train_rl(model, tok, data, settings, cfg.out, RunOptions(resume=cfg.resume, tracker=tracker))
         finally:
             if tracker is not None:
                 tracker.close()

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 
 from prefixrl.data.tasks.base import Problem, Task, Verdict
 from prefixrl.io.errors import BadInput
@@ -121,7 +122,7 @@ def _import_path() -> list[str]:
     """The parent's import path without the working directory (isolated mode, `-I`, drops it and
     PYTHONPATH; they are put back here minus '' and the cwd), plus where prefixrl itself lives."""
     cwd = os.path.realpath(os.getcwd())
-    own = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # the folder holding prefixrl/
+    own = str(Path(os.path.realpath(__file__)).parents[2])  # the folder holding prefixrl/ (this is prefixrl/data/)
     keep = [p for p in sys.path if p and os.path.realpath(p) != cwd]
     return [own] + [p for p in keep if p != own]
 

@@ -106,7 +106,7 @@ def base_target(model_dir) -> Target | None:
     return Target(cal["target_pass1"], cal["tolerance"])
 
 
-def gates(measured: dict, target: Target | None, min_yield: float) -> dict:
+def sampling_gates(measured: dict, target: Target | None, min_yield: float) -> dict:
     """The gates that must hold before rejection sampling spends its budget, each with what was measured."""
     out = {"exact_pass@1": measured["exact_pass@1"], "expected_yield": measured["expected_yield"],
            "cap": measured["cap"], "problems": measured["problems"], "min_yield": min_yield,
@@ -117,7 +117,7 @@ def gates(measured: dict, target: Target | None, min_yield: float) -> dict:
     return out
 
 
-def check_gates(g: dict, where: str) -> None:
+def check_sampling_gates(g: dict, where: str) -> None:
     """One line, exit 2 (BadInput), naming what was measured, the window or floor, and the knob to turn."""
     if not g.get("window_ok", True):
         lo, hi = g["window"]

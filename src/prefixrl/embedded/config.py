@@ -20,8 +20,47 @@ if TYPE_CHECKING:
 CALIBRATIONS = ("logit-scale", "none")  # --calibration (`prefixrl.embedded.calibration`)
 
 
+@dataclass(frozen=True, kw_only=True)
+class TaskShape:
+    """The built-in chain task's shape: one set of knobs, with one default, for every command that builds a
+    base (`prefixrl pretrain`, `demo`, `bench`). The stages after pretraining read it from the base's folder,
+    so the README's stage-by-stage commands and `prefixrl demo` train on the same task."""
+
+    hard_steps: int = 16
+    """Steps in a hard chain (the difficulty knob); easy chains have 1 to hard_steps steps."""
+    rare_steps: int = 4
+    """The regime knob (docs/regimes.md): steps of each hard chain that are class-specific rare operations the
+    base never learned (its teacher guesses them); 0 is the shared-skill chain of earlier releases. 4 was
+    chosen by the regime gates."""
+    classes: int = 4
+    """Problem classes, one rare operation each (used when --rare-steps > 0)."""
+    teacher_accuracy: float | None = None
+    """Probability that the base's imperfect teacher writes a common step's value correctly (default: the
+    value that puts hard pass@1 at the design rate 0.65 ** hard_steps at this --rare-steps; 0.65 with none)."""
+
+    def check(self) -> None:
+        """The shape's values (BadInput: one line, exit 2): the chain task's own rules, and a teacher
+        accuracy in (0, 1]."""
+        try:
+            self.task()
+        except ValueError as e:
+            raise BadInput(str(e)) from None
+        if not 0 < self.accuracy() <= 1:
+            raise BadInput("teacher_accuracy must be in (0, 1]")
+
+    def accuracy(self) -> float:
+        """The teacher's per-step accuracy on common steps: given, or the design value of this shape."""
+        return self.task().design_accuracy() if self.teacher_accuracy is None else self.teacher_accuracy
+
+    def task(self) -> ChainTask:
+        """The hard chains of this shape, with easy chains of 1 to hard_steps steps."""
+        from prefixrl.data.tasks.chain import ChainTask
+
+        return ChainTask(1, self.hard_steps, self.hard_steps, rare_steps=self.rare_steps, classes=self.classes)
+
+
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(TaskShape):
     """Pretrain the embedded base model (a tiny Llama) on easy problems from an imperfect teacher."""
 
     out: Path = Path("runs/base")
@@ -32,20 +71,10 @@ class PretrainConfig:
     """Sequences per step."""
     lr: float = 3e-3
     """Peak learning rate (linear warm-up, cosine decay)."""
-    teacher_accuracy: float | None = None
-    """Probability that the teacher writes a common step's value correctly (default: the value that puts
-    hard pass@1 at the design rate 0.65 ** hard_steps at this --rare-steps; 0.65 with none)."""
     easy_min_steps: int = 1
     """Shortest easy chain."""
     easy_max_steps: int = 16
     """Longest easy chain."""
-    hard_steps: int = 16
-    """Length of hard chains (recorded with the model; used by later stages)."""
-    rare_steps: int = 0
-    """The regime knob (docs/regimes.md): steps of each hard chain that are rare-operation lookups the
-    teacher does not know; 0 is the shared-skill chain."""
-    classes: int = 4
-    """Problem classes, one rare operation each (used when --rare-steps > 0)."""
     arch: str = "llama"
     """Model family: llama (the embedded default) or qwen2 (a second family for cross-family traces)."""
     tokenizer: str = "char"
@@ -71,23 +100,18 @@ class PretrainConfig:
 
     def check(self) -> None:
         """Every value, before anything is computed or written (the CLI calls it after parsing, `pretrain`
-        before its first step): a ValueError is one line and exit 2."""
-        try:
-            self.task()
-        except ValueError as e:
-            raise BadInput(str(e)) from None
-        if not 0 < self.accuracy() <= 1:
-            raise ValueError("teacher_accuracy must be in (0, 1]")
+        before its first step): BadInput, one line and exit 2."""
+        super().check()
         if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
+            raise BadInput("steps and batch_size must be >= 1")
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be finite and > 0, got {self.lr}")
+            raise BadInput(f"lr must be finite and > 0, got {self.lr}")
         if min(self.hidden, self.layers, self.heads, self.ffn) < 1 or self.hidden % self.heads:
-            raise ValueError("hidden, layers, heads and ffn must be >= 1, and hidden a multiple of heads")
+            raise BadInput("hidden, layers, heads and ffn must be >= 1, and hidden a multiple of heads")
         if self.calibration not in CALIBRATIONS:
-            raise ValueError(f"unknown calibration {self.calibration!r}; choose from {', '.join(CALIBRATIONS)}")
+            raise BadInput(f"unknown calibration {self.calibration!r}; choose from {', '.join(CALIBRATIONS)}")
         if self.calibration_problems < 1:
-            raise ValueError("calibration_problems must be >= 1")
+            raise BadInput("calibration_problems must be >= 1")
         self.target()  # the target and its window are checked before any compute
 
     def task(self) -> ChainTask:
@@ -95,9 +119,6 @@ class PretrainConfig:
 
         return ChainTask(self.easy_min_steps, self.easy_max_steps, self.hard_steps, rare_steps=self.rare_steps,
                          classes=self.classes)
-
-    def accuracy(self) -> float:
-        return self.task().design_accuracy() if self.teacher_accuracy is None else self.teacher_accuracy
 
     def target(self) -> Target:
         from prefixrl.embedded.calibration import Target

@@ -26,7 +26,7 @@ from prefixrl.embedded.config import PretrainConfig
 from prefixrl.embedded.tokenizer import build_tokenizer
 from prefixrl.io.checkpoint import write_folder
 from prefixrl.io.outputs import Output, claim
-from prefixrl.rl import exact as regime
+from prefixrl.rl import exact
 from prefixrl.rl.mask import make_batch
 from prefixrl.rl.sft import sft_step
 from prefixrl.rollout.flops import Ledger
@@ -80,8 +80,8 @@ def _pretrain(cfg: PretrainConfig, ledger: Ledger, progress: bool):
         (folder / "prefixrl.json").write_text(json.dumps(meta, indent=2))
         # The regime as any loader sees it: measured on the folder as written, not on the model in memory.
         saved, _ = load(folder)
-        measured = {"hard_train": regime.measure(saved, tok, task, calib_problems),
-                    "easy": regime.measure(saved, tok, task, task.problems("easy", cfg.calibration_problems, cfg.seed))}
+        measured = {"hard_train": exact.measure(saved, tok, task, calib_problems),
+                    "easy": exact.measure(saved, tok, task, task.problems("easy", cfg.calibration_problems, cfg.seed))}
         (folder / "regime.json").write_text(json.dumps(measured, indent=2))
 
     write_folder(cfg.out, fill)

@@ -42,7 +42,7 @@ class RunState:
     pool: dict = field(default_factory=dict)  # adaptive ladders and harvested traces (`prefixrl.rl.pool.Pool.state`)
 
 
-def claim(out: Path, key: dict, resume: bool, restart_if_changed: bool) -> dict | None:
+def begin(out: Path, key: dict, resume: bool, restart_if_changed: bool) -> dict | None:
     """Make `out` this run's folder. Returns the saved result if the same run finished there before.
 
     A folder holding another run is an error (exit 2), or is discarded with `restart_if_changed` (the

@@ -65,36 +65,9 @@ def reinforce_loss(logp: torch.Tensor, mask: torch.Tensor, advantages: torch.Ten
     return weighted_pg_loss(logp, mask, advantages, torch.ones_like(logp), norm)
 
 
-# --- off-policy baselines (paper §6.3): token weights on the policy gradient of trace tokens -----------------
-#
-# Every policy-gradient loss in the project has the form  −Σ_i A_i Σ_t mask·w_t·log π(y_t) / norm  with the
-# weights w_t held constant (no gradient). On-policy tokens have w = 1 (`reinforce_loss`). Off-policy trace
-# tokens get one of the weights below; the mask still decides which tokens are trained.
-
-
 def weighted_pg_loss(logp: torch.Tensor, mask: torch.Tensor, advantages: torch.Tensor, weights: torch.Tensor,
                      norm: float) -> torch.Tensor:
-    """−Σ_i A_i Σ_t mask·stopgrad(w)·log π / norm; weights [B, T-1] (1 for on-policy tokens)."""
+    """−Σ_i A_i Σ_t mask·stopgrad(w)·log π / norm; weights [B, T-1]. Every policy-gradient loss in the project
+    has this form, the weights held constant: on-policy tokens have w = 1 (`reinforce_loss`), off-policy trace
+    tokens the method's weight (`prefixrl.rl.offpolicy`, paper §6.3); the mask still decides what trains."""
     return -(advantages[:, None] * weights.detach() * logp * mask).sum() / norm
-
-
-def importance_weights(logp: torch.Tensor, logp_base: torch.Tensor, log_accept: torch.Tensor, length: torch.Tensor,
-                       clip: float) -> torch.Tensor:
-    """Token-level, clipped importance weights for a trace from μ = π₀ conditioned on success.
-
-    μ(y) ≈ π₀(y) / p̂ with p̂ the acceptance rate of rejection sampling (the paper's "acceptance-rate
-    approximation"), so π(y)/μ(y) = p̂ · Π_t π(y_t)/π₀(y_t). We spread log p̂ evenly over the trace's T
-    tokens and clip each token's weight at `clip`: w_t = min(clip, exp(log π − log π₀ + log p̂ / T)).
-    Biased (token-level, clipped) by design, as in the paper's baseline.
-
-    logp, logp_base: [B, T-1]; log_accept, length: [B] (log p̂ ≤ 0 and trace length per row).
-    """
-    log_w = logp.detach() - logp_base + (log_accept / length.clamp(min=1))[:, None]
-    return log_w.exp().clamp(max=clip)
-
-
-def shaping_weights(logp: torch.Tensor, gamma: float) -> torch.Tensor:
-    """LUFFY's policy shaping: off-policy tokens are trained on f(π) = π / (π + γ) with the behaviour
-    probability taken as 1. ∇f = γπ/(π+γ)² · ∇log π, so as a weight on ∇log π: w = γπ / (π + γ)²."""
-    p = logp.detach().exp()
-    return gamma * p / (p + gamma) ** 2

@@ -1,5 +1,6 @@
 """Off-policy trace tokens in a group (the offpolicy and luffy baselines, paper §6.3): log π₀ of each
-trace under the starting policy, and the method's weight w_t on each token's ∇log π."""
+trace under the starting policy, the two weights w_t on a trace token's ∇log π (clipped importance
+weights, LUFFY's policy shaping), and `token_weights`, which picks the method's weight for each row."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from prefixrl.data.prompt import render_prompt
 from prefixrl.data.traces import Trace
-from prefixrl.rl.losses import importance_weights, shaping_weights, token_logprobs
+from prefixrl.rl.losses import token_logprobs
 from prefixrl.rl.mask import make_batch
 from prefixrl.rl.methods import Method
 from prefixrl.rollout.device import of as device_of
@@ -38,6 +39,28 @@ def base_logprobs(model, tokenizer, traces: list[Trace], ledger: Ledger) -> dict
         out[t.problem_id] = logp[0][batch.mask[0] > 0].tolist()
         ledger.add("offpolicy/base_logprobs", sample_flops(n_params, int(batch.lengths.sum())))
     return out
+
+
+def importance_weights(logp: torch.Tensor, logp_base: torch.Tensor, log_accept: torch.Tensor, length: torch.Tensor,
+                       clip: float) -> torch.Tensor:
+    """Token-level, clipped importance weights for a trace from μ = π₀ conditioned on success.
+
+    μ(y) ≈ π₀(y) / p̂ with p̂ the acceptance rate of rejection sampling (the paper's "acceptance-rate
+    approximation"), so π(y)/μ(y) = p̂ · Π_t π(y_t)/π₀(y_t). We spread log p̂ evenly over the trace's T
+    tokens and clip each token's weight at `clip`: w_t = min(clip, exp(log π − log π₀ + log p̂ / T)).
+    Biased (token-level, clipped) by design, as in the paper's baseline.
+
+    logp, logp_base: [B, T-1]; log_accept, length: [B] (log p̂ ≤ 0 and trace length per row).
+    """
+    log_w = logp.detach() - logp_base + (log_accept / length.clamp(min=1))[:, None]
+    return log_w.exp().clamp(max=clip)
+
+
+def shaping_weights(logp: torch.Tensor, gamma: float) -> torch.Tensor:
+    """LUFFY's policy shaping: off-policy tokens are trained on f(π) = π / (π + γ) with the behaviour
+    probability taken as 1. ∇f = γπ/(π+γ)² · ∇log π, so as a weight on ∇log π: w = γπ / (π + γ)²."""
+    p = logp.detach().exp()
+    return gamma * p / (p + gamma) ** 2
 
 
 def token_weights(method: Method, is_clip: float, shaping_gamma: float, logp: torch.Tensor, mask: torch.Tensor,

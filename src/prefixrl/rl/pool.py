@@ -33,15 +33,11 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
-from prefixrl.data.collect import rejection_sample
 from prefixrl.data.prefixes import Prefix, PrefixedPrompt, answer_safe_cut, cut_prefixes
 from prefixrl.data.prompt import decode_response, tokenizer_fingerprint
 from prefixrl.data.tasks.base import Problem, Task, Verdict
 from prefixrl.data.traces import Trace
 from prefixrl.rl.settings import SCHEDULES
-from prefixrl.rollout.engine import Engine, SamplingParams
-from prefixrl.rollout.flops import Ledger
-from prefixrl.rollout.seeds import derive
 
 # cut fractions logged per step (adaptive): none, short, the paper's band, long
 BANDS = ((0.0, 0.0), (0.0, 0.4), (0.4, 0.8), (0.8, 1.0))
@@ -83,7 +79,7 @@ def ladder_of(trace: Trace, task: Task, tokenizer, rungs: int) -> Ladder:
 class Pool:
     """The plain problems, the prefixes cut from correct traces, and (with the options above) the
     adaptive ladders and the traces the run found itself (`harvested`: harvested and re-collected ones,
-    in order). `draw` and `observe` are the step's two calls; `recollect` runs every N steps."""
+    in order). `draw` and `observe` are the step's two calls; the loop adds re-collected traces with `add`."""
 
     def __init__(self, unprefixed: list[Problem], prefixed: list[Prefix], traces: list[Trace] = (),
                  schedule: str = "fixed", harvest: bool = False, task: Task | None = None, tokenizer=None,
@@ -142,21 +138,9 @@ class Pool:
                      tokenizer_fingerprint(self.tokenizer), source, temperature, top_p, samples,
                      flops=0.0)  # its sampling FLOPs are in the run's ledger already
 
-    def recollect(self, engine: Engine, params: SamplingParams, cap: int, step: int, source: str,
-                  ledger: Ledger) -> int:
-        """Rejection sampling with the policy behind `engine` on the plain problems still without a trace,
-        at most `cap` samples each, seeded by (seed, step); every sample charged to `ledger` under
-        recollect/. Each trace found joins the pool (`add`). Returns how many were found."""
-        untraced = [p for p in self.unprefixed if p.id not in self.traced]
-        if not untraced:
-            return 0
-        col = rejection_sample(engine, self.tokenizer, self.task, untraced, params, f"{source}@step{step}", cap=cap,
-                               per_round=min(cap, 32), seed=derive(self.seed, step), progress=False)
-        for category, flops in col.ledger.to_dict().items():
-            ledger.add(category.replace("collect/", "recollect/", 1), flops)
-        for trace in col.traces:  # its own cost stays on the trace, as for any collected one
-            self.add(trace)
-        return len(col.traces)
+    def untraced(self) -> list[Problem]:
+        """The plain problems still without a trace (re-collection samples these: `prefixrl.rl.train.recollect`)."""
+        return [p for p in self.unprefixed if p.id not in self.traced]
 
     def add(self, trace: Trace) -> None:
         """A harvested or re-collected trace joins the pool: its prefixes by the schedule's rule (the paper's

@@ -4,7 +4,7 @@ its --help (`prefixrl train --help`, `prefixrl pretrain --help`), and each `chec
 values are validated.
 
 This module imports no torch, transformers or pyarrow (a check imports what it needs when it runs), so
-that a command's --help answers at once; tests/test_cli.py holds it to that.
+that a command's --help answers at once; tests/cli/test_cli.py holds it to that.
 """
 
 from __future__ import annotations

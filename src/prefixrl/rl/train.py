@@ -18,8 +18,11 @@ One step (`rl_step`), with every choice the paper leaves open made explicit (doc
 6. Ledger: sampling 2·N per token (prefill of problem + prefix, and decode), update 6·N per token of every
    updated sequence (prefix included); an offline cost (rejection sampling) is charged up front.
 7. Pool: the on-policy groups update what the pool adapts, if anything (beyond the paper, off by default:
-   the adaptive prefix ladders and harvested traces of `prefixrl.rl.pool`); every `recollect_every` steps,
-   rejection sampling with the current policy adds traces for problems still without one, charged.
+   the adaptive prefix ladders and harvested traces of `prefixrl.rl.pool`). Every `recollect_every` steps
+   the loop runs rejection sampling with the current policy for problems still without a trace, charged.
+
+The file reads top down: `train_rl` (the loop) → `rl_step` → `sample_groups`, `score` → `update` →
+`guarded_update`; a step's groups travel as `Group` records.
 """
 
 from __future__ import annotations
@@ -34,15 +37,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from prefixrl.data.collect import rejection_sample
 from prefixrl.data.evaluate import evaluate
-from prefixrl.data.prefixes import Prefix
+from prefixrl.data.prefixes import Prefix, PrefixedPrompt
 from prefixrl.data.tasks import task_spec
 from prefixrl.data.tasks.base import Problem, Task, Verdict, reward
 from prefixrl.data.traces import Trace, save_traces
 from prefixrl.data.verifier import verify_all
 from prefixrl.io import run_state
 from prefixrl.io.checkpoint import save_policy
-from prefixrl.rl import exact as regime
+from prefixrl.rl import exact
 from prefixrl.rl.losses import group_advantages, token_logprobs, weighted_pg_loss
 from prefixrl.rl.mask import make_batch, micro_batches
 from prefixrl.rl.methods import METHODS, Method
@@ -59,6 +63,31 @@ from prefixrl.rollout.seeds import derive
 
 
 @dataclass
+class TrainingSet:
+    """What a run trains and evaluates on: the task, its plain problems, the prefixes cut from correct
+    traces, the traces themselves (offpolicy / luffy / sft-rl / adaptive cuts) and their offline cost."""
+
+    task: Task
+    unprefixed: list[Problem]
+    prefixed: list[Prefix]
+    traces: list[Trace] = field(default_factory=list)
+    charged_flops: float = 0.0  # the offline cost of the traces (rejection sampling), charged up front
+    eval_prefixed: list[Prefix] | None = None  # default: `prefixed`
+    eval_heldout: list[Problem] | None = None
+
+
+@dataclass
+class RunOptions:
+    """How a run is driven, never what it learns: progress bar, resume, the engine and a tracker."""
+
+    progress: bool = True
+    resume: bool = False  # continue from the newest valid checkpoint in `out`
+    restart_if_changed: bool = False  # a run folder made with other settings is restarted, not refused
+    tracker: object = None  # `prefixrl.io.tracking.Tracker`: mirrors every logged record
+    engine: Engine | None = None  # default: the built-in sampler on the policy
+
+
+@dataclass
 class Learner:
     """What an update changes, and how it computes: the policy, its optimizer, and the method's inputs."""
 
@@ -69,6 +98,33 @@ class Learner:
     backbone: object = None  # torch.compile'd backbone, or None
     traces: dict[str, Trace] | None = None  # offpolicy / luffy: problem id -> its trace
     logp_base: dict | None = None  # offpolicy: log π₀ of every trace token
+
+
+@dataclass
+class Group:
+    """One prompt and its group: n on-policy completions, then (offpolicy / luffy) the problem's trace."""
+
+    prompt: PrefixedPrompt
+    completions: list[list[int]]  # token ids of each member, the trace (+ EOS) last
+    logprobs: list[list[float]]  # per on-policy completion, its sampled tokens' log-probs
+    trace: Trace | None = None  # the off-policy trace that is the group's last member
+    verdicts: list[Verdict] = field(default_factory=list)  # per member, on the whole response (prefix included)
+    rewards: list[float] = field(default_factory=list)
+    advantages: torch.Tensor | None = None  # [members]: A_i = r_i − mean(r) (§3.6)
+
+    @property
+    def n_on(self) -> int:
+        return len(self.logprobs)
+
+    @property
+    def members(self) -> list[tuple[list[int], Trace | None]]:
+        """(completion ids, the trace it is or None) per member, in order."""
+        return [(ids, self.trace if i >= self.n_on else None) for i, ids in enumerate(self.completions)]
+
+    @property
+    def has_signal(self) -> bool:
+        """A group whose rewards are all equal has zero advantages: it carries no gradient."""
+        return bool(self.advantages.abs().sum() > 0)
 
 
 @dataclass
@@ -87,6 +143,14 @@ class StepRecord:
     verdicts: list[Verdict]
     fractions: list[float | None] = field(default_factory=list)  # per prompt: share of its trace given, None if plain
 
+    @classmethod
+    def of(cls, step: int, groups: list[Group], trained_rows: int, grad_norm: float, applied: bool) -> StepRecord:
+        on_logps = [lp for g in groups for lps in g.logprobs for lp in lps]
+        entropy = -sum(on_logps) / max(1, len(on_logps))  # Monte-Carlo estimate from the sampled tokens
+        return cls(step, [g.prompt.prefixed for g in groups], [g.rewards for g in groups], groups[0].n_on,
+                   sum(not g.has_signal for g in groups) / len(groups), trained_rows, grad_norm, applied, entropy,
+                   [v for g in groups for v in g.verdicts], [g.prompt.fraction for g in groups])
+
     def log(self, flops: float, seconds: float, skipped: bool) -> dict:
         on = [(r[: self.n_on], k) for r, k in zip(self.rewards, self.prefixed)]
         return {
@@ -103,106 +167,39 @@ class StepRecord:
         }
 
 
-def rl_step(step: int, pool: Pool, engine: Engine, learner: Learner, task: Task, tokenizer, cfg: RLSettings,
-            ledger: Ledger) -> StepRecord:
-    """Draw → sample → verify → advantages → update → ledger → pool (the module docstring's seven steps)."""
-    prompts = pool.draw(tokenizer, cfg.prefixed_share, cfg.prompts_per_step, cfg.seed, step)
-    # sample: n completions per prompt; (offpolicy / luffy) the problem's trace joins its group
-    n_on = cfg.samples_per_prompt - (1 if learner.method.offpolicy else 0)
-    params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
-    gens = engine.generate([p.ids for p in prompts], n_on, params, seed=derive(cfg.seed, step))
-    ledger.add("rl/prefill", gens.prefill_flops)
-    ledger.add("rl/decode", gens.decode_flops)
-    groups = [[(s.tokens, None) for s in group] for group in gens.samples]  # (completion ids, its trace or None)
-    for prompt, group in zip(prompts, groups):
-        trace = (learner.traces or {}).get(prompt.problem.id)
-        if trace is not None:
-            group.append((list(trace.token_ids) + [tokenizer.eos_token_id], trace))
-    # verify the whole response, prefix + completion; advantages within each group
-    verdicts = verify_all(task, [(p.problem, p.response(tokenizer, ids)) for p, group in zip(prompts, groups)
-                                 for ids, _ in group])
-    flat = iter(verdicts)
-    per_group = [[next(flat) for _ in group] for group in groups]
-    rewards = [[reward(v) for v in vs] for vs in per_group]
-    advs = [group_advantages(torch.tensor([r]))[0] for r in rewards]
-    # update on the groups that carry signal: context = prompt + prefix, trained = completion
-    rows = [(g, i) for g, a in enumerate(advs) if a.abs().sum() > 0 for i in range(len(groups[g]))]
-    grad_norm, applied = 0.0, True
-    if rows:
-        context = [prompts[g].ids for g, _ in rows]
-        trained = [groups[g][i][0] for g, i in rows]
-        grad_norm, applied = update(learner, cfg, tokenizer, context, trained, [groups[g][i][1] for g, i in rows],
-                                    torch.stack([advs[g][i] for g, i in rows]))
-        tokens = sum(len(c) + len(t) for c, t in zip(context, trained))  # prompt and prefix included
-        ledger.add("rl/train", train_flops(param_count(learner.model), tokens))
-    # the pool learns from the on-policy samples: ladders' success, harvested traces (`prefixrl.rl.pool`)
-    pool.observe(step, prompts, [[ids for ids, _ in group[:n_on]] for group in groups], [vs[:n_on] for vs in per_group],
-                 tokenizer.eos_token_id, cfg.temperature, cfg.top_p, f"harvest:{cfg.method}")
-    if cfg.recollect_every and step % cfg.recollect_every == 0:
-        pool.recollect(engine, params, cfg.recollect_cap, step, f"recollect:{cfg.method}", ledger)
-    on_logps = [lp for group in gens.samples for s in group for lp in s.logprobs]
-    return StepRecord(step, [p.prefixed for p in prompts], rewards, n_on,
-                      sum(float(a.abs().sum() == 0) for a in advs) / len(advs), len(rows), grad_norm, applied,
-                      -sum(on_logps) / max(1, len(on_logps)),  # entropy: Monte-Carlo estimate from sampled tokens
-                      verdicts, [p.fraction for p in prompts])
-
-
-def update(learner: Learner, cfg: RLSettings, tokenizer, context: list[list[int]], trained: list[list[int]],
-           row_traces: list[Trace | None], advantages: torch.Tensor) -> tuple[float, bool]:
-    """One optimizer step on length-bucketed micro-batches. `norm` is a constant (rows × max new tokens,
-    losses.py), so the micro-batch losses sum to the step's loss."""
-    norm = cfg.prompts_per_step * cfg.samples_per_prompt * cfg.max_new_tokens
-    device = device_of(learner.model)
-    advantages = advantages.to(device)
-
-    def micro_losses():
-        for mb in micro_batches(context, trained, cfg.micro_batch_tokens):
-            batch = make_batch([context[r] for r in mb], [trained[r] for r in mb], tokenizer.pad_token_id, device)
-            with learner.amp():
-                logp, _ = token_logprobs(learner.model, batch, learner.backbone)
-            weights = token_weights(learner.method, cfg.is_clip, cfg.shaping_gamma, logp, batch.mask,
-                                    [row_traces[r] for r in mb], learner.logp_base or {})
-            yield weighted_pg_loss(logp, batch.mask, advantages[mb], weights, norm)
-
-    return guarded_update(learner.model, learner.opt, micro_losses(), cfg.grad_clip)
-
-
-def train_rl(
-    model, tokenizer, task: Task, cfg: RLSettings, unprefixed: list[Problem], prefixed: list[Prefix], out: Path,
-    charged_flops: float = 0.0, traces: list[Trace] | None = None, eval_prefixed: list[Prefix] | None = None,
-    eval_heldout: list[Problem] | None = None, progress: bool = True, resume: bool = False,
-    restart_if_changed: bool = False, tracker=None, engine: Engine | None = None,
-) -> dict:
+def train_rl(model, tokenizer, data: TrainingSet, cfg: RLSettings, out: Path, run: RunOptions | None = None) -> dict:
     """Run one method; write metrics.jsonl, ledger.json, result.json and the final policy (HF format) to `out`.
 
-    Every `checkpoint_every` steps the full state is checkpointed; with `resume`, a run killed at any
+    Every `checkpoint_every` steps the full state is checkpointed; with `run.resume`, a run killed at any
     point continues from its newest valid checkpoint and ends exactly where the uninterrupted run would
-    have (`prefixrl.io.run_state`). `engine` defaults to the built-in sampler on `model`. `tracker`
-    (`prefixrl.io.tracking`) mirrors every logged record.
+    have (`prefixrl.io.run_state`).
     """
-    cfg, method, traces = _checked(cfg, task, prefixed, traces or [])
-    ids = [p.id for p in unprefixed] + [f"{p.problem_id}:{p.cut}" for p in prefixed] + [t.problem_id for t in traces]
-    key = run_state.run_key(result_settings(cfg), charged_flops, ids)
-    finished = run_state.claim(out, key, resume, restart_if_changed)
+    run = run or RunOptions()
+    task = data.task
+    cfg, method, traces = _checked(cfg, task, data.prefixed, data.traces or [])
+    ids = ([p.id for p in data.unprefixed] + [f"{p.problem_id}:{p.cut}" for p in data.prefixed]
+           + [t.problem_id for t in traces])
+    key = run_state.run_key(result_settings(cfg), data.charged_flops, ids)
+    finished = run_state.begin(out, key, run.resume, run.restart_if_changed)
     if finished is not None:  # the same run finished before: hand back its policy and result
         model.load_state_dict(load(out / "final")[0].state_dict())
         return finished
     torch.manual_seed(cfg.seed)
-    learner, engine, state, ledger = _start(model, tokenizer, cfg, method, traces, out, key, charged_flops, resume,
-                                            engine)
-    pool = Pool(unprefixed, prefixed, traces, cfg.prefix_schedule, cfg.harvest, task, tokenizer, cfg.prefix_target,
-                cfg.prefix_band, cfg.prefix_rungs, cfg.seed, recollect=cfg.recollect_every > 0)
+    learner, engine, state, ledger = _start(model, tokenizer, cfg, method, traces, out, key, data.charged_flops,
+                                            run.resume, run.engine)
+    pool = Pool(data.unprefixed, data.prefixed, traces, cfg.prefix_schedule, cfg.harvest, task, tokenizer,
+                cfg.prefix_target, cfg.prefix_band, cfg.prefix_rungs, cfg.seed, recollect=cfg.recollect_every > 0)
     pool.restore(state.pool)  # (empty for a fresh run)
     log = (out / "metrics.jsonl").open("a")
 
     def record(rec: dict) -> None:
         log.write(json.dumps(rec) + "\n")
-        if tracker is not None:
-            tracker.log(rec)
+        if run.tracker is not None:
+            run.tracker.log(rec)
 
     def eval_point(step: int) -> None:
-        point = evaluate_point(engine, tokenizer, task, cfg, unprefixed, eval_prefixed or prefixed, eval_heldout,
-                               ledger, model)
+        point = evaluate_point(engine, tokenizer, task, cfg, data.unprefixed, data.eval_prefixed or data.prefixed,
+                               data.eval_heldout, ledger, model)
         state.curve.append({"step": step, **point})
         record({"kind": "eval", "step": step, **point})
         log.flush()
@@ -217,14 +214,16 @@ def train_rl(
     if not state.curve:
         eval_point(0)
         checkpoint(0)
-    bar = tqdm(range(first, cfg.steps + 1), desc=f"train {cfg.method}", disable=not progress, initial=first - 1,
-               total=cfg.steps)
+    bar = tqdm(range(first, cfg.steps + 1), desc=f"train {cfg.method}", disable=not run.progress,
+               initial=first - 1, total=cfg.steps)
     t0, done = time.time(), first - 1
     for step in bar:
         if cfg.flops_budget and _policy_flops(ledger) >= cfg.flops_budget:
             break
         done = step
         rec = rl_step(step, pool, engine, learner, task, tokenizer, cfg, ledger)
+        if cfg.recollect_every and step % cfg.recollect_every == 0:
+            recollect(pool, engine, task, tokenizer, cfg, step, ledger)
         if rec.trained_rows:
             state.skips = 0 if rec.applied else state.skips + 1
         if state.skips >= cfg.max_nonfinite_steps:
@@ -244,6 +243,119 @@ def train_rl(
         eval_point(done)
     log.close()
     return _finish(out, key, model, tokenizer, task, state, ledger, pool, done)
+
+
+def rl_step(step: int, pool: Pool, engine: Engine, learner: Learner, task: Task, tokenizer, cfg: RLSettings,
+            ledger: Ledger) -> StepRecord:
+    """Draw → sample → verify → advantages → update → ledger → pool (the module docstring's steps 1–7)."""
+    prompts = pool.draw(tokenizer, cfg.prefixed_share, cfg.prompts_per_step, cfg.seed, step)
+    groups = sample_groups(prompts, engine, learner, tokenizer, cfg, step, ledger)
+    score(groups, task, tokenizer)
+    # update on the groups that carry signal: context = prompt + prefix, trained = completion
+    trained = [g for g in groups if g.has_signal]
+    grad_norm, applied = update(learner, cfg, tokenizer, trained) if trained else (0.0, True)
+    if trained:
+        tokens = sum(len(g.prompt.ids) + len(ids) for g in trained for ids in g.completions)  # prompt and prefix too
+        ledger.add("rl/train", train_flops(param_count(learner.model), tokens))
+    # the pool learns from the on-policy samples: ladders' success, harvested traces (`prefixrl.rl.pool`)
+    pool.observe(step, prompts, [g.completions[: g.n_on] for g in groups], [g.verdicts[: g.n_on] for g in groups],
+                 tokenizer.eos_token_id, cfg.temperature, cfg.top_p, f"harvest:{cfg.method}")
+    return StepRecord.of(step, groups, sum(len(g.completions) for g in trained), grad_norm, applied)
+
+
+def sample_groups(prompts: list[PrefixedPrompt], engine: Engine, learner: Learner, tokenizer, cfg: RLSettings,
+                  step: int, ledger: Ledger) -> list[Group]:
+    """n completions per prompt from the current policy, seeded by (seed, step); (offpolicy / luffy) the
+    problem's trace takes the group's last place."""
+    n_on = cfg.samples_per_prompt - (1 if learner.method.offpolicy else 0)
+    gens = engine.generate([p.ids for p in prompts], n_on, sampling_params(cfg), seed=derive(cfg.seed, step))
+    ledger.add("rl/prefill", gens.prefill_flops)
+    ledger.add("rl/decode", gens.decode_flops)
+    groups = []
+    for prompt, samples in zip(prompts, gens.samples):
+        group = Group(prompt, [s.tokens for s in samples], [s.logprobs for s in samples])
+        group.trace = (learner.traces or {}).get(prompt.problem.id)
+        if group.trace is not None:
+            group.completions.append(list(group.trace.token_ids) + [tokenizer.eos_token_id])
+        groups.append(group)
+    return groups
+
+
+def score(groups: list[Group], task: Task, tokenizer) -> None:
+    """Each member's verdict on its whole response, prefix + completion (one call, so the verifier pool
+    works on the whole step at once), its reward, and the group's advantages: REINFORCE with a group-mean
+    baseline (§3.6)."""
+    verdicts = iter(verify_all(task, [(g.prompt.problem, g.prompt.response(tokenizer, ids)) for g in groups
+                                      for ids in g.completions]))
+    for g in groups:
+        g.verdicts = [next(verdicts) for _ in g.completions]
+        g.rewards = [reward(v) for v in g.verdicts]
+        g.advantages = group_advantages(torch.tensor([g.rewards]))[0]
+
+
+def update(learner: Learner, cfg: RLSettings, tokenizer, groups: list[Group]) -> tuple[float, bool]:
+    """One optimizer step on every member of `groups`, in length-bucketed micro-batches. `norm` is a
+    constant (rows × max new tokens, `prefixrl.rl.losses`), so the micro-batch losses sum to the step's loss."""
+    rows = [(g, ids, trace, a) for g in groups for (ids, trace), a in zip(g.members, g.advantages)]
+    context, trained = [g.prompt.ids for g, *_ in rows], [ids for _, ids, _, _ in rows]
+    row_traces = [trace for _, _, trace, _ in rows]
+    norm = cfg.prompts_per_step * cfg.samples_per_prompt * cfg.max_new_tokens
+    device = device_of(learner.model)
+    advantages = torch.stack([a for *_, a in rows]).to(device)
+
+    def micro_losses():
+        for mb in micro_batches(context, trained, cfg.micro_batch_tokens):
+            batch = make_batch([context[r] for r in mb], [trained[r] for r in mb], tokenizer.pad_token_id, device)
+            with learner.amp():
+                logp, _ = token_logprobs(learner.model, batch, learner.backbone)
+            weights = token_weights(learner.method, cfg.is_clip, cfg.shaping_gamma, logp, batch.mask,
+                                    [row_traces[r] for r in mb], learner.logp_base or {})
+            yield weighted_pg_loss(logp, batch.mask, advantages[mb], weights, norm)
+
+    return guarded_update(learner.model, learner.opt, micro_losses(), cfg.grad_clip)
+
+
+def guarded_update(model, opt, losses, grad_clip: float) -> tuple[float, bool]:
+    """Backward, clip, and step only if the loss and the gradient norm are finite.
+
+    `losses` is the step's loss, or an iterable of micro-batch losses that sum to it (each is
+    backpropagated as it comes, so only one micro-batch's graph is alive at a time).
+    A skipped step leaves parameters and optimizer state untouched (the gradients are dropped).
+    Returns (gradient norm before clipping, whether the step was applied).
+    """
+    opt.zero_grad(set_to_none=True)
+    for loss in [losses] if isinstance(losses, torch.Tensor) else losses:
+        if not torch.isfinite(loss):
+            opt.zero_grad(set_to_none=True)
+            return float("nan"), False
+        loss.backward()
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
+    if not math.isfinite(grad_norm):
+        opt.zero_grad(set_to_none=True)
+        return grad_norm, False
+    opt.step()
+    return grad_norm, True
+
+
+def recollect(pool: Pool, engine: Engine, task: Task, tokenizer, cfg: RLSettings, step: int, ledger: Ledger) -> int:
+    """Beyond the paper (`--recollect-every`): rejection sampling with the current policy on the plain
+    problems still without a trace, at most `recollect_cap` samples each, seeded by (seed, step); every
+    sample charged to the ledger under recollect/, each trace found added to the pool. Returns how many."""
+    untraced = pool.untraced()
+    if not untraced:
+        return 0
+    col = rejection_sample(engine, tokenizer, task, untraced, sampling_params(cfg), f"recollect:{cfg.method}@step{step}",
+                           cap=cfg.recollect_cap, per_round=min(cfg.recollect_cap, 32), seed=derive(cfg.seed, step),
+                           progress=False)
+    for category, flops in col.ledger.to_dict().items():
+        ledger.add(category.replace("collect/", "recollect/", 1), flops)
+    for trace in col.traces:  # its own cost stays on the trace, as for any collected one
+        pool.add(trace)
+    return len(col.traces)
+
+
+def sampling_params(cfg: RLSettings) -> SamplingParams:
+    return SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
 
 
 def _finish(out: Path, key: dict, model, tokenizer, task, state, ledger: Ledger, pool: Pool, steps: int) -> dict:
@@ -313,7 +425,7 @@ def evaluate_point(engine, tokenizer, task, cfg: RLSettings, unprefixed, prefixe
                    model=None) -> dict:
     """One point of the curve: unprefixed (and prefixed, and heldout) pass@1 on the first eval_problems.
     Where the task lists its correct responses, also the heldout pass@1 measured exactly by teacher forcing
-    (`regime.measure`): at this task's pass rates a sampled estimate is a handful of samples, so only the
+    (`prefixrl.rl.exact`): at this task's pass rates a sampled estimate is a handful of samples, so only the
     exact one can say when a method reached another's accuracy. It samples nothing, so resume is unchanged."""
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
     eval_set, eval_pre = unprefixed[: cfg.eval_problems], prefixed[: cfg.eval_problems]
@@ -328,9 +440,9 @@ def evaluate_point(engine, tokenizer, task, cfg: RLSettings, unprefixed, prefixe
     if heldout:
         point["heldout_acc_unprefixed"] = evaluate(engine, tokenizer, task, heldout, cfg.eval_samples, params,
                                                    seed=cfg.seed + 9, ledger=ledger).pass_at(1)
-        if model is not None and regime.supports_exact(task):
+        if model is not None and exact.supports_exact(task):
             was_training = model.training
-            point["heldout_exact_pass@1"] = regime.measure(model, tokenizer, task, heldout)["exact_pass@1"]
+            point["heldout_exact_pass@1"] = exact.measure(model, tokenizer, task, heldout)["exact_pass@1"]
             model.train(was_training)
     return point
 
@@ -350,28 +462,6 @@ def result_settings(cfg: RLSettings) -> dict:
 
 class NonFiniteError(RuntimeError):
     """Training stopped after repeated non-finite steps."""
-
-
-def guarded_update(model, opt, losses, grad_clip: float) -> tuple[float, bool]:
-    """Backward, clip, and step only if the loss and the gradient norm are finite.
-
-    `losses` is the step's loss, or an iterable of micro-batch losses that sum to it (each is
-    backpropagated as it comes, so only one micro-batch's graph is alive at a time).
-    A skipped step leaves parameters and optimizer state untouched (the gradients are dropped).
-    Returns (gradient norm before clipping, whether the step was applied).
-    """
-    opt.zero_grad(set_to_none=True)
-    for loss in [losses] if isinstance(losses, torch.Tensor) else losses:
-        if not torch.isfinite(loss):
-            opt.zero_grad(set_to_none=True)
-            return float("nan"), False
-        loss.backward()
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
-    if not math.isfinite(grad_norm):
-        opt.zero_grad(set_to_none=True)
-        return grad_norm, False
-    opt.step()
-    return grad_norm, True
 
 
 def _mean(xs: list[float]) -> float | None:

@@ -17,7 +17,7 @@ layer has their shape, SmolLM2 and Qwen2.5 included):
 The prompt's prefill still runs through transformers' forward, once per batch; only the per-token steps
 run here, on the model's own weights (no copy is kept: the optimizer's in-place updates are seen by the
 next call). Any other model gets `GrowingCache`, transformers' own forward and cache, token for token the
-path used before. Both are checked against a full forward in tests/test_engine.py.
+path used before. Both are checked against a full forward in tests/rollout/test_engine.py.
 """
 
 from __future__ import annotations

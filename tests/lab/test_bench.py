@@ -9,6 +9,16 @@ from prefixrl_lab.cli import main
 from prefixrl_lab.curves import final_target, flops_to_reach
 
 
+def assert_page_is_its_json(results, page):
+    """Reports are data first: the page is exactly what the one renderer makes of the saved JSON alone."""
+    from prefixrl_lab.reports import render
+
+    written = page.read_text()
+    page.unlink()
+    render(results)
+    assert page.read_text() == written
+
+
 def test_flops_to_reach_uses_the_seed_mean_step_curve():
     import numpy as np
 
@@ -61,7 +71,7 @@ def _report_res(rare_steps: int) -> dict:
 
 
 def test_the_reports_reasons_follow_the_measurements_and_the_task_setting():
-    from prefixrl_lab.bench_report import _paper_comparison, _why
+    from prefixrl_lab.reports.paper import _paper_comparison, _why
 
     text = "\n".join(_paper_comparison(_report_res(4)) + _why(_report_res(4)))
     # the strategy change is measured where a problem has 2^K correct responses, with its count and chance level
@@ -81,7 +91,7 @@ def test_the_reports_reasons_follow_the_measurements_and_the_task_setting():
 
 
 def test_the_exact_table_says_what_each_mean_rests_on():
-    from prefixrl_lab.bench_report import _spread_lines
+    from prefixrl_lab.reports.paper import _spread_lines
 
     res = _report_res(4)
     res["config"]["heldout_problems"] = 128
@@ -99,7 +109,7 @@ def test_the_exact_table_says_what_each_mean_rests_on():
 
 
 def test_the_map_says_what_each_mean_rests_on_and_how_the_variants_compare():
-    from prefixrl_lab.regime_map import _rests_on_lines, _variant_lines
+    from prefixrl_lab.reports.regime_map import _rests_on_lines, _variant_lines
 
     def setting(k, sft_median):
         sp = lambda median, share: [{"mean": 2e-3, "median": median, "learned": 1, "top_share": share}] * 2
@@ -150,11 +160,9 @@ def test_bench_smoke(tmp_path):
         assert len(t["exact_spread"]) == 2
         for sp in t["exact_spread"]:
             assert 0 < sp["median"] <= 1 and 0 <= sp["learned"] <= 8 and 0 < sp["top_share"] <= 1
-    assert res["base_exact_spread"]["mean"] > 0 and "problems learned" in (out / "results.md").read_text()
-    assert "final exact hard-heldout pass@1 (the curve's 64 problems)" in (out / "results.md").read_text()
+    assert res["base_exact_spread"]["mean"] > 0 and res["kind"] == "paper"
+    assert_page_is_its_json(out / "results.json", out / "results.md")
     assert len(res["bands"]) == 3
-    text = (out / "results.md").read_text()
-    assert "Headline ratios" in text and "Back-generalization" in text and "Measured exactly" in text
     for png in ("acc_vs_flops_hard-train", "acc_vs_flops_hard-heldout", "passk_heldout", "health", "backgen_bands"):
         assert (out / "results" / f"{png}.png").stat().st_size > 0
 
@@ -170,7 +178,8 @@ def test_bench_smoke(tmp_path):
     assert redone == [tmp_path / "w" / "seed1" / "luffy" / "bench_record.json"]  # only the missing run was redone
     assert all(p.stat().st_mtime_ns == t for p, t in stores.items())  # no collection was sampled again
     assert again["seconds"] > res["seconds"]  # the reported run time sums both invocations
-    assert "analysis" in again and "Why the ranking" in (out / "results.md").read_text()
+    assert "analysis" in again
+    assert_page_is_its_json(out / "results.json", out / "results.md")
 
 
 @pytest.mark.slow
@@ -192,7 +201,7 @@ def test_the_variants_beyond_the_paper_run_next_to_prefixrl(tmp_path):
     assert len(res["table"]["prefixrl-harvest"]["harvested"]) == 1 and not res["table"]["prefixrl"]["harvested"]
     steps = json.loads((tmp_path / "w" / "seed0" / "prefixrl-adaptive" / "metrics.jsonl").read_text().splitlines()[1])
     assert "cut_bands" in steps and 0 < steps["prefix_fraction"] < 1
-    assert "Beyond the paper" in (out / "results.md").read_text()
+    assert_page_is_its_json(out / "results.json", out / "results.md")
     assert (out / "results" / "prefix_cuts.png").stat().st_size > 0
 
 
@@ -208,6 +217,7 @@ def test_cross_family_smoke(tmp_path):
     assert set(res["runs"]) == {"same-model", "cross-family"}
     assert "Qwen2" in res["models"]["other"] and res["sources"]["cross-family"]["transferred"] > 0
     assert (out / "cross_family.md").is_file() and (out / "results" / "cross_family.png").stat().st_size > 0
+    assert_page_is_its_json(out / "cross_family.json", out / "cross_family.md")
 
 
 @pytest.mark.slow
@@ -224,6 +234,7 @@ def test_perf_bench_writes_every_figure(tmp_path):
         assert math.isfinite(r[key]) and r[key] > 0, key
     assert set(r["step_seconds_by_prefix_fraction"]) == {"0.0", "0.25", "0.5", "0.75"}
     assert all(v > 0 for v in r["step_seconds_by_prefix_fraction"].values())
+    assert_page_is_its_json(out / "performance.json", out / "performance.md")
     page = (out / "performance.md").read_text()
     assert "bench perf --quick" in page and f"{r['sampler_vs_generate_prefix50']:.2f}×" in page
     # every goal is stated, met or missed, and a miss carries the figure of this run that explains it
@@ -239,7 +250,7 @@ def test_regimes_bench_maps_the_knob(tmp_path):
     """`prefixrl bench regimes` at toy size: both ends of the knob, two class counts where K > 0 (K = 0 has
     no classes and runs once), the gates at each, the theory beside it, and docs/regimes.md rewritten below
     its marker only."""
-    from prefixrl_lab.regime_map import MARKER
+    from prefixrl_lab.reports.regime_map import MARKER
 
     out = tmp_path / "docs"
     out.mkdir()

@@ -37,7 +37,7 @@ from prefixrl.data.tasks.chain import ChainTask  # noqa: E402
 from prefixrl.io.errors import BadInput  # noqa: E402
 from prefixrl_lab.cli import main  # noqa: E402
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 class ReferenceServer:
@@ -185,7 +185,7 @@ def test_the_recipe_normalises_every_token_by_one_constant():
     import torch
     from verl.trainer.ppo.core_algos import agg_loss
 
-    recipe = (Path(__file__).resolve().parents[1] / "docs" / "verl.md").read_text()
+    recipe = (Path(__file__).resolve().parents[2] / "docs" / "verl.md").read_text()
     start = recipe.index("python -m verl.trainer.main_ppo")
     flags = dict(re.findall(r"([\w.]+)=(\S+)", recipe[start : recipe.index("```", start)]))  # the command only
     assert flags["algorithm.norm_adv_by_std_in_grpo"] == "false"

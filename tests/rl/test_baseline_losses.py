@@ -4,16 +4,9 @@ import math
 
 import torch
 
-from prefixrl.rl.losses import (
-    group_advantages,
-    importance_weights,
-    sft_loss,
-    shaping_weights,
-    token_logprobs,
-    weighted_pg_loss,
-)
+from prefixrl.rl.losses import group_advantages, sft_loss, token_logprobs, weighted_pg_loss
 from prefixrl.rl.mask import make_batch
-from prefixrl.rl.offpolicy import _scatter
+from prefixrl.rl.offpolicy import _scatter, importance_weights, shaping_weights
 
 
 def test_importance_weights_by_hand_and_clipping():

@@ -53,16 +53,16 @@ def test_theory_predicts_no_separation_without_unknown_steps_and_some_with_them(
 
 
 def test_transfer_is_reported_sampled_and_exact():
-    from prefixrl_lab.demo_report import regime_gate_lines
+    from prefixrl_lab.reports.demo import gate_lines
 
     g = {"knowledge": gates.knowledge({"exact_pass@1": 1e-3, "greedy_pass@1": 0.0, "problems": 64}),
          "reachable": gates.reachability(0.6, 0.25, 0.86),
          "transfer": {"trained_before": 0.002, "trained_after": 0.004, "before": 0.0, "after": 0.002, "share": 1.0,
                       "exact": {"trained_before": 1e-3, "trained_after": 3e-3, "other_before": 1e-3,
                                 "other_after": 1.5e-3, "share": 0.25}}}
-    line = [x for x in regime_gate_lines(g) if x.startswith("- transfer")][0]
+    line = [x for x in gate_lines(g) if x.startswith("- transfer")][0]
     assert "the other half from 0.000 to 0.002 (share transferred: 1.00; reported, no threshold)" in line
     assert line.endswith("in exact pass@1, that half from 1.00e-03 to 3.00e-03 and the other from 1.00e-03 to "
                          "1.50e-03 (share 0.25)")
     del g["transfer"]["exact"]
-    assert "exact" not in [x for x in regime_gate_lines(g) if x.startswith("- transfer")][0]
+    assert "exact" not in [x for x in gate_lines(g) if x.startswith("- transfer")][0]

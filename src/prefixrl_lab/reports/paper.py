@@ -1,111 +1,11 @@
-"""`prefixrl bench` outputs: docs/results.md and its plots (paper), docs/cross_family.md (cross-family)."""
+"""docs/results.md from results.json (`prefixrl bench paper`), and the analyses of per-problem exact pass@1
+that the regime map's page shares."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-
-from prefixrl_lab.curves import grid_curve, plot_curves, plt
-
-
-def _band(ax, xs, ys_by_seed, label):
-    import warnings
-
-    arr = np.array(ys_by_seed, dtype=float)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: before a method's first evaluation
-        mean, lo, hi = np.nanmean(arr, axis=0), np.nanmin(arr, axis=0), np.nanmax(arr, axis=0)
-    (line,) = ax.plot(xs, mean, label=label)
-    if arr.shape[0] > 1:
-        ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
-
-
-def bench_plots(runs: dict, bands: dict, folder: Path) -> None:
-    """accuracy vs FLOPs (mean, min–max band over seeds), heldout pass@k, per-step health, bands."""
-    import numpy as np
-
-
-    folder.mkdir(parents=True, exist_ok=True)
-    budget = max(p["flops"] for rs in runs.values() for r in rs for p in r["curve"])
-    grid = np.linspace(0, budget, 201)
-    for key, name in (("train_acc_unprefixed", "hard-train"), ("heldout_acc_unprefixed", "hard-heldout")):
-        fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
-        for label, rs in runs.items():
-            _band(ax, grid, grid_curve([r["curve"] for r in rs], key, grid), label)
-        ax.set(xlabel="cumulative FLOPs (rejection sampling charged)", ylabel=f"unprefixed {name} pass@1",
-               title=f"{name}: accuracy vs FLOPs (mean, min–max over seeds)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(folder / f"acc_vs_flops_{name}.png")
-        plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
-    for label, rs in runs.items():
-        ks = [int(k) for k in rs[0]["passk_heldout"]]
-        ax.plot(ks, [np.mean([r["passk_heldout"][str(k)] for r in rs]) for k in ks], marker="o", ms=3, label=label)
-    ax.set(xscale="log", xlabel="k", ylabel="hard-heldout pass@k", title="hard-heldout pass@k (mean over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "passk_heldout.png")
-    plt.close(fig)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4), dpi=110)
-    for label, rs in runs.items():
-        n = min(len(r["steps"]) for r in rs)
-        for ax, key in zip(axes, ("entropy", "grad_norm", "zero_adv_groups")):
-            ax.plot(range(1, n + 1), [np.mean([r["steps"][i][key] for r in rs]) for i in range(n)], lw=0.8, label=label)
-    for ax, t in zip(axes, ("token entropy (sampled-token estimate)", "gradient norm (0 = no update)",
-                             "share of zero-advantage groups")):
-        ax.set(title=t, xlabel="step", xscale="log")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(folder / "health.png")
-    plt.close(fig)
-    cut_plot(runs, folder / "prefix_cuts.png")
-    if bands:
-        fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
-        for label, curve in bands.items():
-            ax.plot([p["flops"] for p in curve], [p["train_acc_unprefixed"] for p in curve], marker="o", ms=3,
-                    label=f"prefixes at {label}")
-        ax.set(xlabel="cumulative FLOPs", ylabel="unprefixed hard-train pass@1",
-               title="back-generalization: prefixrl-only by prefix band")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(folder / "backgen_bands.png")
-        plt.close(fig)
-
-
-def cut_plot(runs: dict, path: Path) -> None:
-    """Per step, the mean share of its trace that a prefixed prompt was given (first seed; 0 is a problem
-    the adaptive ladder has walked down to no prefix), and, beside it when a run is adaptive, the share of
-    problems whose current cut lies in each band. Written only when a run drew prefixes."""
-    drew = {label: rs[0]["steps"] for label, rs in runs.items()
-            if any(s.get("prefix_fraction") is not None for s in rs[0]["steps"])}
-    if not drew:
-        return
-    adaptive = {label: steps for label, steps in drew.items() if steps and "cut_bands" in steps[0]}
-    fig, axes = plt.subplots(1, 2 if adaptive else 1, figsize=(12 if adaptive else 6.5, 4), dpi=110, squeeze=False)
-    axes = axes[0]
-    for label, steps in drew.items():
-        xs = [s["step"] for s in steps if s.get("prefix_fraction") is not None]
-        axes[0].plot(xs, [s["prefix_fraction"] for s in steps if s.get("prefix_fraction") is not None], lw=0.6,
-                     label=label)
-    axes[0].set(title="mean prefix share of the trace, drawn prompts", xlabel="step", ylim=(0, 1))
-    for style, (label, steps) in zip(("-", "--", ":"), adaptive.items()):
-        for b, band in enumerate(("no prefix", "(0, 0.4)", "[0.4, 0.8)", "[0.8, 1)")):
-            axes[1].plot([s["step"] for s in steps], [s["cut_bands"][b] / max(1, sum(s["cut_bands"])) for s in steps],
-                         ls=style, color=f"C{b}", lw=0.8, label=f"{label}: {band}")
-        axes[1].set(title="adaptive: share of problems whose cut is in each band", xlabel="step", ylim=(0, 1))
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def _variant_lines(res: dict) -> list[str]:
@@ -226,6 +126,10 @@ def _span(xs: list, fmt=str) -> str:
 
 def _num(x: float) -> str:
     return f"{x:.3g}" if x >= 0.01 or x == 0 else f"{x:.2e}"
+
+
+def write(folder: Path, res: dict) -> None:
+    write_results(folder / "results.md", res)
 
 
 def write_results(path: Path, res: dict) -> None:
@@ -449,36 +353,3 @@ def _traces_free_line(f: list[dict]) -> str:
             f"64 problems × 4 samples){exact}.")
 
 
-def write_cross_family(cfg, res: dict) -> None:
-    """docs/cross_family.md, its plot and cross_family.json, from `prefixrl bench cross-family`."""
-    runs, sources = res["runs"], res["sources"]
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / "results").mkdir(exist_ok=True)
-    plot_curves({k: {"curve": v["curve"]} for k, v in runs.items()}, cfg.out / "results" / "cross_family.png",
-                "PrefixRL with same-model vs cross-family prefixes",
-                charged={k: v["flops"] for k, v in sources.items()})
-    (cfg.out / "cross_family.json").write_text(json.dumps(res, indent=2))
-    lines = ["# Cross-family traces", "",
-             f"Generated by `prefixrl bench cross-family{' --quick' if cfg.quick else ''}` in {res['seconds'] / 60:.0f} "
-             "minutes of wall-clock (summed over resumed invocations); every number comes from that command "
-             "(raw: cross_family.json).", "",
-             f"Policy: {res['models']['policy']}. Second family: {res['models']['other']}, pretrained on the same "
-             "imperfect teacher. Its traces are decoded with its own tokenizer, re-encoded with the policy's, "
-             "re-verified, and cut at whitespace (3 cuts per trace at U[0.4, 0.8]); same-model prefixes are "
-             f"token-exact. Each PrefixRL run stops at {cfg.flops_budget / 1e12:.1f} TFLOP, charged its own "
-             "rejection sampling.", "",
-             "| prefixes from | traces (solved / problems) | RS FLOPs | mean prefix tokens | RL steps | final hard-train | final hard-heldout |",
-             "|---|---|---|---|---|---|---|"]
-    for name, src in sources.items():
-        f = runs[name]["final"]
-        lines.append(f"| {name} | {src['transferred']} / {src['problems']} | {src['flops'] / 1e12:.2f} T | "
-                     f"{src['mean_prefix_tokens']:.1f} | {runs[name]['steps']} | {f['hard_train']:.3f} | {f['hard_heldout']:.3f} |")
-    common = min(r["curve"][-1]["step"] for r in runs.values())
-    at = {n: [p for p in r["curve"] if p["step"] <= common][-1] for n, r in runs.items()}
-    lines += ["", f"Trace quality apart from cost: at the same number of RL steps ({common}, the shorter run's length), "
-              "unprefixed hard-train accuracy is " + "; ".join(
-                  f"{n} {p['train_acc_unprefixed']:.3f} (eval at step {p['step']})" for n, p in at.items()) +
-              ". The final numbers also differ because each run is charged its own rejection sampling, so a cheaper "
-              "collection leaves more of the budget for RL steps.",
-              "", "![cross-family](results/cross_family.png)", ""]
-    (cfg.out / "cross_family.md").write_text("\n".join(lines) + "\n")

@@ -175,8 +175,8 @@ def test_a_base_is_written_atomically_and_sealed_so_a_flipped_byte_is_refused(d,
     one_line_error(capsys, "model.safetensors does not match its hash")
     # --overwrite: a new base replaces it whole
     assert main(["pretrain", "--out", str(base), "--steps", "1", "--hidden", "32", "--layers", "1", "--heads", "2",
-                 "--ffn", "64", "--easy-max-steps", "6", "--hard-steps", "6", "--calibration", "none",
-                 "--overwrite"]) == 0
+                 "--ffn", "64", "--easy-max-steps", "6", "--hard-steps", "6", "--rare-steps", "0",
+                 "--calibration", "none", "--overwrite"]) == 0
     assert main(["eval", "--model", str(base), "--samples", "2", "--k", "1"]) == 0
 
 

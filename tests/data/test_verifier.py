@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 from dataclasses import dataclass
 
 import pytest
@@ -102,13 +103,13 @@ class HangsOnFirstProblem:
 def test_training_goes_on_through_hung_verifications_and_logs_them(task, tok, tiny_model, tmp_path):
     import json
 
-    from prefixrl.rl.train import RLSettings, train_rl
+    from prefixrl.rl.train import RLSettings, RunOptions, TrainingSet, train_rl
 
     problems = task.problems("hard_train", 3, 0)
     cfg = RLSettings(method="rl", steps=2, prompts_per_step=3, samples_per_prompt=2, max_new_tokens=16,
                      eval_every=100, eval_problems=1, eval_samples=1)
     with deadlined(HangsOnFirstProblem(task, problems[0].id), workers=2, timeout=0.3) as guarded:
-        result = train_rl(tiny_model, tok, guarded, cfg, problems, [], tmp_path, progress=False)
+        result = train_rl(tiny_model, tok, TrainingSet(guarded, problems, []), cfg, tmp_path, RunOptions(progress=False))
         counts = guarded.pool.counts
     steps = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     steps = [s for s in steps if s["kind"] == "step"]
@@ -168,3 +169,13 @@ def test_a_replaced_worker_imports_its_verifier_before_it_is_ready_so_no_answer_
     with VerifierPool(task, workers=1, timeout=2.0) as pool:
         verdicts = pool.verify_many([(p, "hang")] + [(p, "\\boxed{1}")] * 6)
         assert verdicts == [Verdict.TIMEOUT] + [Verdict.CORRECT] * 6 and pool.counts["restarts"] == 1
+
+
+def test_workers_import_prefixrl_from_the_folder_that_holds_it():
+    """The workers' import path starts at the folder holding the package, never at a folder inside it (where
+    prefixrl's own io/, data/, cli/ would shadow modules of those names)."""
+    import prefixrl
+    from prefixrl.data.verifier import _import_path
+
+    holder = os.path.realpath(Path(next(iter(prefixrl.__path__))).parent)
+    assert _import_path()[0] == holder

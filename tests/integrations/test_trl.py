@@ -71,7 +71,7 @@ def _example():
     import sys
     from pathlib import Path
 
-    path = Path(__file__).parent.parent / "examples" / "trl_grpo.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "trl_grpo.py"
     spec = importlib.util.spec_from_file_location("trl_grpo_example", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve the module's annotations through it
@@ -143,6 +143,7 @@ def _run_example(*args):
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
 
 
+@pytest.mark.slow  # TRL's example script, run three times in subprocesses
 def test_example_script_trains_checkpoints_and_resumes_on_exported_rows(tmp_path, tok, task):
     """examples/trl_grpo.py as docs/trl.md runs it: TRL's flags, checkpoints every step, then the same
     command resumed; the task comes from the rows file; the model card cites PrefixRL."""

@@ -17,7 +17,7 @@ import torch
 import torch.fx.experimental._config
 from conftest import pretrain_tiny, reference_traces
 
-from prefixrl.cli import main
+from prefixrl.data.prefixes import PrefixedPrompt
 from prefixrl.data.prompt import render_prompt
 from prefixrl.io.errors import BadInput
 from prefixrl.rl import train
@@ -28,6 +28,7 @@ from prefixrl.rl.offpolicy import token_weights
 from prefixrl.rl.settings import RLSettings
 from prefixrl.rl.sft import micro_losses, nll_and_entropy
 from prefixrl.rollout import device
+from prefixrl_lab.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,10 @@ def test_the_update_builds_every_tensor_on_the_models_device(tiny_model, tok, ta
         learner = train.Learner(model, None, method, train.autocast("fp32", torch.device("meta")),
                                 logp_base=logp_base)
         losses.clear()
-        train.update(learner, cfg, tok, context, trained, row_traces, torch.tensor([1.0, -1.0]))
+        groups = [train.Group(PrefixedPrompt.of(tok, t.problem), [ids], [] if method.offpolicy else [[0.0] * len(ids)],
+                              trace=row, advantages=torch.tensor([a]))
+                  for t, ids, row, a in zip(traces, trained, row_traces, (1.0, -1.0))]
+        train.update(learner, cfg, tok, groups)
         assert len(losses) == 2 and all(x.device.type == "meta" for x in losses), name
 
     batch = make_batch(context, trained, tok.pad_token_id, device.of(model))
@@ -81,13 +85,13 @@ def test_the_update_builds_every_tensor_on_the_models_device(tiny_model, tok, ta
 
 def test_sft_and_exact_measurement_run_where_the_model_is(tiny_model, tok, task):
     """On the CPU (the one device every machine has), the host-side summaries accept a model-device batch."""
-    from prefixrl.rl import exact as regime
+    from prefixrl.rl import exact
     from prefixrl.rollout.flops import Ledger
 
     traces = reference_traces(task, tok, n=3)
     nll, ent = nll_and_entropy(tiny_model, tok, traces, Ledger(), "eval/x")
     assert nll > 0 and ent > 0
-    m = regime.measure(tiny_model, tok, task, task.problems("hard_train", 3, 0))
+    m = exact.measure(tiny_model, tok, task, task.problems("hard_train", 3, 0))
     assert 0 <= m["exact_pass@1"] <= 1
 
 
@@ -123,7 +127,7 @@ def _hub_cache(tmp_path, base, repo="tiny-org/tiny-chain", weights=True):
 
 def _cli(args, hub, cwd):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "prefixrl.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "prefixrl_lab", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
 
 

@@ -16,8 +16,8 @@ from prefixrl.data.traces import load_traces
 from prefixrl.io.errors import BadInput
 from prefixrl.rl.pool import Ladder, Pool, ladder_of
 from prefixrl.rl.settings import RLSettings
-from prefixrl.rl.train import result_settings, train_rl
-from prefixrl.rollout.engine import Generations, Sample, SamplingParams
+from prefixrl.rl.train import RunOptions, TrainingSet, recollect, result_settings, train_rl
+from prefixrl.rollout.engine import Generations, Sample
 from prefixrl.rollout.flops import Ledger
 from prefixrl.rollout.model import ModelShape, build_model
 
@@ -176,8 +176,8 @@ def test_a_run_with_them_on_resumes_bit_identical(task, tok, tmp_path, gain):
 
     def run(out, engine, resume=False):
         model = build_model(tok, ModelShape(hidden=32, layers=1, heads=2, ffn=64, max_positions=128), seed=0)
-        train_rl(model, tok, task, cfg, problems, [], out, traces=traces[:4], progress=False, resume=resume,
-                 engine=engine)
+        train_rl(model, tok, TrainingSet(task, problems, [], traces[:4]), cfg, out,
+                 RunOptions(progress=False, resume=resume, engine=engine))
         return out
 
     ref = run(tmp_path / "ref", ScriptedSolver(tok, traces))
@@ -209,8 +209,8 @@ def test_recollect_charges_every_sample_and_adds_only_verified_traces_of_untrace
     traces = reference_traces(task, tok, n=8)
     pool = Pool([t.problem for t in traces], [], traces[:4], "adaptive", task=task, tokenizer=tok, recollect=True)
     engine, ledger = ScriptedSolver(tok, traces[:6]), Ledger()  # it solves 2 of the 4 untraced problems
-    params = SamplingParams(max_new_tokens=task.max_response_tokens)
-    assert pool.recollect(engine, params, 8, 5, "recollect:prefixrl", ledger) == 2
+    cfg = RLSettings(recollect_every=5, recollect_cap=8, max_new_tokens=task.max_response_tokens)
+    assert recollect(pool, engine, task, tok, cfg, 5, ledger) == 2
     assert engine.prompts == [4]  # one round (cap 8 ≤ 32 per round) over the untraced problems only
     assert ledger.to_dict() == {"recollect/decode": 2.0, "recollect/prefill": 1.0}  # every sample, solved or not
     gained = {t.problem_id: t for t in pool.harvested}
@@ -220,7 +220,7 @@ def test_recollect_charges_every_sample_and_adds_only_verified_traces_of_untrace
         assert task.verify(t.problem, t.response) is Verdict.CORRECT and t.flops > 0  # its cost stays on it
         assert t.problem_id in pool.ladders  # its cuts joined the pool by the schedule's rule
     assert pool.log().items() >= {"traced": 6, "harvested": 0, "recollected": 2}.items()
-    assert pool.recollect(engine, params, 8, 10, "recollect:prefixrl", ledger) == 0
+    assert recollect(pool, engine, task, tok, cfg, 10, ledger) == 0
     assert engine.prompts == [4, 2]  # the next one samples only the two still untraced
     for bad in ({"method": "rl", "recollect_every": 5}, {"recollect_every": 5, "recollect_cap": 0}):
         with pytest.raises(BadInput):

@@ -15,12 +15,13 @@ from prefixrl.cli.policy import task_of
 from prefixrl.data.evaluate import evaluate
 from prefixrl.data.prompt import encode_response, render_prompt
 from prefixrl.embedded import calibration
-from prefixrl.rl import exact as regime
+from prefixrl.rl import exact
 from prefixrl.rollout.engine import Sampler, SamplingParams
 from prefixrl.rollout.model import load
 from prefixrl_lab.cli import main
 
-SHAPE = ["--hidden", "64", "--layers", "2", "--heads", "2", "--ffn", "128", "--easy-max-steps", "6", "--hard-steps", "6"]
+SHAPE = ["--hidden", "64", "--layers", "2", "--heads", "2", "--ffn", "128", "--easy-max-steps", "6", "--hard-steps", "6",
+         "--rare-steps", "0"]
 
 
 def calibrated(folder, steps, seed, target):
@@ -40,7 +41,7 @@ def test_exact_pass1_is_the_teacher_forced_probability_of_the_one_correct_respon
     model, tok = load(base)
     task = task_of(base)
     problems = task.problems("hard_train", 5, 0)
-    got = regime.teacher_force(model, tok, task, problems).per_problem()[0]
+    got = exact.teacher_force(model, tok, task, problems).per_problem()[0]
     for p, g in zip(problems, got):
         prompt, resp = render_prompt(tok, p.question), encode_response(tok, task.solution(p))
         with torch.no_grad():
@@ -49,6 +50,7 @@ def test_exact_pass1_is_the_teacher_forced_probability_of_the_one_correct_respon
         assert float(g) == pytest.approx(torch.tensor(want).exp().item(), rel=1e-4)
 
 
+@pytest.mark.slow  # the two_bases fixture pretrains two bases (300 and 450 steps)
 def test_calibration_meets_the_same_target_from_two_differently_trained_bases(two_bases):
     records = [json.loads((b / "prefixrl.json").read_text())["calibration"] for b in two_bases]
     assert records[0]["scale"] != pytest.approx(records[1]["scale"], rel=0.01)  # different bases, different s
@@ -59,7 +61,7 @@ def test_calibration_meets_the_same_target_from_two_differently_trained_bases(tw
         _, tok = load(b)
         task = task_of(b)
         seed = json.loads((b / "prefixrl.json").read_text())["pretrain"]["seed"]  # calibrated on its own problems
-        got = regime.measure(model, tok, task, task.problems("hard_train", 64, seed))
+        got = exact.measure(model, tok, task, task.problems("hard_train", 64, seed))
         saved = json.loads((b / "regime.json").read_text())["hard_train"]
         assert got["exact_pass@1"] == pytest.approx(saved["exact_pass@1"], rel=1e-3)
         assert calibration.Target(0.02, 2.0).holds(got["exact_pass@1"])
@@ -67,12 +69,13 @@ def test_calibration_meets_the_same_target_from_two_differently_trained_bases(tw
         assert got["greedy_pass@1"] == pytest.approx(cal["greedy_pass@1"], abs=1 / 64 + 1e-9)
 
 
+@pytest.mark.slow  # the two_bases fixture pretrains two bases (300 and 450 steps)
 def test_exact_and_greedy_agree_with_sampling_and_argmax_decoding(two_bases):
     base = two_bases[0]
     model, tok = load(base)
     task = task_of(base)
     problems = task.problems("hard_train", 32, 0)
-    forced = regime.teacher_force(model, tok, task, problems)
+    forced = exact.teacher_force(model, tok, task, problems)
     p, greedy = forced.per_problem()
     # argmax decoding with transformers' own generate: correct exactly where teacher forcing says so
     for prob, g in zip(problems[:12], greedy[:12]):
@@ -85,9 +88,9 @@ def test_exact_and_greedy_agree_with_sampling_and_argmax_decoding(two_bases):
     n = 256
     r = evaluate(Sampler(model, tok.eos_token_id, tok.pad_token_id), tok, task, problems, n,
                  SamplingParams(max_new_tokens=task.max_response_tokens), seed=7)
-    exact = float(p.mean())
+    exact_p1 = float(p.mean())
     se = (sum(float(x) * (1 - float(x)) for x in p) / n) ** 0.5 / len(problems)
-    assert abs(r.pass_at(1) - exact) < 5 * se + 1e-4
+    assert abs(r.pass_at(1) - exact_p1) < 5 * se + 1e-4
 
 
 def test_a_miscalibrated_base_is_refused_before_anything_is_sampled(tmp_path, monkeypatch, capsys):
@@ -106,6 +109,7 @@ def test_a_miscalibrated_base_is_refused_before_anything_is_sampled(tmp_path, mo
     assert not out.exists() and not out.with_suffix(".json").exists()
 
 
+@pytest.mark.slow  # the two_bases fixture pretrains two bases (300 and 450 steps)
 def test_a_base_outside_its_calibration_window_is_refused(two_bases, tmp_path, capsys):
     base = two_bases[0]
     meta = json.loads((base / "prefixrl.json").read_text())
@@ -127,7 +131,7 @@ def test_a_base_outside_its_calibration_window_is_refused(two_bases, tmp_path, c
 
 def test_calibration_refuses_a_target_the_base_cannot_reach(tmp_path, capsys):
     assert main(["pretrain", "--out", str(tmp_path / "b"), "--steps", "2", "--hidden", "32", "--layers", "1",
-                 "--heads", "2", "--ffn", "64", "--easy-max-steps", "6", "--hard-steps", "6"]) == 2
+                 "--heads", "2", "--ffn", "64", "--easy-max-steps", "6", "--hard-steps", "6", "--rare-steps", "0"]) == 2
     err = capsys.readouterr().err
     assert "peaks at" in err and "greedy pass@1 is 0.0000" in err and "--steps" in err
     capsys.readouterr()
@@ -140,7 +144,7 @@ def test_calibration_refuses_a_target_the_base_cannot_reach(tmp_path, capsys):
 
 def test_expected_yield_and_no_trace_probability():
     p = torch.tensor([0.5, 1e-6, 0.0], dtype=torch.float64)
-    e = regime.expected_collection(p, cap=4)
+    e = exact.expected_collection(p, cap=4)
     assert e["expected_yield"] == pytest.approx((1 - 0.5**4 + 1 - (1 - 1e-6) ** 4 + 0) / 3, rel=1e-9)
     assert e["p_no_trace"] == pytest.approx(0.5**4 * (1 - 1e-6) ** 4, rel=1e-9)
 
@@ -167,7 +171,8 @@ def test_a_copied_base_is_reused_not_pretrained_again(tmp_path):
     from prefixrl.embedded.config import PretrainConfig
     from prefixrl.embedded.pretrain import ensure_pretrained
 
-    shape = dict(steps=2, hidden=32, layers=1, heads=2, ffn=64, easy_max_steps=6, hard_steps=6, calibration="none")
+    shape = dict(steps=2, hidden=32, layers=1, heads=2, ffn=64, easy_max_steps=6, hard_steps=6, rare_steps=0,
+                 calibration="none")
     ensure_pretrained(PretrainConfig(out=tmp_path / "a", **shape), progress=False)
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     before = (tmp_path / "b" / "model.safetensors").stat().st_mtime_ns
@@ -197,6 +202,6 @@ def test_rare_knowledge_is_the_teacher_forced_mass_on_a_rare_steps_two_admissibl
                 ids = [tok.convert_tokens_to_ids(str(rare_tables(op)[t][y])) for t in (0, 1)]
                 want.append(float(probs[len(prompt) + 2 * i - 1, ids].sum()))
     assert len(want) == 2 * len(problems)
-    assert regime.rare_knowledge(model, tok, task, problems) == pytest.approx(sum(want) / len(want), rel=1e-5)
+    assert exact.rare_knowledge(model, tok, task, problems) == pytest.approx(sum(want) / len(want), rel=1e-5)
     shared = task_of(pretrain_tiny(tmp_path / "b0", 1, 6))
-    assert regime.rare_knowledge(model, tok, shared, shared.problems("hard_heldout", 4, 0)) is None
+    assert exact.rare_knowledge(model, tok, shared, shared.problems("hard_heldout", 4, 0)) is None

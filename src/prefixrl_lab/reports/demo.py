@@ -1,15 +1,14 @@
-"""The demo's outputs: report.json (an interface other tools read) and report.md."""
+"""The demo's report.md from its report.json (an interface other tools read)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from prefixrl_lab.curves import fmt_flops
+from prefixrl_lab.stopwatch import stage_table
 
 
-def write_report(out: Path, report: dict, stage_table: list[str]) -> None:
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+def write(out: Path, report: dict) -> None:
     b, col, ms = report["base"], report["collection"], report["methods"]
     lines = [
         "# PrefixRL demo report", "",
@@ -55,8 +54,8 @@ def write_report(out: Path, report: dict, stage_table: list[str]) -> None:
               f"{gates['rl_steps_checked']} steps (target: well under half)",
               f"- rejection sampling solved {gates['collect_solved_share']:.0%} of hard-train problems (target: at least half)",
               f"- success after an 80 % prefix: {gates['prefix80_success']:.3f} (target: at least 0.20)", ""]
-    lines += regime_gate_lines(gates)
-    lines += ["", "## Where the wall-clock went", "", *stage_table, ""]
+    lines += gate_lines(gates)
+    lines += ["", "## Where the wall-clock went", "", *stage_table(report["stage_seconds"], report["seconds"]), ""]
     (out / "report.md").write_text("\n".join(lines))
 
 
@@ -64,7 +63,7 @@ def _ok(g: dict) -> str:
     return "**pass**" if g["ok"] else "**FAIL**"
 
 
-def regime_gate_lines(gates: dict) -> list[str]:
+def gate_lines(gates: dict) -> list[str]:
     """The paper's-regime gates (`experiments.gates`, docs/regimes.md), one line each."""
     if "knowledge" not in gates:
         return []

@@ -29,7 +29,7 @@ from prefixrl.io.checkpoint import (
 )
 from prefixrl.io.errors import BadInput
 from prefixrl.io.store import read_meta, read_records
-from prefixrl.rl import exact as regime
+from prefixrl.rl import exact
 from prefixrl.rollout.model import load
 
 pytestmark = pytest.mark.slow
@@ -62,7 +62,7 @@ PROBLEMS = 16
 def preset(tmp_path_factory):
     d = tmp_path_factory.mktemp("preset")
     r = run("pretrain", "--out", str(d / "base"), "--steps", "400", "--hidden", "64", "--layers", "2", "--heads", "2",
-            "--ffn", "128", "--easy-max-steps", "6", "--hard-steps", "6", "--target-pass1", "0.02",
+            "--ffn", "128", "--easy-max-steps", "6", "--hard-steps", "6", "--rare-steps", "0", "--target-pass1", "0.02",
             "--calibration-problems", "64")
     assert r.returncode == 0, r.stderr[-2000:]
     task = task_of(d / "base")
@@ -85,7 +85,7 @@ def train_args(preset: Path, out: Path, pool: tuple[str, ...] = ()) -> list[str]
 
 
 # beyond the paper: adaptive ladders and harvesting (half the problems have no trace), whose state the
-# checkpoint must carry (a scripted run that certainly changes both: tests/test_pool.py)
+# checkpoint must carry (a scripted run that certainly changes both: tests/rl/test_pool.py)
 POOLS = {"paper": (), "adaptive+harvest": ("--prefix-schedule", "adaptive", "--harvest")}
 
 
@@ -136,8 +136,8 @@ def test_the_collection_regime_makes_the_kill_test_certain(preset):
     per problem). Both follow from the base's exact per-problem pass@1, checked here, not hoped for."""
     model, tok = load(preset / "base")
     task = task_of(preset / "base")
-    p, _ = regime.teacher_force(model, tok, task, task.problems("hard_train", PROBLEMS, 0)).per_problem()
-    assert regime.expected_collection(p, 256)["p_no_trace"] < 1e-6
+    p, _ = exact.teacher_force(model, tok, task, task.problems("hard_train", PROBLEMS, 0)).per_problem()
+    assert exact.expected_collection(p, 256)["p_no_trace"] < 1e-6
     all_solved_in_3_rounds = float(torch.prod(-torch.expm1(48 * torch.log1p(-p))))
     assert all_solved_in_3_rounds < 1e-6
 

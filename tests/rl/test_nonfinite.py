@@ -8,7 +8,7 @@ from conftest import reference_traces
 
 import prefixrl.rl.train as train_mod
 from prefixrl.rl.settings import RLSettings
-from prefixrl.rl.train import NonFiniteError, guarded_update, train_rl
+from prefixrl.rl.train import NonFiniteError, RunOptions, TrainingSet, guarded_update, train_rl
 
 
 def test_guarded_update_skips_inf_loss_and_nan_gradients(tiny_model):
@@ -37,7 +37,8 @@ def test_run_stops_after_consecutive_nonfinite_steps(task, tok, tiny_model, tmp_
     cfg = RLSettings(method="luffy", steps=50, prompts_per_step=4, samples_per_prompt=4, max_new_tokens=16,
                      eval_every=100, eval_problems=2, eval_samples=2, max_nonfinite_steps=3)
     with pytest.raises(NonFiniteError, match="3 consecutive steps"):
-        train_rl(tiny_model, tok, task, cfg, [t.problem for t in traces], [], tmp_path, traces=traces, progress=False)
+        train_rl(tiny_model, tok, TrainingSet(task, [t.problem for t in traces], [], traces), cfg, tmp_path,
+                 RunOptions(progress=False))
     assert all(torch.equal(a, b) for a, b in zip(before, tiny_model.parameters()))
     assert (tmp_path / "final" / "config.json").is_file()
     steps = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"step"' in l]
