@@ -69,7 +69,7 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
 
     # 3. base pass@k on unprefixed problems, sampled
     with clock.stage("base pass@k, sampled"):
-        base = {**_base_pass_at_k(cfg, engine, tok, task, splits, params), "exact": exact,
+        base = {**_base_pass_at_k(cfg, engine, tok, task, splits, params), "exact": measured,
                 "calibration": json.loads((out / "base" / "prefixrl.json").read_text())["calibration"]}
 
     # 4. rejection sampling with the base model

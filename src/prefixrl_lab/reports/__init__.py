@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prefixrl.io.store import write_json_atomic
-
 
 def writers() -> dict:
     from prefixrl_lab.reports import cross_family, demo, paper, perf, regime_map, theory
@@ -29,6 +27,8 @@ def writers() -> dict:
 
 def save(path: Path, data: dict) -> None:
     """Write a bench's results (atomically), then render its page beside them from that file alone."""
+    from prefixrl.io.store import write_json_atomic  # pyarrow: not at import, so `prefixrl theory --help` stays light
+
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, data)
     render(path)
