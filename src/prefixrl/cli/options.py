@@ -59,12 +59,26 @@ def check_sampling(cfg) -> None:
 class TaskOptions:
     task: str | None = None
     """chain, math or reasoning-gym (default: the task recorded in the model folder's prefixrl.json)."""
-    task_file: Path | None = None
-    """math: problems as JSONL, Parquet or a `datasets` folder saved with save_to_disk."""
+    dataset: Annotated[str | None, tyro.conf.arg(aliases=("--task-file",))] = None
+    """math: the problems: a local .jsonl/.json/.parquet/.csv file, a folder saved with save_to_disk, or a
+    Hugging Face Hub id (read through `datasets`, from the local cache when HF_HUB_OFFLINE=1)."""
+    subset: str | None = None
+    """math: the Hub dataset's configuration (load_dataset's second argument)."""
+    dataset_split: str | None = None
+    """math: the dataset's own split to read (default: train, or a folder's only split); hard_train and
+    hard_heldout are then cut from it by a hash of each question."""
     question_field: str = "problem"
-    """math: the question column of --task-file."""
+    """math: the question field, a dotted path (e.g. prompt); a chat-message list's last user turn is the
+    question."""
     answer_field: str = "answer"
-    """math: the reference-answer column of --task-file."""
+    """math: the reference-answer field, a dotted path (e.g. reward_model.ground_truth)."""
+    id_field: str | None = None
+    """math: a field that names each problem (default: a hash of the question text, so filtering or
+    shuffling the dataset never moves an id)."""
+    answer_format: str = "boxed"
+    """math: how a response states its final answer, declared, never guessed: boxed (the final \\boxed{…}),
+    answer-line (the last line starting `Answer:`, DAPO) or gsm8k (the last line starting `####`). The gold
+    answer is read the same way when the answer field holds the marker."""
     gym_dataset: str = "basic_arithmetic"
     """reasoning-gym: the dataset name (generated locally)."""
     gym_size: int = 1000
@@ -82,21 +96,29 @@ class TaskOptions:
         from prefixrl.data.verifier import check_timeout
 
         check_timeout(self.verifier_timeout, self.verifier_workers)
+        from prefixrl.data.tasks.math import ANSWER_FORMATS
+
+        if self.answer_format not in ANSWER_FORMATS:
+            raise BadInput(f"unknown answer format {self.answer_format!r}; choose from {', '.join(ANSWER_FORMATS)}")
         if self.gym_size < 1:
             raise BadInput(f"gym_size must be >= 1, got {self.gym_size}")
 
     def inputs(self) -> dict:
         """The task's own input files (for `outputs.claim`)."""
-        return {"--task-file": self.task_file}
+        local = self.dataset is not None and Path(self.dataset).exists()
+        return {"--dataset": Path(self.dataset) if local else None}
 
     def task_spec(self) -> dict | None:
         if self.task is None:
             return None
         if self.task == "math":
-            if self.task_file is None:
-                raise BadInput("--task math needs --task-file (JSONL, Parquet or a datasets folder)")
-            return {"name": "math", "path": str(self.task_file), "question_field": self.question_field,
+            if self.dataset is None:
+                raise BadInput("--task math needs --dataset (a local file or folder, or a Hub id)")
+            spec = {"name": "math", "path": str(self.dataset), "question_field": self.question_field,
                     "answer_field": self.answer_field}
+            optional = {"subset": self.subset, "dataset_split": self.dataset_split, "id_field": self.id_field,
+                        "answer_format": None if self.answer_format == "boxed" else self.answer_format}
+            return {**spec, **{k: v for k, v in optional.items() if v is not None}}
         if self.task == "reasoning-gym":
             return {"name": "reasoning-gym", "dataset": self.gym_dataset, "size": self.gym_size,
                     "instruction": self.gym_instruction}
@@ -140,7 +162,9 @@ class CollectConfig(ModelOptions):
     per_round: int = 32
     """Samples per unsolved problem per round."""
     temperature: float = 1.0
+    """Sampling temperature (> 0; 1 samples the policy as it is, the paper's setting)."""
     top_p: float = 1.0
+    """Nucleus sampling: sample only from the smallest set of tokens holding this much probability (1 = off)."""
     seed: int = 0
     """Sampling seed."""
     import_file: Path | None = None
@@ -212,7 +236,9 @@ class EvalConfig(ModelOptions):
     k: tuple[int, ...] = (1, 8, 64)
     """pass@k values to report."""
     temperature: float = 1.0
+    """Sampling temperature (> 0; 1 samples the policy as it is, the paper's setting)."""
     top_p: float = 1.0
+    """Nucleus sampling: sample only from the smallest set of tokens holding this much probability (1 = off)."""
     max_new_tokens: int | None = None
     """Longest response sampled (default: the task's bound; chain: 2 per step + 4, others 1024)."""
     seed: int = 0

@@ -1,9 +1,12 @@
-"""Problems from local files: JSONL, Parquet, or a Hugging Face `datasets` folder (save_to_disk).
+"""Problems from a dataset as users have it: a local JSONL / JSON / Parquet / CSV file, a folder saved with
+`datasets.save_to_disk`, or a Hugging Face Hub id (through `datasets.load_dataset`, so `HF_HUB_OFFLINE`
+and the local cache are honoured; nothing else is fetched).
 
-Exports of DAPO-Math-17k, OpenR1-Math and the like are rows with a question field and an answer field;
-name them with `question_field` / `answer_field`. Nothing is fetched: a path that is not on disk is an
-error. Splits are fixed by a hash of the question, so a problem is in hard_train or in hard_heldout
-whatever the file order, and `n` problems of a split are a seeded sample of it.
+Fields are dotted paths into a row (`reward_model.ground_truth`; a number indexes a list). A question
+field that holds a chat-message list (DAPO-Math-17k's `prompt`) is understood: its last user turn is
+the question. A problem's id is its content, not its row: the value of `id_field` when one is named,
+otherwise a hash of the question text, so filtering, shuffling or appending rows never moves an id.
+Splits are fixed by the same hash, so a problem is in hard_train or in hard_heldout whatever the order.
 """
 
 from __future__ import annotations
@@ -18,43 +21,150 @@ from prefixrl.io.errors import BadInput
 from prefixrl.io.store import read_jsonl
 
 SPLITS = ("hard_train", "hard_heldout")
+LOCAL = (".jsonl", ".json", ".parquet", ".csv")
 
 
-@functools.lru_cache(maxsize=8)
-def read_rows(path: str, question_field: str, answer_field: str) -> tuple[tuple[str, str], ...]:
-    """(question, answer) per row, checked: file, row and field in every error."""
-    p = Path(path)
-    if p.is_dir():
-        try:
-            import datasets
-        except ImportError:
-            raise BadInput(f"{p}: a folder of problems needs the `datasets` package (pip install datasets)") from None
+def _hub_rows(name: str, subset: str | None, split: str | None) -> list:
+    import datasets
+
+    try:
+        rows = datasets.load_dataset(name, subset, split=split or "train")
+    except Exception as e:  # noqa: BLE001 - offline and not cached, no such dataset or split: the user's input
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise BadInput(f"{name}: not a local file or folder, and the Hub dataset could not be loaded "
+                       f"(HF_HUB_OFFLINE and the local cache apply): {first}") from None
+    return list(rows)
+
+
+def _folder_rows(p: Path, split: str | None) -> list:
+    import datasets
+
+    try:
         rows = datasets.load_from_disk(str(p))
-        if isinstance(rows, datasets.DatasetDict):
-            rows = rows[next(iter(rows))]
-        raw = list(rows)
-    elif p.suffix == ".parquet":
+    except Exception as e:  # noqa: BLE001
+        raise BadInput(f"{p}: not a datasets folder saved with save_to_disk ({type(e).__name__})") from None
+    if isinstance(rows, datasets.DatasetDict):
+        if split is not None and split not in rows:
+            raise BadInput(f"{p}: no split {split!r}; it has {', '.join(rows)}")
+        rows = rows[split or ("train" if "train" in rows else next(iter(rows)))]
+    return list(rows)
+
+
+def _file_rows(p: Path) -> list:
+    if not p.is_file():
+        raise BadInput(f"{p}: no such file")
+    if p.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         try:
-            raw = pq.read_table(p).to_pylist()
+            return pq.read_table(p).to_pylist()
         except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input error
             raise BadInput(f"{p}: not a readable Parquet file ({e})") from None
-    elif p.suffix in (".jsonl", ".json"):
-        if not p.is_file():
-            raise BadInput(f"{p}: no such file")
-        raw = [row for _, row in read_jsonl(p)]
-    else:
-        raise BadInput(f"{p}: problems must be .jsonl, .parquet or a datasets folder")
+    if p.suffix == ".csv":
+        import csv
+
+        with p.open(newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    if p.suffix == ".json":
+        import json
+
+        text = p.read_text(encoding="utf-8")
+        if text.lstrip().startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as e:
+                raise BadInput(f"{p}: not valid JSON ({e})") from None
+    return [row for _, row in read_jsonl(p)]
+
+
+def load_rows(source: str, subset: str | None = None, split: str | None = None) -> list:
+    """The rows of a local file or folder, or of a Hub dataset when `source` is neither."""
+    p = Path(source)
+    if p.is_dir():
+        return _folder_rows(p, split)
+    if p.suffix in LOCAL:
+        return _file_rows(p)
+    if p.exists():
+        raise BadInput(f"{p}: problems must be {', '.join(LOCAL)}, a datasets folder or a Hub id")
+    return _hub_rows(source, subset, split)
+
+
+def get_field(row, path: str):
+    """The value at a dotted path (`reward_model.ground_truth`, `prompt.0.content`), or KeyError."""
+    value = row
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, (list, tuple)) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise KeyError(path)
+    return value
+
+
+def question_text(value, where: str) -> str:
+    """A question field's text: a string, or the last user turn of a chat-message list."""
+    if isinstance(value, list):
+        if not all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
+            raise BadInput(f"{where}: expected a string or a list of chat messages with role and content")
+        users = [m for m in value if m["role"] == "user"]
+        if not users:
+            raise BadInput(f"{where}: the message list has no user turn")
+        if any(m["role"] == "system" for m in value):
+            # the system turn would have to reach the chat template in every stage, and the stages do not
+            # carry one yet: refused rather than silently dropped
+            raise BadInput(f"{where}: a system turn in the message list is not supported yet; keep only the user turn")
+        value = users[-1]["content"]
+    return _text(value, where)
+
+
+def _text(value, where: str) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool) or str(value).strip() == "":
+        raise BadInput(f"{where}: expected a non-empty string")
+    return str(value)
+
+
+def content_id(question: str) -> str:
+    return hashlib.sha256(question.encode()).hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=8)
+def read_rows(source: str, question_field: str, answer_field: str, subset: str | None = None,
+              split: str | None = None, id_field: str | None = None) -> tuple[tuple[str, str, str], ...]:
+    """(id, question, answer) per distinct problem, checked: file, row and field in every error. A row that
+    repeats an earlier one exactly is kept once; the same id with another question or answer is an error."""
     out = []
-    for i, row in enumerate(raw):
-        for field in (question_field, answer_field):
-            v = row.get(field) if isinstance(row, dict) else None
-            if not isinstance(v, (str, int, float)) or isinstance(v, bool) or str(v).strip() == "":
-                raise BadInput(f"{p}: row {i}: field {field}: expected a non-empty string")
-        out.append((str(row[question_field]), str(row[answer_field])))
+    for i, row in enumerate(load_rows(source, subset, split)):
+        values = {}
+        for name, path in (("question", question_field), ("answer", answer_field), ("id", id_field)):
+            if path is None:
+                continue
+            try:
+                values[name] = get_field(row, path) if isinstance(row, dict) else None
+            except KeyError:
+                raise BadInput(f"{source}: row {i}: field {path}: missing") from None
+        where = f"{source}: row {i}: field"
+        q = question_text(values["question"], f"{where} {question_field}")
+        a = _text(values["answer"], f"{where} {answer_field}")
+        pid = _text(values["id"], f"{where} {id_field}") if id_field else content_id(q)
+        out.append((pid, q, a))
+    return distinct(out, str(source))
+
+
+def distinct(rows: list[tuple[str, str, str]], source: str) -> tuple[tuple[str, str, str], ...]:
+    """(id, question, answer) rows with each id once: an exact repeat is kept once (DAPO-Math-17k repeats
+    its problems), the same id with another question or answer is an error naming both rows."""
+    out, seen = [], {}
+    for i, (pid, q, a) in enumerate(rows):
+        if pid in seen:
+            j, q0, a0 = seen[pid]
+            if (q0, a0) != (q, a):
+                raise BadInput(f"{source}: row {i}: id {pid!r} repeats row {j} with another question or answer")
+            continue
+        seen[pid] = (i, q, a)
+        out.append((pid, q, a))
     if not out:
-        raise BadInput(f"{p}: no problems")
+        raise BadInput(f"{source}: no problems")
     return tuple(out)
 
 
@@ -63,9 +173,10 @@ def split_of(question: str, heldout_share: float) -> str:
     return "hard_heldout" if h < heldout_share else "hard_train"
 
 
-def file_problems(task_name: str, rows, split: str, n: int, seed: int, heldout_share: float) -> list[Problem]:
+def file_problems(task_name: str, rows, split: str, n: int | None, seed: int, heldout_share: float) -> list[Problem]:
+    """`n` problems of `split` (None: all of them), a seeded sample; rows are (id, question, answer)."""
     if split not in SPLITS:
         raise BadInput(f"task {task_name} has splits {', '.join(SPLITS)}, not {split!r}")
-    pool = [Problem(f"{task_name}:{i}", split, q, a) for i, (q, a) in enumerate(rows) if split_of(q, heldout_share) == split]
+    pool = [Problem(f"{task_name}:{pid}", split, q, a) for pid, q, a in rows if split_of(q, heldout_share) == split]
     random.Random(f"{task_name}:{split}:{seed}").shuffle(pool)
-    return pool[:n]
+    return pool if n is None else pool[:n]

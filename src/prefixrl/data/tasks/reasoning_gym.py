@@ -53,7 +53,8 @@ class ReasoningGymTask:
 
     def problems(self, split: str, n: int, seed: int) -> list[Problem]:
         ds = self._entries()
-        rows = [(ds[i]["question"], str(ds[i]["answer"])) for i in range(len(ds))]
+        # the entry's index is its id: `verify` scores an answer against the generated entry it names
+        rows = [(str(i), ds[i]["question"], str(ds[i]["answer"])) for i in range(len(ds))]
         problems = file_problems(f"{self.name}:{self.dataset}", rows, split, n, seed, self.heldout_share)
         head = self._instruction()
         return [replace(p, question=f"{head}\n\n{p.question}") for p in problems] if head else problems

@@ -1,0 +1,175 @@
+"""Datasets as users have them: small files written here in the layouts of DAPO-Math-17k, GSM8K,
+MATH/OpenR1 and Omni-MATH, read through the real loaders and judged by the real math-verify in each
+declared answer format. Nothing is downloaded."""
+
+import json
+import random
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from prefixrl.data.tasks import get_task
+from prefixrl.data.tasks.base import Problem, Verdict
+from prefixrl.data.tasks.files import get_field, read_rows
+from prefixrl.io.errors import BadInput
+
+SUMS = [(a, b) for a in range(2, 9) for b in range(3, 7)]  # 28 problems
+
+
+def dapo_rows():
+    """DAPO-Math-17k: a chat-message prompt, the answer under reward_model.ground_truth, each problem repeated."""
+    rows = [{"data_source": "math_dapo", "ability": "MATH",
+             "prompt": [{"role": "user", "content": f"Solve: what is {a} + {b}?\n\nThe last line of your response "
+                                                    "should be of the form Answer: $Answer"}],
+             "reward_model": {"ground_truth": str(a + b), "style": "rule"},
+             "extra_info": {"index": f"id-{a}-{b}"}} for a, b in SUMS]
+    return rows + rows[:5]  # the dataset repeats problems: an exact repeat is one problem
+
+
+def gsm8k_rows():
+    return [{"question": f"Tom has {a} apples and buys {b} more. How many now?",
+             "answer": f"He has {a} + {b} = <<{a}+{b}={a + b}>>{a + b} apples.\n#### {a + b}"} for a, b in SUMS]
+
+
+def math_rows():
+    return [{"problem": f"Compute ${a} + {b}$.", "solution": f"Adding, ${a} + {b} = \\boxed{{{a + b}}}$.",
+             "level": "Level 1"} for a, b in SUMS]
+
+
+def omni_rows():
+    return [{"problem": f"Find {a} plus {b}.", "answer": str(a + b), "difficulty": 1.0} for a, b in SUMS]
+
+
+LAYOUTS = {  # rows, the task's fields, a correct response, a restatement that must not count
+    "dapo": (dapo_rows, dict(question_field="prompt", answer_field="reward_model.ground_truth",
+                             answer_format="answer-line", id_field="extra_info.index"),
+             "{s} is the sum.\nAnswer: {s}", "the answer is {s}"),
+    "gsm8k": (gsm8k_rows, dict(question_field="question", answer_field="answer", answer_format="gsm8k"),
+              "Adding gives {s}.\n#### {s}", "so the total is {s} apples"),
+    "math": (math_rows, dict(question_field="problem", answer_field="solution"),
+             "so the sum is \\boxed{{{s}}}", "the sum is {s}"),
+    "omni": (omni_rows, dict(question_field="problem", answer_field="answer"),
+             "\\boxed{{{s}}}", "{s}"),
+}
+
+
+def write(path, rows):
+    if path.suffix == ".parquet":
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    else:
+        path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_each_layout_loads_verifies_in_its_format_and_keeps_its_ids_under_a_shuffle(layout, tmp_path):
+    make, fields, right, restated = LAYOUTS[layout]
+    rows = make()
+    task = get_task("math", path=write(tmp_path / "a.jsonl", rows), heldout_share=0.25, **fields)
+    train, held = task.problems("hard_train", None, 0), task.problems("hard_heldout", None, 0)
+    assert len(train) + len(held) == len(SUMS)  # every distinct problem once, the repeats folded
+    for p in train[:4]:
+        s = int(task.gold(p))
+        assert task.verify(p, right.format(s=s)) is Verdict.CORRECT
+        assert task.verify(p, right.format(s=s + 1)) is Verdict.INCORRECT
+        assert task.verify(p, restated.format(s=s)) is Verdict.NO_ANSWER
+    # filtering and shuffling the dataset (here: as Parquet) moves no id and no split
+    shuffled = random.Random(1).sample(rows, len(rows))[3:]
+    other = get_task("math", path=write(tmp_path / "b.parquet", shuffled), heldout_share=0.25, **fields)
+    ids = {p.id: (p.split, p.question, p.answer) for split in ("hard_train", "hard_heldout")
+           for p in other.problems(split, None, 0)}
+    before = {p.id: (p.split, p.question, p.answer) for p in train + held}
+    assert ids.items() <= before.items() and len(ids) >= len(SUMS) - 3
+
+
+def test_ids_name_the_content_or_the_id_field(tmp_path):
+    path = write(tmp_path / "d.jsonl", dapo_rows())
+    by_field = read_rows(path, "prompt", "reward_model.ground_truth", id_field="extra_info.index")
+    assert by_field[0][0] == "id-2-3"
+    by_hash = read_rows(path, "prompt", "reward_model.ground_truth")
+    assert by_hash[0][0] != by_hash[1][0] and len(by_hash[0][0]) == 12
+    assert [q for _, q, _ in by_hash] == [q for _, q, _ in by_field]
+
+
+def test_csv_json_and_saved_folders_read_the_same_problems(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rows = omni_rows()
+    base = read_rows(write(tmp_path / "o.jsonl", rows), "problem", "answer")
+    (tmp_path / "o.json").write_text(json.dumps(rows))
+    assert read_rows(str(tmp_path / "o.json"), "problem", "answer") == base
+    datasets.Dataset.from_list(rows).to_csv(str(tmp_path / "o.csv"))
+    assert read_rows(str(tmp_path / "o.csv"), "problem", "answer") == base
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows[:2])}
+                         ).save_to_disk(str(tmp_path / "dd"))
+    assert read_rows(str(tmp_path / "dd"), "problem", "answer") == base
+    assert len(read_rows(str(tmp_path / "dd"), "problem", "answer", split="test")) == 2
+
+
+def test_bad_rows_are_one_line_naming_file_row_and_field(tmp_path):
+    cases = [
+        ([{"prompt": [{"role": "user", "content": "q"}], "reward_model": {}}], "row 0: field reward_model.ground_truth: missing"),
+        ([{"prompt": [{"role": "assistant", "content": "q"}], "reward_model": {"ground_truth": "1"}}], "row 0: field prompt: the message list has no user turn"),
+        ([{"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}],
+           "reward_model": {"ground_truth": "1"}}], "row 0: field prompt: a system turn"),
+        ([{"prompt": "q", "reward_model": {"ground_truth": "1"}}, {"prompt": "q", "reward_model": {"ground_truth": "2"}}],
+         "row 1: id .* repeats row 0 with another question or answer"),
+    ]
+    for i, (rows, message) in enumerate(cases):
+        path = write(tmp_path / f"bad{i}.jsonl", rows)
+        with pytest.raises(BadInput, match=f"bad{i}.jsonl: {message}"):
+            read_rows(path, "prompt", "reward_model.ground_truth")
+    with pytest.raises(BadInput, match="unknown answer format 'latex'"):
+        get_task("math", path="x.jsonl", answer_format="latex")
+
+
+def test_a_hub_id_that_is_not_cached_is_one_line_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(BadInput, match="nobody/no-such-dataset: not a local file or folder, and the Hub dataset"):
+        read_rows("nobody/no-such-dataset", "problem", "answer")
+
+
+def test_dotted_paths_reach_into_dicts_and_lists():
+    row = {"a": {"b": [{"c": 1}, {"c": 2}]}}
+    assert get_field(row, "a.b.1.c") == 2 and get_field(row, "a.b.-1.c") == 2
+    for missing in ("a.x", "a.b.5.c", "a.b.0.c.d"):
+        with pytest.raises(KeyError):
+            get_field(row, missing)
+
+
+# Per format: (gold, response, verdict). Only the final marker of the declared format counts; a
+# restatement, a marker of another format, or a marker in the middle of a line never does.
+TABLE = [
+    ("answer-line", "5", "Answer: 5", "correct"),
+    ("answer-line", "5", "work\nAnswer: $5$.", "correct"),
+    ("answer-line", "5", "Answer: 4\nno, wait\nAnswer: 5", "correct"),
+    ("answer-line", "5", "Answer: 5\nAnswer: 4", "incorrect"),
+    ("answer-line", "5", "The Answer: 5", "no_answer"),
+    ("answer-line", "5", "the answer is 5", "no_answer"),
+    ("answer-line", "5", "\\boxed{5}", "no_answer"),
+    ("answer-line", "5", "Answer:", "no_answer"),
+    ("answer-line", "\\frac{1}{2}", "Answer: 0.5", "correct"),
+    ("gsm8k", "72", "#### 72", "correct"),
+    ("gsm8k", "He has 70 + 2.\n#### 72", "so\n####72", "correct"),  # the gold read from a GSM8K rationale
+    ("gsm8k", "72", "#### 71\n#### 72", "correct"),
+    ("gsm8k", "72", "#### 72\n#### 71", "incorrect"),
+    ("gsm8k", "72", "the total is #### 72", "no_answer"),
+    ("gsm8k", "72", "Answer: 72", "no_answer"),
+    ("boxed", "Adding, $2 + 3 = \\boxed{5}$.", "\\boxed{5}", "correct"),  # the gold read from a MATH solution
+    ("boxed", "5", "Answer: 5", "no_answer"),
+]
+
+
+@pytest.mark.parametrize("fmt,answer,response,verdict", TABLE)
+def test_each_format_reads_only_its_final_marker(fmt, answer, response, verdict):
+    task = get_task("math", path="unused.jsonl", answer_format=fmt)
+    assert task.verify(Problem("p", "hard_train", "What is it?", answer), response).value == verdict
+
+
+@pytest.mark.parametrize("fmt,response,marker", [("answer-line", "a\nAnswer: 3\nb\nAnswer: 5", "Answer: 3"),
+                                                  ("gsm8k", "a\n#### 3\n#### 5", "#### 3"),
+                                                  ("boxed", "a \\boxed{3} \\boxed{5}", "\\boxed{3}")])
+def test_a_prefix_ends_before_the_first_marker_of_the_format(fmt, response, marker):
+    task = get_task("math", path="unused.jsonl", answer_format=fmt)
+    assert task.answer_start(response) == response.index(marker)
