@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import tyro
 
+from prefixrl.cli.options import problem_count
 from prefixrl.data.tasks import task_spec
 from prefixrl.embedded.config import PretrainConfig, TaskShape
 from prefixrl.embedded.pretrain import settings_record
@@ -35,7 +36,7 @@ def test_the_readme_stage_commands_pretrain_the_base_the_demo_pretrains():
     assert settings_record(stage) == settings_record(demo_base)  # every setting the base is a function of
     # and the stages after it sample the demo's problems: same count, same data seed
     collect = tyro.cli(config_class("collect"), args=readme_command("collect"))
-    assert (collect.problems, collect.data_seed) == (demo.train_problems, demo.seed)
+    assert (problem_count(collect.problems, "chain", collect.generated), collect.data_seed) == (demo.train_problems, demo.seed)
 
 
 def test_every_command_that_builds_a_base_shares_the_shape_and_its_default():

@@ -24,6 +24,8 @@ COMMANDS = {  # name → (module, config class, the line `prefixrl --help` shows
     "eval": ("prefixrl.cli.options", "EvalConfig", "Unbiased pass@k of a policy on unprefixed problems."),
     "export": ("prefixrl.cli.options", "ExportConfig",
                "Write the PrefixRL training pool (prefixed + unprefixed rows) for TRL or verl."),
+    "plot": ("prefixrl.cli.options", "PlotConfig",
+             "The curves of one or more training runs in one PNG (accuracy against FLOPs, per-step reward)."),
 }
 
 
@@ -119,6 +121,14 @@ def run_stage(name: str, cfg) -> None:
         from prefixrl.cli.stages import run_export
 
         _report_export(cfg, run_export(cfg))
+    elif name == "plot":
+        from prefixrl.cli.plot import plot_runs
+        from prefixrl.io.outputs import Output, claim
+
+        with claim("plot", [Output(cfg.out, existing="replace" if cfg.overwrite else "refuse")],
+                   {f"RUN {i}": r for i, r in enumerate(cfg.runs)}):
+            plot_runs(list(cfg.runs), cfg.out)
+        print(f"{len(cfg.runs)} run(s): {cfg.out}")
 
 
 def report_train(cfg, r: dict) -> None:

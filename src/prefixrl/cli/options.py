@@ -12,7 +12,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar, Literal
 
 import tyro
 
@@ -20,6 +20,26 @@ from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output
 from prefixrl.io.tracking import BACKENDS
 from prefixrl.rl.settings import RLSettings
+
+
+Count = int | Literal["all", "auto"]  # --problems
+
+
+def problem_count(problems: Count, task_name: str, generated: int) -> int | None:
+    """How many problems a stage takes (None: all of the split): a number; `all`; or `auto`, the default,
+    which is all of a dataset's problems and `generated` of the built-in chain task, which has no end."""
+    if problems == "auto":
+        return generated if task_name == "chain" else None
+    if problems == "all":
+        if task_name == "chain":
+            raise BadInput("--problems all: the chain task generates problems without end; give a number")
+        return None
+    return problems
+
+
+def check_count(problems: Count) -> None:
+    if isinstance(problems, int) and problems < 1:
+        raise BadInput(f"problems must be >= 1, got {problems}")
 
 
 def check_engine(kind: str) -> None:
@@ -153,8 +173,9 @@ class CollectConfig(ModelOptions):
     """Continue an interrupted collection in --out: solved problems are not sampled again, nothing is lost."""
     engine: str = "builtin"
     """builtin (KV-cache sampler on the HF model) or vllm (token-id prompts, prefix caching; docs/vllm.md)."""
-    problems: int = 64
-    """How many hard-train problems."""
+    problems: Count = "auto"
+    """How many hard-train problems: a number, all, or auto (all of a dataset's problems; 64 of the chain task)."""
+    generated: ClassVar[int] = 64  # --problems auto on the chain task
     data_seed: int = 0
     """Seed of the problem set (use the same one for `train`)."""
     cap: int = 1024
@@ -180,7 +201,8 @@ class CollectConfig(ModelOptions):
         check_engine(self.engine)
         if not 0.0 <= self.min_yield <= 1.0:
             raise BadInput(f"min_yield must be in [0, 1], got {self.min_yield}")
-        for name in ("problems", "cap", "per_round"):
+        check_count(self.problems)
+        for name in ("cap", "per_round"):
             if getattr(self, name) < 1:
                 raise BadInput(f"{name} must be >= 1, got {getattr(self, name)}")
         check_sampling(self)
@@ -229,7 +251,9 @@ class EvalConfig(ModelOptions):
     """Policy folder to evaluate."""
     split: str = "hard_heldout"
     """easy, hard_train or hard_heldout (always unprefixed)."""
-    problems: int = 128
+    problems: Count = "auto"
+    """How many problems of --split: a number, all, or auto (all of a dataset's problems; 128 of the chain task)."""
+    generated: ClassVar[int] = 128  # --problems auto on the chain task
     data_seed: int = 0
     samples: int = 64
     """Samples per problem (n); every k must be <= n."""
@@ -244,16 +268,20 @@ class EvalConfig(ModelOptions):
     seed: int = 0
     out: Path | None = None
     """Optional JSON file for the results."""
+    per_problem: Path | None = None
+    """Also write one JSON line per problem (id, samples, correct, pass@k for each --k) to this file: what
+    a hard-set selection reads (the paper keeps the problems with pass@512 = 0)."""
     engine: str = "builtin"
     """builtin (KV-cache sampler on the HF model) or vllm (token-id prompts, prefix caching; docs/vllm.md)."""
 
     overwrite: bool = False
-    """Replace an existing --out (never one of the inputs)."""
+    """Replace an existing --out or --per-problem (never one of the inputs)."""
 
     def check(self) -> None:
         super().check()
         check_engine(self.engine)
-        for name in ("problems", "samples"):
+        check_count(self.problems)
+        for name in ("samples",):
             if getattr(self, name) < 1:
                 raise BadInput(f"{name} must be >= 1, got {getattr(self, name)}")
         if any(k > self.samples or k < 1 for k in self.k):
@@ -273,8 +301,9 @@ class ExportConfig(TaskOptions):
     """Policy folder: its tokenizer decodes prefix_text, its prefixrl.json names the task."""
     out: Path = Path("runs/train_rows.parquet")
     """Parquet file to write."""
-    problems: int = 64
-    """Hard-train problems for the unprefixed rows (same as `collect`)."""
+    problems: Count = "auto"
+    """How many hard-train problems for the unprefixed rows (the same as `collect`): a number, all, or auto (all of a dataset's problems; 64 of the chain task)."""
+    generated: ClassVar[int] = 64  # --problems auto on the chain task
     data_seed: int = 0
     mix: float = RLSettings.mix
     """Share of prefixed rows in the pool (paper: 0.75; 1 = prefixrl-only)."""
@@ -303,8 +332,7 @@ class ExportConfig(TaskOptions):
             raise BadInput(f"unknown export format {self.format!r}; choose from: trl, verl")
         if not 0.0 <= self.mix <= 1.0:
             raise BadInput(f"mix must be in [0, 1], got {self.mix}")
-        if self.problems < 1:
-            raise BadInput(f"problems must be >= 1, got {self.problems}")
+        check_count(self.problems)
         if self.ladder_rungs == 1:
             raise BadInput("ladder_rungs must be 0 (off) or >= 2 (no prefix and one cut)")
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
@@ -330,8 +358,9 @@ class TrainConfig(ModelOptions):
     """Prefix file from `prefixrl prefixes` (not needed by --method rl)."""
     traces: Path | None = Path("runs/traces.parquet")
     """Trace store whose collection FLOPs are charged to methods that use it."""
-    problems: int = 64
-    """How many hard-train problems (same as `collect`)."""
+    problems: Count = "auto"
+    """How many hard-train problems (the same as `collect`): a number, all, or auto (all of a dataset's problems; 64 of the chain task)."""
+    generated: ClassVar[int] = 64  # --problems auto on the chain task
     data_seed: int = 0
     rl: Annotated[RLSettings, tyro.conf.OmitArgPrefixes] = field(default_factory=RLSettings)
     """The trainer's settings (`prefixrl.rl.settings.RLSettings`): flags without a prefix, e.g. --lr, --steps."""
@@ -340,8 +369,23 @@ class TrainConfig(ModelOptions):
         """Called by the CLI before anything is read or written: inconsistent values fail here."""
         super().check()
         self.rl.check()
-        if self.problems < 1:
-            raise BadInput(f"problems must be >= 1, got {self.problems}")
+        check_count(self.problems)
         for b in self.log_to:
             if b not in BACKENDS:
                 raise BadInput(f"unknown tracker {b!r}; choose from {', '.join(BACKENDS)}")
+
+
+@dataclass(frozen=True)
+class PlotConfig:
+    """The curves of one or more training runs in one PNG (accuracy against FLOPs, per-step reward)."""
+
+    runs: tyro.conf.Positional[tuple[Path, ...]] = ()
+    """Run folders of `prefixrl train` (each holds metrics.jsonl)."""
+    out: Path = Path("runs/plot.png")
+    """The PNG to write."""
+    overwrite: bool = False
+    """Replace an existing --out (never one of the inputs)."""
+
+    def check(self) -> None:
+        if not self.runs:
+            raise BadInput("plot needs at least one run folder: prefixrl plot RUN [RUN ...]")

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prefixrl.cli.options import CollectConfig, EvalConfig, ExportConfig, PrefixesConfig
+from prefixrl.cli.options import CollectConfig, EvalConfig, ExportConfig, PrefixesConfig, problem_count
 from prefixrl.cli.policy import _params, load_policy, make_engine, task_spec_of
 from prefixrl.data.collect import Collection, import_traces, rejection_sample
-from prefixrl.data.evaluate import evaluate
+from prefixrl.data.evaluate import evaluate, pass_at_k
 from prefixrl.data.prefixes import cut_prefixes, load_prefixes, save_prefixes
 from prefixrl.data.prompt import render_prompt, tokenizer_fingerprint
 from prefixrl.data.traces import load_traces, save_traces
@@ -21,7 +21,7 @@ from prefixrl.data.verifier import deadlined
 from prefixrl.embedded import calibration
 from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
-from prefixrl.io.store import read_meta, write_json_atomic
+from prefixrl.io.store import atomic_write, read_meta, write_json_atomic
 from prefixrl.rl import exact
 from prefixrl.rollout.flops import Ledger
 from prefixrl.rollout.model import load, model_folder
@@ -37,7 +37,7 @@ def _collect(cfg: CollectConfig) -> dict:
     folder = model_folder(cfg.model)  # the regime gate reads the weights whatever engine samples
     model, tok, task = load_policy(folder, cfg.task_spec(), weights=cfg.engine == "builtin" and not cfg.import_file,
                                    device=cfg.device)
-    problems = task.problems("hard_train", cfg.problems, cfg.data_seed)
+    problems = task.problems("hard_train", problem_count(cfg.problems, task.name, cfg.generated), cfg.data_seed)
     key = {"model": str(cfg.model), "problems": [p.id for p in problems], "cap": cfg.cap, "per_round": cfg.per_round,
            "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed, "tokenizer": tokenizer_fingerprint(tok),
            "import_file": None if cfg.import_file is None else str(cfg.import_file)}
@@ -119,7 +119,10 @@ def _prefixes(cfg: PrefixesConfig) -> dict:
 
 
 def run_eval(cfg: EvalConfig) -> dict:
-    outputs = [] if cfg.out is None else [Output(cfg.out, existing="replace" if cfg.overwrite else "refuse")]
+    existing = "replace" if cfg.overwrite else "refuse"
+    outputs = [Output(path, flag, existing=existing) for path, flag in ((cfg.out, "--out"),
+                                                                       (cfg.per_problem, "--per-problem"))
+               if path is not None]
     with claim("eval", outputs, {"--model": cfg.model, **cfg.inputs()}):
         return _eval(cfg)
 
@@ -127,7 +130,7 @@ def run_eval(cfg: EvalConfig) -> dict:
 def _eval(cfg: EvalConfig) -> dict:
     folder = model_folder(cfg.model, weights=cfg.engine == "builtin")
     model, tok, task = load_policy(folder, cfg.task_spec(), weights=cfg.engine == "builtin", device=cfg.device)
-    problems = task.problems(cfg.split, cfg.problems, cfg.data_seed)
+    problems = task.problems(cfg.split, problem_count(cfg.problems, task.name, cfg.generated), cfg.data_seed)
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
         r = evaluate(make_engine(cfg.engine, model, folder, tok, cfg.seed), tok, task, problems, cfg.samples,
                      _params(task, cfg), seed=cfg.seed, progress=True)
@@ -138,6 +141,10 @@ def _eval(cfg: EvalConfig) -> dict:
         # the rare operations the policy knows (docs/regimes.md), None without rare steps.
         res["exact_pass@1"] = exact.measure(model, tok, task, problems)["exact_pass@1"]
         res["rare_knowledge"] = exact.rare_knowledge(model, tok, task, problems)
+    if cfg.per_problem is not None:
+        rows = [{"problem_id": p.id, "split": p.split, "samples": cfg.samples, "correct": c,
+                 **{f"pass@{k}": pass_at_k(cfg.samples, c, k) for k in cfg.k}} for p, c in zip(problems, r.correct)]
+        atomic_write(cfg.per_problem, lambda f: f.write("".join(json.dumps(row) + "\n" for row in rows).encode()))
     if cfg.out is not None:
         write_json_atomic(cfg.out, res)
     return res
@@ -156,7 +163,7 @@ def _export(cfg: ExportConfig) -> dict:
     folder = model_folder(cfg.model, weights=False)  # rows are token ids: the tokenizer is all it needs
     spec = task_spec_of(folder, cfg.task_spec())
     _, tok, task = load_policy(folder, spec, weights=False)
-    problems = task.problems("hard_train", cfg.problems, cfg.data_seed)
+    problems = task.problems("hard_train", problem_count(cfg.problems, task.name, cfg.generated), cfg.data_seed)
     if cfg.ladder_rungs:
         with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as checked:  # traces are re-verified
             traces, _ = load_traces(cfg.traces, checked, tok)

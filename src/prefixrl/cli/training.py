@@ -8,7 +8,7 @@ from dataclasses import asdict, replace
 
 import torch
 
-from prefixrl.cli.options import TrainConfig
+from prefixrl.cli.options import TrainConfig, problem_count
 from prefixrl.cli.policy import load_policy
 from prefixrl.data.prefixes import PrefixedPrompt, load_prefixes
 from prefixrl.data.traces import charged_flops, load_traces
@@ -34,7 +34,7 @@ def _train(cfg: TrainConfig) -> dict:
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     model, tok, task = load_policy(cfg.model, cfg.task_spec(), device=cfg.device)
-    problems = task.problems("hard_train", cfg.problems, cfg.data_seed)
+    problems = task.problems("hard_train", problem_count(cfg.problems, task.name, cfg.generated), cfg.data_seed)
     method = METHODS[cfg.rl.method]
     uses_traces = cfg.rl.method != "rl"
     settings = replace(cfg.rl, max_new_tokens=cfg.rl.max_new_tokens or task.max_response_tokens)

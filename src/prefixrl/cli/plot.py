@@ -1,0 +1,64 @@
+"""`prefixrl plot RUN…`: the curves of one or more training runs in one PNG, read from each run's
+metrics.jsonl: unprefixed pass@1 against total FLOPs (hard-train, and hard-heldout where evaluated), and
+the per-step reward on prefixed and on unprefixed prompts. Compute, not steps, is the x-axis of the
+accuracy panel, because methods are compared at equal FLOPs (the paper's axis)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefixrl.io.errors import BadInput
+from prefixrl.io.store import atomic_write
+
+PANELS = (("train_acc_unprefixed", "hard-train"), ("heldout_acc_unprefixed", "hard-heldout"))
+
+
+def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
+    """(eval points, steps) of a run folder, checked: the file and the row in every error."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        raise BadInput(f"{run}: no metrics.jsonl (a run folder of `prefixrl train`)")
+    evals, steps = [], []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BadInput(f"{path}: line {i}: not JSON ({e.msg})") from None
+        if not isinstance(rec, dict) or rec.get("kind") not in ("eval", "step"):
+            raise BadInput(f"{path}: line {i}: field kind: expected eval or step")
+        (evals if rec["kind"] == "eval" else steps).append(rec)
+    if not evals and not steps:
+        raise BadInput(f"{path}: no records")
+    return evals, steps
+
+
+def plot_runs(runs: list[Path], out: Path) -> None:
+    """One PNG: accuracy against FLOPs per split, and the per-step rewards, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = {str(r): read_metrics(r) for r in runs}
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), dpi=110)
+    for name, (evals, steps) in data.items():
+        for ax, (key, split) in zip(axes[:2], PANELS):
+            pts = [(e["flops"], e[key]) for e in evals if e.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", ms=3, label=name)
+            ax.set(xlabel="total FLOPs (offline cost charged)", ylabel=f"unprefixed {split} pass@1", title=split)
+        for key, style in (("reward_prefixed", "-"), ("reward_unprefixed", "--")):
+            pts = [(s["step"], s[key]) for s in steps if s.get(key) is not None]
+            if pts:
+                axes[2].plot(*zip(*pts), ls=style, lw=0.8, label=f"{name} ({key.split('_')[1]})")
+        axes[2].set(xlabel="RL step", ylabel="mean reward of the step's samples", title="training reward")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(out, lambda f: fig.savefig(f, format="png"))
+    plt.close(fig)
