@@ -15,6 +15,8 @@ import sys
 COMMANDS = {  # name → (module, config class, the line `prefixrl --help` shows)
     "pretrain": ("prefixrl.embedded.config", "PretrainConfig",
                  "Pretrain the embedded base model (a tiny Llama) on easy problems from an imperfect teacher."),
+    "select": ("prefixrl.cli.options", "SelectConfig",
+               "The paper's hard set: sample each problem up to k, keep those with no verified success."),
     "collect": ("prefixrl.cli.options", "CollectConfig",
                 "Rejection sampling with the base model: one verified-correct trace per hard-train problem."),
     "prefixes": ("prefixrl.cli.options", "PrefixesConfig",
@@ -96,6 +98,12 @@ def run_stage(name: str, cfg) -> None:
 
         pretrain(cfg)
         print(f"base model: {cfg.out}")
+    elif name == "select":
+        from prefixrl.cli.select import run_select
+
+        s = run_select(cfg)
+        print(f"{s['selected']} of {s['problems']} problems have no verified success in {s['budget']} samples "
+              f"({s['samples']} samples, {s['flops']:.3e} FLOPs, charged to no method): {cfg.out / 'selected.jsonl'}")
     elif name == "collect":
         from prefixrl.cli.stages import run_collect
 

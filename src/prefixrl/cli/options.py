@@ -389,3 +389,46 @@ class PlotConfig:
     def check(self) -> None:
         if not self.runs:
             raise BadInput("plot needs at least one run folder: prefixrl plot RUN [RUN ...]")
+
+
+@dataclass(frozen=True)
+class SelectConfig(ModelOptions):
+    """The paper's hard set: sample each problem up to --budget times, stop it at its first verified success,
+    and keep the problems that never succeed (the paper: no success in 512)."""
+
+    resume_hint = "rerun the same command with --resume to continue the selection"  # not a field
+    model: Path = Path("runs/base")
+    """The base policy whose failures define "hard" (a folder or a Hub id)."""
+    out: Path = Path("runs/select")
+    """Folder: selected.jsonl (the kept problems, in the dataset's own columns plus the measured figures),
+    per_problem.jsonl (every problem's figures), sampling.parquet (resumable state), summary.json."""
+    resume: bool = False
+    """Continue an interrupted selection in --out: no problem is sampled again."""
+    engine: str = "builtin"
+    """builtin or vllm (docs/vllm.md)."""
+    split: str = "hard_train"
+    """The split the hard set is selected from."""
+    problems: Count = "auto"
+    """How many problems: a number, all, or auto (all of a dataset's problems; 64 of the chain task)."""
+    generated: ClassVar[int] = 64  # --problems auto on the chain task
+    data_seed: int = 0
+    budget: int = 512
+    """Most samples per problem (k); a problem with no verified success in k is selected as hard."""
+    per_round: int = 64
+    """Samples per open problem per round (a solved problem stops at the end of its round)."""
+    temperature: float = 1.0
+    """Sampling temperature (> 0; 1 samples the policy as it is, the paper's setting)."""
+    top_p: float = 1.0
+    """Nucleus sampling: sample only from the smallest set of tokens holding this much probability (1 = off)."""
+    max_new_tokens: int | None = None
+    """Longest response sampled (default: the task's bound)."""
+    seed: int = 0
+
+    def check(self) -> None:
+        super().check()
+        check_engine(self.engine)
+        check_count(self.problems)
+        for name in ("budget", "per_round"):
+            if getattr(self, name) < 1:
+                raise BadInput(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_sampling(self)

@@ -151,6 +151,21 @@ def read_rows(source: str, question_field: str, answer_field: str, subset: str |
     return distinct(out, str(source))
 
 
+def raw_rows(task) -> dict[str, dict]:
+    """A dataset task's rows as the dataset has them, by problem id (`task.name:<id>`), first occurrence."""
+    out = {}
+    for i, row in enumerate(load_rows(task.path, task.subset, task.dataset_split)):
+        if not isinstance(row, dict):
+            continue
+        try:
+            pid = (_text(get_field(row, task.id_field), f"{task.path}: row {i}: field {task.id_field}") if task.id_field
+                   else content_id(question_text(get_field(row, task.question_field), f"{task.path}: row {i}")))
+        except KeyError:
+            continue
+        out.setdefault(f"{task.name}:{pid}", row)
+    return out
+
+
 def distinct(rows: list[tuple[str, str, str]], source: str) -> tuple[tuple[str, str, str], ...]:
     """(id, question, answer) rows with each id once: an exact repeat is kept once (DAPO-Math-17k repeats
     its problems), the same id with another question or answer is an error naming both rows."""
