@@ -146,7 +146,44 @@ class TaskOptions:
 
 
 @dataclass(frozen=True)
-class ModelOptions(TaskOptions):
+class StageOptions(TaskOptions):
+    """The options of a stage that renders prompts (every stage but pretrain): the task, and how a question
+    becomes a prompt (`prefixrl.data.prompt.Rendering`), the same from collection to training."""
+
+    system_prompt: str | None = None
+    """A system turn before every question (default: none, or the one the policy folder records)."""
+    instruction: str = "{question}"
+    """The user turn, a template around the problem's text, e.g. "{question}\n\nPut your final answer within
+    \\boxed{{}}." (default: the question as it is, or the template the policy folder records)."""
+    chat_template_kwargs: str = "{}"
+    """JSON object passed to the chat template, e.g. '{"enable_thinking": false}' for Qwen3."""
+    allow_rerender: bool = False
+    """Use traces, prefixes or a policy whose prompts were rendered otherwise (another system prompt,
+    instruction, template or its arguments): prompts are rendered anew around the stored token ids."""
+
+    def rendering(self):
+        """The rendering the flags ask for (`prefixrl.data.prompt.Rendering`), or None when they ask for none
+        (the policy folder's recorded one, if any, then applies)."""
+        import json
+
+        from prefixrl.data.prompt import Rendering
+
+        try:
+            kwargs = json.loads(self.chat_template_kwargs)
+        except json.JSONDecodeError as e:
+            raise BadInput(f"--chat-template-kwargs: not JSON ({e.msg})") from None
+        if not isinstance(kwargs, dict):
+            raise BadInput("--chat-template-kwargs: expected a JSON object, e.g. '{\"enable_thinking\": false}'")
+        r = Rendering(self.system_prompt, self.instruction, kwargs)
+        return None if r.plain else r
+
+    def check(self) -> None:
+        super().check()
+        self.rendering()
+
+
+@dataclass(frozen=True)
+class ModelOptions(StageOptions):
     """The options of a stage that runs the model (collect, train, eval); stages that only handle token
     ids (prefixes, export) load no weights."""
 
@@ -214,7 +251,7 @@ class CollectConfig(ModelOptions):
 
 
 @dataclass(frozen=True)
-class PrefixesConfig(TaskOptions):
+class PrefixesConfig(StageOptions):
     """Cut prefixes from the traces (paper rule: 3 per trace at U[0.4, 0.8] of its tokens)."""
 
     traces: Path = Path("runs/traces.parquet")
@@ -290,7 +327,7 @@ class EvalConfig(ModelOptions):
 
 
 @dataclass(frozen=True)
-class ExportConfig(TaskOptions):
+class ExportConfig(StageOptions):
     """Write the PrefixRL training pool (prefixed + unprefixed rows, prefix token ids included) for TRL or verl."""
 
     format: str = "trl"

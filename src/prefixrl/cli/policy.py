@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from prefixrl.data.tasks import get_task
+from prefixrl.data.prompt import Rendering, check_rendering, with_rendering
 from prefixrl.io.errors import BadInput
 from prefixrl.rollout.device import of as device_of
 from prefixrl.rollout.device import resolve as resolve_device
@@ -37,13 +38,29 @@ def task_of(model_dir: Path, spec: dict | None = None):
         raise BadInput(f"{Path(model_dir) / 'prefixrl.json'}: key task: {e}") from None
 
 
-def load_policy(model_dir: Path, task_spec: dict | None = None, weights: bool = True, device: str = "cpu"):
+def load_policy(model_dir: Path, task_spec: dict | None = None, weights: bool = True, device: str = "cpu",
+                rendering=None, allow_rerender: bool = False):
     """(model or None, tokenizer, task) of a folder from `model.model_folder`. weights=False: tokenizer
     and task only (stages that handle token ids, and engines such as vLLM that load the weights
-    themselves). device: a `--device` value (`prefixrl.rollout.device.resolve`)."""
+    themselves). device: a `--device` value (`prefixrl.rollout.device.resolve`). The tokenizer renders
+    prompts as `rendering` says (the command's flags), else as the folder's prefixrl.json records (a policy
+    trained under a rendering keeps it); flags that differ from the record are refused unless allowed."""
     model_dir = model_folder(model_dir, weights)
     model, tok = load(model_dir, resolve_device(device)) if weights else (None, load_tokenizer(model_dir, weights=False))
-    return model, tok, task_of(model_dir, task_spec)
+    task = task_of(model_dir, task_spec)
+    recorded = _meta(model_dir).get("rendering")
+    if recorded is not None and rendering is not None:
+        check_rendering(recorded, with_rendering(tok, rendering), f"{model_dir} (the policy)", allow_rerender)
+    elif recorded is not None:
+        rendering = Rendering(recorded["system_prompt"], recorded["instruction"], recorded["chat_template_kwargs"])
+    with_rendering(tok, rendering or Rendering())
+    return model, tok, task
+
+
+def _meta(model_dir: Path) -> dict:
+    path = Path(model_dir) / "prefixrl.json"
+    saved = user_file(path, "it", lambda: json.loads(path.read_text())) if path.is_file() else {}
+    return saved if isinstance(saved, dict) else {}
 
 
 def make_engine(kind: str, model, model_dir: Path, tok, seed: int = 0):

@@ -14,7 +14,7 @@ import json
 from prefixrl.cli.options import SelectConfig, problem_count
 from prefixrl.cli.policy import _params, load_policy, make_engine
 from prefixrl.data.collect import Collection, rejection_sample
-from prefixrl.data.prompt import tokenizer_fingerprint
+from prefixrl.data.prompt import rendering_record, tokenizer_fingerprint
 from prefixrl.data.tasks.files import raw_rows
 from prefixrl.data.traces import load_traces, save_traces
 from prefixrl.data.verifier import deadlined
@@ -33,11 +33,13 @@ def run_select(cfg: SelectConfig) -> dict:
 
 def _select(cfg: SelectConfig) -> dict:
     folder = model_folder(cfg.model, weights=cfg.engine == "builtin")
-    model, tok, task = load_policy(folder, cfg.task_spec(), weights=cfg.engine == "builtin", device=cfg.device)
+    model, tok, task = load_policy(folder, cfg.task_spec(), weights=cfg.engine == "builtin", device=cfg.device,
+                                   rendering=cfg.rendering(), allow_rerender=cfg.allow_rerender)
     problems = task.problems(cfg.split, problem_count(cfg.problems, task.name, cfg.generated), cfg.data_seed)
     key = {"model": str(cfg.model), "split": cfg.split, "problems": [p.id for p in problems], "budget": cfg.budget,
            "per_round": cfg.per_round, "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed,
-           "max_new_tokens": cfg.max_new_tokens, "tokenizer": tokenizer_fingerprint(tok)}
+           "max_new_tokens": cfg.max_new_tokens, "tokenizer": tokenizer_fingerprint(tok),
+           "rendering": rendering_record(tok)["fingerprint"]}
     store = cfg.out / "sampling.parquet"
     cfg.out.mkdir(parents=True, exist_ok=True)
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
@@ -48,7 +50,7 @@ def _select(cfg: SelectConfig) -> dict:
         def save(col: Collection, finished: bool) -> None:
             save_traces(store, col.traces, {"selection": {
                 "key": key, "finished": finished, "rounds": col.rounds, "samples": col.samples,
-                "flops": col.flops, "ledger": col.ledger.to_dict()}})
+                "flops": col.flops, "ledger": col.ledger.to_dict()}}, tok)
 
         col = rejection_sample(make_engine(cfg.engine, model, folder, tok, cfg.seed), tok, task, problems,
                                _params(task, cfg), source=f"select:{cfg.model}", cap=cfg.budget,

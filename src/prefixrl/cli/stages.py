@@ -15,7 +15,7 @@ from prefixrl.cli.policy import _params, load_policy, make_engine, task_spec_of
 from prefixrl.data.collect import Collection, import_traces, rejection_sample
 from prefixrl.data.evaluate import evaluate, pass_at_k
 from prefixrl.data.prefixes import cut_prefixes, load_prefixes, save_prefixes
-from prefixrl.data.prompt import render_prompt, tokenizer_fingerprint
+from prefixrl.data.prompt import render_prompt, rendering_of, rendering_record, tokenizer_fingerprint
 from prefixrl.data.traces import load_traces, save_traces
 from prefixrl.data.verifier import deadlined
 from prefixrl.embedded import calibration
@@ -36,10 +36,11 @@ def run_collect(cfg: CollectConfig) -> dict:
 def _collect(cfg: CollectConfig) -> dict:
     folder = model_folder(cfg.model)  # the regime gate reads the weights whatever engine samples
     model, tok, task = load_policy(folder, cfg.task_spec(), weights=cfg.engine == "builtin" and not cfg.import_file,
-                                   device=cfg.device)
+                                   device=cfg.device, rendering=cfg.rendering(), allow_rerender=cfg.allow_rerender)
     problems = task.problems("hard_train", problem_count(cfg.problems, task.name, cfg.generated), cfg.data_seed)
     key = {"model": str(cfg.model), "problems": [p.id for p in problems], "cap": cfg.cap, "per_round": cfg.per_round,
            "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed, "tokenizer": tokenizer_fingerprint(tok),
+           "rendering": rendering_record(tok)["fingerprint"],
            "import_file": None if cfg.import_file is None else str(cfg.import_file)}
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
         resume_from = _resumable_collection(cfg, key, task, tok)
@@ -49,7 +50,7 @@ def _collect(cfg: CollectConfig) -> dict:
             traces, rejected = import_traces(cfg.import_file, task, tok, problems)
             summary = {"problems": len(problems), "solved": len(traces), "samples": 0, "flops": 0.0,
                        "imported_from": str(cfg.import_file), "rejected": rejected}
-            save_traces(cfg.out, traces, {"collection": {"key": key, "finished": True}})
+            save_traces(cfg.out, traces, {"collection": {"key": key, "finished": True}}, tok)
         else:
             if exact.supports_exact(task) and resume_from is None:
                 gate_sampling(model, folder, tok, task, problems, cfg.cap, cfg.min_yield)
@@ -58,7 +59,7 @@ def _collect(cfg: CollectConfig) -> dict:
             def save(col: Collection, finished: bool) -> None:
                 save_traces(cfg.out, col.traces, {"collection": {
                     "key": key, "finished": finished, "rounds": col.rounds, "samples": col.samples,
-                    "flops": col.flops, "ledger": col.ledger.to_dict()}})
+                    "flops": col.flops, "ledger": col.ledger.to_dict()}}, tok)
 
             col = rejection_sample(engine, tok, task, problems, _params(task, cfg),
                                    source=str(cfg.model), cap=cfg.cap, per_round=cfg.per_round, seed=cfg.seed,
@@ -110,9 +111,10 @@ def run_prefixes(cfg: PrefixesConfig) -> dict:
 
 
 def _prefixes(cfg: PrefixesConfig) -> dict:
-    _, tok, task = load_policy(cfg.model, cfg.task_spec(), weights=False)  # cuts are token ids: no weights
+    _, tok, task = load_policy(cfg.model, cfg.task_spec(), weights=False,  # cuts are token ids: no weights
+                               rendering=cfg.rendering(), allow_rerender=cfg.allow_rerender)
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
-        traces, rejected = load_traces(cfg.traces, task, tok)
+        traces, rejected = load_traces(cfg.traces, task, tok, cfg.allow_rerender)
     prefixes = cut_prefixes(traces, task, tok, k=cfg.k, low=cfg.low, high=cfg.high, seed=cfg.seed)
     save_prefixes(cfg.out, prefixes, tok)
     return {"traces": len(traces), "rejected": rejected, "prefixes": len(prefixes)}
@@ -129,7 +131,8 @@ def run_eval(cfg: EvalConfig) -> dict:
 
 def _eval(cfg: EvalConfig) -> dict:
     folder = model_folder(cfg.model, weights=cfg.engine == "builtin")
-    model, tok, task = load_policy(folder, cfg.task_spec(), weights=cfg.engine == "builtin", device=cfg.device)
+    model, tok, task = load_policy(folder, cfg.task_spec(), weights=cfg.engine == "builtin", device=cfg.device,
+                                   rendering=cfg.rendering(), allow_rerender=cfg.allow_rerender)
     problems = task.problems(cfg.split, problem_count(cfg.problems, task.name, cfg.generated), cfg.data_seed)
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
         r = evaluate(make_engine(cfg.engine, model, folder, tok, cfg.seed), tok, task, problems, cfg.samples,
@@ -162,14 +165,14 @@ def _export(cfg: ExportConfig) -> dict:
 
     folder = model_folder(cfg.model, weights=False)  # rows are token ids: the tokenizer is all it needs
     spec = task_spec_of(folder, cfg.task_spec())
-    _, tok, task = load_policy(folder, spec, weights=False)
+    _, tok, task = load_policy(folder, spec, weights=False, rendering=cfg.rendering(), allow_rerender=cfg.allow_rerender)
     problems = task.problems("hard_train", problem_count(cfg.problems, task.name, cfg.generated), cfg.data_seed)
     if cfg.ladder_rungs:
         with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as checked:  # traces are re-verified
-            traces, _ = load_traces(cfg.traces, checked, tok)
+            traces, _ = load_traces(cfg.traces, checked, tok, cfg.allow_rerender)
         rows = export.ladder_pool(traces, problems, task, tok, cfg.ladder_rungs)
     else:
-        prefixes = load_prefixes(cfg.prefixes, task, tok) if cfg.mix > 0 else []
+        prefixes = load_prefixes(cfg.prefixes, task, tok, cfg.allow_rerender) if cfg.mix > 0 else []
         rows = export.training_pool(prefixes, problems, tok, cfg.mix, cfg.seed)
     # Both frameworks cap the prompt length, and prompt + prefix must fit (docs/trl.md, docs/verl.md): a row
     # over the cap is dropped here, counted, rather than refused or left-truncated (which cuts the problem)
@@ -180,11 +183,16 @@ def _export(cfg: ExportConfig) -> dict:
     rows, length = [r for r, n in zip(rows, length) if n <= cap], [n for n in length if n <= cap]
     if not rows:
         raise BadInput(f"every row is longer than --max-prompt-tokens {cfg.max_prompt_tokens}; nothing to export")
+    rendering = rendering_of(tok)
+    if rendering.chat_template_kwargs:  # the rows carry messages; the template's arguments would be lost
+        raise BadInput("--chat-template-kwargs: the TRL and verl rows carry chat messages, rendered by the trainer "
+                       "without them; set them in the trainer's own config and export without them")
+    record = rendering_record(tok)
     if cfg.format == "trl":
-        export.write_rows(cfg.out, export.trl_records(rows), export.TRL_SCHEMA, spec)
+        export.write_rows(cfg.out, export.trl_records(rows, rendering), export.TRL_SCHEMA, spec, record)
     else:
-        export.write_rows(cfg.out, export.verl_records(rows, cfg.data_source, cfg.ability, spec), export.VERL_SCHEMA,
-                          spec)
+        export.write_rows(cfg.out, export.verl_records(rows, cfg.data_source, cfg.ability, spec, rendering),
+                          export.VERL_SCHEMA, spec, record)
     return {"rows": len(rows), "prefixed": sum(r.kind == "prefixed" for r in rows),
             "max_prompt_tokens": max(length), "dropped_too_long": len(dropped),
             "dropped_prefixed": sum(r.kind == "prefixed" for r in dropped)}

@@ -33,16 +33,17 @@ def run_train(cfg: TrainConfig, prepare=None, inputs: dict | None = None) -> dic
 def _train(cfg: TrainConfig) -> dict:
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
-    model, tok, task = load_policy(cfg.model, cfg.task_spec(), device=cfg.device)
+    model, tok, task = load_policy(cfg.model, cfg.task_spec(), device=cfg.device, rendering=cfg.rendering(),
+                                   allow_rerender=cfg.allow_rerender)
     problems = task.problems("hard_train", problem_count(cfg.problems, task.name, cfg.generated), cfg.data_seed)
     method = METHODS[cfg.rl.method]
     uses_traces = cfg.rl.method != "rl"
     settings = replace(cfg.rl, max_new_tokens=cfg.rl.max_new_tokens or task.max_response_tokens)
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
-        prefixes = load_prefixes(cfg.prefixes, task, tok) if method.mix != 0.0 and cfg.prefixes else []
+        prefixes = load_prefixes(cfg.prefixes, task, tok, cfg.allow_rerender) if method.mix != 0.0 and cfg.prefixes else []
         traces = []
         if (method.offpolicy or method.sft_first or settings.prefix_schedule == "adaptive") and cfg.traces is not None:
-            traces, rejected = load_traces(cfg.traces, task, tok)
+            traces, rejected = load_traces(cfg.traces, task, tok, cfg.allow_rerender)
             for msg in rejected:
                 print(f"excluded: {msg}", file=sys.stderr)
         check_length(model, tok, problems, prefixes, settings.max_new_tokens)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from prefixrl.data.prompt import decode_response, render_prompt, tokenizer_fingerprint
+from prefixrl.data.prompt import check_rendering, decode_response, render_prompt, rendering_record, tokenizer_fingerprint
 from prefixrl.data.tasks.base import Problem, Task
 from prefixrl.data.traces import Trace
 from prefixrl.io.errors import BadInput
@@ -128,12 +128,13 @@ class PrefixedPrompt:
 
 
 def save_prefixes(path: str | Path, prefixes: list[Prefix], tokenizer) -> None:
-    """Atomically, with the fingerprint of the tokenizer the ids belong to (checked by `load_prefixes`)."""
+    """Atomically, with the fingerprint of the tokenizer the ids belong to and how their prompts are rendered
+    (both checked by `load_prefixes`)."""
     write_records(path, [asdict(p) for p in prefixes], PREFIX_SCHEMA,
-                  {"tokenizer": tokenizer_fingerprint(tokenizer)})
+                  {"tokenizer": tokenizer_fingerprint(tokenizer), "rendering": rendering_record(tokenizer)})
 
 
-def load_prefixes(path: str | Path, task: Task, tokenizer) -> list[Prefix]:
+def load_prefixes(path: str | Path, task: Task, tokenizer, allow_rerender: bool = False) -> list[Prefix]:
     """Every row checked (file, row, field), after the store's tokenizer is checked against the policy's:
     ids from another tokenizer would load as valid ids and decode to garbage."""
     path = Path(path)
@@ -143,6 +144,7 @@ def load_prefixes(path: str | Path, task: Task, tokenizer) -> list[Prefix]:
     if stored != ours:
         raise BadInput(f"{path}: prefix ids are from tokenizer {stored or '(none recorded)'}, the policy's is {ours}; "
                        "cut them again with `prefixrl prefixes` from traces of this policy's tokenizer")
+    check_rendering(read_meta(path).get("rendering"), tokenizer, str(path), allow_rerender)
     out = []
     for i, row in enumerate(read_records(path, PREFIX_SCHEMA)):
         ids = row["prefix_ids"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from prefixrl.data.prompt import decode_response, tokenizer_fingerprint
+from prefixrl.data.prompt import check_rendering, decode_response, rendering_record, tokenizer_fingerprint
 from prefixrl.data.tasks.base import Problem, Task, Verdict
 from prefixrl.io.errors import BadInput
 from prefixrl.io.store import read_meta, read_records, write_records
@@ -52,8 +52,11 @@ class Trace:
         return Problem(self.problem_id, "", self.question, self.answer)
 
 
-def save_traces(path: str | Path, traces: list[Trace], meta: dict | None = None) -> None:
-    """Atomically write the store; `meta` (JSON) travels in the file, e.g. the state of a collection."""
+def save_traces(path: str | Path, traces: list[Trace], meta: dict | None = None, tokenizer=None) -> None:
+    """Atomically write the store; `meta` (JSON) travels in the file, e.g. the state of a collection, and
+    with `tokenizer`, how its prompts were rendered (`prefixrl.data.prompt.rendering_record`)."""
+    if tokenizer is not None:
+        meta = {**(meta or {}), "rendering": rendering_record(tokenizer)}
     write_records(path, [asdict(t) for t in traces], TRACE_SCHEMA, meta)
 
 
@@ -71,14 +74,16 @@ def _check_row(path: Path, i: int, row: dict) -> None:
         raise BadInput(f"{path}: row {i}: field samples: expected a positive integer")
 
 
-def load_traces(path: str | Path, task: Task, tokenizer) -> tuple[list[Trace], list[str]]:
+def load_traces(path: str | Path, task: Task, tokenizer, allow_rerender: bool = False) -> tuple[list[Trace], list[str]]:
     """Load and re-verify every trace. Returns (valid traces, rejection messages).
 
-    Malformed rows and ids from another tokenizer are errors (BadInput: file, row, field); traces that
-    are well-formed but fail re-verification are reported and excluded, never trained on.
+    Malformed rows and ids from another tokenizer are errors (BadInput: file, row, field), and so is a store
+    whose prompts were rendered otherwise than `tokenizer` renders them (unless `allow_rerender`); traces
+    that are well-formed but fail re-verification are reported and excluded, never trained on.
     """
     path = Path(path)
     rows = read_records(path, TRACE_SCHEMA)
+    check_rendering(read_meta(path).get("rendering"), tokenizer, str(path), allow_rerender)
     fingerprint = tokenizer_fingerprint(tokenizer)
     vocab_size = len(tokenizer)
     seen: set[str] = set()

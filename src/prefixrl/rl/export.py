@@ -30,7 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from prefixrl.data.prefixes import Prefix
-from prefixrl.data.prompt import decode_response
+from prefixrl.data.prompt import Rendering, decode_response
 from prefixrl.data.tasks.base import Problem, Task
 from prefixrl.data.traces import Trace
 from prefixrl.io.errors import BadInput
@@ -103,17 +103,18 @@ def ladder_pool(traces: list[Trace], problems: list[Problem], task: Task, tokeni
     return rows + [Row(p.id, p.question, p.answer, [], "") for p in problems if p.id not in traced]
 
 
-def trl_records(rows: list[Row]) -> list[dict]:
-    return [{"prompt": [{"role": "user", "content": r.question}], "answer": r.answer, "problem_id": r.problem_id,
+def trl_records(rows: list[Row], rendering: Rendering = Rendering()) -> list[dict]:
+    return [{"prompt": rendering.messages(r.question), "answer": r.answer, "problem_id": r.problem_id,
              "kind": r.kind, "prefix_ids": r.prefix_ids, "prefix_text": r.prefix_text, "cut": r.cut,
              "trace_tokens": r.trace_tokens} for r in rows]
 
 
-def verl_records(rows: list[Row], data_source: str, ability: str, task_spec: dict) -> list[dict]:
+def verl_records(rows: list[Row], data_source: str, ability: str, task_spec: dict,
+                 rendering: Rendering = Rendering()) -> list[dict]:
     spec = json.dumps(task_spec, sort_keys=True)
     return [{
         "data_source": data_source,
-        "prompt": [{"role": "user", "content": r.question}],
+        "prompt": rendering.messages(r.question),
         "ability": ability,
         "reward_model": {"style": "rule", "ground_truth": r.answer},
         "extra_info": {"index": i, "problem_id": r.problem_id, "kind": r.kind, "prefix_ids": r.prefix_ids,
@@ -123,11 +124,13 @@ def verl_records(rows: list[Row], data_source: str, ability: str, task_spec: dic
     } for i, r in enumerate(rows)]
 
 
-ROWS_METADATA = b"prefixrl"  # Parquet key-value metadata: {"task": spec}, so a trainer scores with the right task
+ROWS_METADATA = b"prefixrl"  # Parquet key-value metadata: {"task": spec, "rendering": record}: a trainer scores
+# with the right task, and the rows say how their prompts (system turn and instruction in the messages) were rendered
 
 
-def write_rows(path: Path, records: list[dict], schema: pa.Schema, task: dict) -> None:
+def write_rows(path: Path, records: list[dict], schema: pa.Schema, task: dict, rendering: dict | None = None) -> None:
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist(records, schema=schema.with_metadata({ROWS_METADATA: json.dumps({"task": task})}))
+    meta = {"task": task, **({"rendering": rendering} if rendering is not None else {})}
+    table = pa.Table.from_pylist(records, schema=schema.with_metadata({ROWS_METADATA: json.dumps(meta)}))
     atomic_write(path, lambda f: pq.write_table(table, f))

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from prefixrl.data.collect import rejection_sample
 from prefixrl.data.evaluate import evaluate
 from prefixrl.data.prefixes import Prefix, PrefixedPrompt
+from prefixrl.data.prompt import rendering_of, rendering_record
 from prefixrl.data.tasks import task_spec
 from prefixrl.data.tasks.base import Problem, Task, Verdict, reward
 from prefixrl.data.traces import Trace, save_traces
@@ -227,7 +228,7 @@ def train_rl(model, tokenizer, data: TrainingSet, cfg: RLSettings, out: Path, ru
         if rec.trained_rows:
             state.skips = 0 if rec.applied else state.skips + 1
         if state.skips >= cfg.max_nonfinite_steps:
-            save_policy(out / "final", model, tokenizer, policy_meta(task))  # parameters: the last finite step
+            save_policy(out / "final", model, tokenizer, policy_meta(task, tokenizer))  # parameters: the last finite step
             raise NonFiniteError(f"{state.skips} consecutive steps had a non-finite loss or gradient (last at step "
                                  f"{step}); stopped, last good policy in {out / 'final'}")
         line = rec.log(_policy_flops(ledger), time.time() - t0, bool(rec.trained_rows) and state.skips > 0)
@@ -236,7 +237,7 @@ def train_rl(model, tokenizer, data: TrainingSet, cfg: RLSettings, out: Path, ru
         if step % cfg.eval_every == 0:
             eval_point(step)
         if cfg.save_every and step % cfg.save_every == 0:
-            save_policy(out / f"step-{step:06d}", model, tokenizer, policy_meta(task))
+            save_policy(out / f"step-{step:06d}", model, tokenizer, policy_meta(task, tokenizer))
         if step % cfg.checkpoint_every == 0:
             checkpoint(step)
     if state.curve[-1]["step"] != done:
@@ -365,19 +366,23 @@ def _finish(out: Path, key: dict, model, tokenizer, task, state, ledger: Ledger,
     if state.before_rl:
         result["sft"] = state.before_rl
     if pool.harvest or pool.recollects:  # provenance in the trace store: the method and step that found each trace
-        save_traces(out / "harvested.parquet", pool.harvested)
+        save_traces(out / "harvested.parquet", pool.harvested, tokenizer=tokenizer)
         result.update({k: v for k, v in pool.log().items() if k in ("harvested", "recollected")})
-    save_policy(out / "final", model, tokenizer, policy_meta(task))
+    save_policy(out / "final", model, tokenizer, policy_meta(task, tokenizer))
     run_state.finish(out, key, result)
     return result
 
 
-def policy_meta(task) -> dict | None:
+def policy_meta(task, tokenizer=None) -> dict | None:
     """prefixrl.json of a trained policy folder: the task it was trained on (None for a task that is not a
-    dataclass, which `task_spec` cannot describe)."""
+    dataclass, which `task_spec` cannot describe), and how its prompts were rendered when not plainly, so
+    the stages after it render alike (`prefixrl.cli.policy.load_policy`)."""
     import dataclasses
 
-    return {"task": task_spec(task)} if dataclasses.is_dataclass(getattr(task, "inner", task)) else None
+    meta = {"task": task_spec(task)} if dataclasses.is_dataclass(getattr(task, "inner", task)) else None
+    if tokenizer is not None and not rendering_of(tokenizer).plain:
+        meta = {**(meta or {}), "rendering": rendering_record(tokenizer)}
+    return meta
 
 
 def _checked(cfg: RLSettings, task: Task, prefixed: list[Prefix], traces: list[Trace]):
