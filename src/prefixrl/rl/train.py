@@ -297,12 +297,11 @@ def score(groups: list[Group], task: Task, tokenizer) -> None:
 def update(learner: Learner, cfg: RLSettings, tokenizer, groups: list[Group]) -> tuple[float, bool]:
     """One optimizer step on every member of `groups`, in length-bucketed micro-batches. `norm` is a
     constant (rows × max new tokens, `prefixrl.rl.losses`), so the micro-batch losses sum to the step's loss."""
-    rows = [(g, ids, trace, a) for g in groups for (ids, trace), a in zip(g.members, g.advantages)]
-    context, trained = [g.prompt.ids for g, *_ in rows], [ids for _, ids, _, _ in rows]
-    row_traces = [trace for _, _, trace, _ in rows]
+    rows = [(g.prompt.ids, ids, trace) for g in groups for ids, trace in g.members]
+    context, trained, row_traces = (list(column) for column in zip(*rows))
     norm = cfg.prompts_per_step * cfg.samples_per_prompt * cfg.max_new_tokens
     device = device_of(learner.model)
-    advantages = torch.stack([a for *_, a in rows]).to(device)
+    advantages = torch.cat([g.advantages for g in groups]).to(device)  # one per row, in the rows' order
 
     def micro_losses():
         for mb in micro_batches(context, trained, cfg.micro_batch_tokens):
