@@ -43,3 +43,31 @@ def test_problem_counts_all_and_auto(tmp_path, capsys):
     assert main(["eval", "--model", str(base), "--problems", "all", "--samples", "2", "--k", "1"]) == 2
     assert "--problems all" in capsys.readouterr().err
     assert main(["eval", "--model", str(base), "--problems", "0", "--samples", "2", "--k", "1"]) == 2
+
+
+def test_success_against_prefix_length_per_problem(tmp_path, task, tok):
+    from conftest import reference_traces
+
+    from prefixrl.data.traces import save_traces
+
+    base = pretrain_tiny(tmp_path / "base", steps=20)
+    traces = reference_traces(task, tok, n=4)
+    save_traces(tmp_path / "traces.parquet", traces, tokenizer=tok)
+    out, rows_path, png = tmp_path / "f.json", tmp_path / "f.jsonl", tmp_path / "f.png"
+    assert main(["eval", "--model", str(base), "--traces", str(tmp_path / "traces.parquet"), "--fractions", "0", "0.5",
+                 "0.95", "--samples", "4", "--k", "1", "2", "--per-problem", str(rows_path), "--plot", str(png),
+                 "--out", str(out), "--verifier-workers", "1"]) == 0
+    rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
+    assert len(rows) == 4 * 3 and {r["problem_id"] for r in rows} == {t.problem_id for t in traces}
+    for t in traces:
+        cuts = [r["cut"] for r in rows if r["problem_id"] == t.problem_id]
+        answer_at = task.answer_start(t.response)
+        assert cuts[0] == 0 and cuts == sorted(cuts)  # longer fractions, longer prefixes ...
+        assert all(len(tok.decode(t.token_ids[:c])) <= answer_at for c in cuts)  # ... never past the answer
+    res = json.loads(out.read_text())
+    for f in ("0.0", "0.5", "0.95"):
+        mean = sum(r["pass@1"] for r in rows if str(r["fraction"]) == f) / 4
+        assert res["by_fraction"][f]["pass@1"] == pytest.approx(mean)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["eval", "--model", str(base), "--fractions", "0.5"]) == 2  # no --traces: refused
+    assert main(["eval", "--model", str(base), "--traces", str(tmp_path / "traces.parquet"), "--fractions", "1.5"]) == 2

@@ -306,8 +306,16 @@ class EvalConfig(ModelOptions):
     out: Path | None = None
     """Optional JSON file for the results."""
     per_problem: Path | None = None
-    """Also write one JSON line per problem (id, samples, correct, pass@k for each --k) to this file: what
-    a hard-set selection reads (the paper keeps the problems with pass@512 = 0)."""
+    """Also write one JSON line per problem (id, samples, correct, pass@k for each --k) to this file (with
+    --fractions: one per problem and fraction)."""
+    fractions: tuple[float, ...] = ()
+    """Success against prefix length, per problem (the paper's Fig. 3): for every trace in --traces, pass@k
+    after its first f of tokens for each f here (each cut moved back before the final answer), e.g. 0 0.2
+    0.4 0.6 0.8; shows where a trace's strategy-revealing state lies before training."""
+    traces: Path | None = None
+    """With --fractions: the trace store whose traces are cut."""
+    plot: Path | None = None
+    """With --fractions: a PNG of pass@1 against the fraction, one line per problem and their mean."""
     engine: str = "builtin"
     """builtin (KV-cache sampler on the HF model) or vllm (token-id prompts, prefix caching; docs/vllm.md)."""
 
@@ -321,6 +329,10 @@ class EvalConfig(ModelOptions):
         for name in ("samples",):
             if getattr(self, name) < 1:
                 raise BadInput(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.fractions and self.traces is None:
+            raise BadInput("--fractions cuts traces: give the trace store with --traces")
+        if any(not (math.isfinite(f) and 0 <= f < 1) for f in self.fractions):
+            raise BadInput(f"fractions must be in [0, 1), got {list(self.fractions)}")
         if any(k > self.samples or k < 1 for k in self.k):
             raise BadInput(f"pass@k needs 1 <= k <= samples; got k={list(self.k)} with samples={self.samples}")
         check_sampling(self)

@@ -35,6 +35,31 @@ def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
     return evals, steps
 
 
+def plot_fractions(rows: list[dict], out: Path) -> None:
+    """pass@1 against the share of the trace given, one thin line per problem and their mean (`eval --fractions`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fractions = sorted({r["fraction"] for r in rows})
+    by_problem: dict[str, dict[float, float]] = {}
+    for r in rows:
+        by_problem.setdefault(r["problem_id"], {})[r["fraction"]] = r["pass@1"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=110)
+    for curve in by_problem.values():
+        ax.plot(fractions, [curve[f] for f in fractions], color="gray", lw=0.6, alpha=0.5)
+    mean = [sum(c[f] for c in by_problem.values()) / len(by_problem) for f in fractions]
+    ax.plot(fractions, mean, color="C0", lw=2, marker="o", label=f"mean over {len(by_problem)} problems")
+    ax.set(xlabel="share of the correct trace given as prefix", ylabel="pass@1 of the completion",
+           title="Success against prefix length, per problem", ylim=(-0.02, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(out, lambda f: fig.savefig(f, format="png"))
+    plt.close(fig)
+
+
 def plot_runs(runs: list[Path], out: Path) -> None:
     """One PNG: accuracy against FLOPs per split, and the per-step rewards, one line per run."""
     import matplotlib

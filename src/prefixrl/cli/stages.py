@@ -14,7 +14,7 @@ from prefixrl.cli.options import CollectConfig, EvalConfig, ExportConfig, Prefix
 from prefixrl.cli.policy import _params, load_policy, make_engine, task_spec_of
 from prefixrl.data.collect import Collection, import_traces, rejection_sample
 from prefixrl.data.evaluate import evaluate, pass_at_k
-from prefixrl.data.prefixes import cut_prefixes, load_prefixes, save_prefixes
+from prefixrl.data.prefixes import answer_safe_cut, cut_prefixes, load_prefixes, save_prefixes
 from prefixrl.data.prompt import render_prompt, rendering_of, rendering_record, tokenizer_fingerprint
 from prefixrl.data.traces import load_traces, save_traces
 from prefixrl.data.verifier import deadlined
@@ -123,9 +123,10 @@ def _prefixes(cfg: PrefixesConfig) -> dict:
 def run_eval(cfg: EvalConfig) -> dict:
     existing = "replace" if cfg.overwrite else "refuse"
     outputs = [Output(path, flag, existing=existing) for path, flag in ((cfg.out, "--out"),
-                                                                       (cfg.per_problem, "--per-problem"))
+                                                                       (cfg.per_problem, "--per-problem"),
+                                                                       (cfg.plot, "--plot"))
                if path is not None]
-    with claim("eval", outputs, {"--model": cfg.model, **cfg.inputs()}):
+    with claim("eval", outputs, {"--model": cfg.model, "--traces": cfg.traces, **cfg.inputs()}):
         return _eval(cfg)
 
 
@@ -133,6 +134,8 @@ def _eval(cfg: EvalConfig) -> dict:
     folder = model_folder(cfg.model, weights=cfg.engine == "builtin")
     model, tok, task = load_policy(folder, cfg.task_spec(), weights=cfg.engine == "builtin", device=cfg.device,
                                    rendering=cfg.rendering(), allow_rerender=cfg.allow_rerender)
+    if cfg.fractions:
+        return _eval_fractions(cfg, model, folder, tok, task)
     problems = task.problems(cfg.split, problem_count(cfg.problems, task.name, cfg.generated), cfg.data_seed)
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
         r = evaluate(make_engine(cfg.engine, model, folder, tok, cfg.seed), tok, task, problems, cfg.samples,
@@ -148,6 +151,34 @@ def _eval(cfg: EvalConfig) -> dict:
         rows = [{"problem_id": p.id, "split": p.split, "samples": cfg.samples, "correct": c,
                  **{f"pass@{k}": pass_at_k(cfg.samples, c, k) for k in cfg.k}} for p, c in zip(problems, r.correct)]
         atomic_write(cfg.per_problem, lambda f: f.write("".join(json.dumps(row) + "\n" for row in rows).encode()))
+    if cfg.out is not None:
+        write_json_atomic(cfg.out, res)
+    return res
+
+
+def _eval_fractions(cfg: EvalConfig, model, folder: Path, tok, task) -> dict:
+    """pass@k after the first f of each trace's tokens, per problem and fraction (the paper's Fig. 3)."""
+    with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
+        traces, rejected = load_traces(cfg.traces, task, tok, cfg.allow_rerender)
+        if not traces:
+            raise BadInput(f"{cfg.traces}: no trace passes re-verification ({len(rejected)} rejected)")
+        engine, rows = make_engine(cfg.engine, model, folder, tok, cfg.seed), []
+        for f in cfg.fractions:
+            cuts = [answer_safe_cut(task, tok, list(t.token_ids), int(f * len(t.token_ids))) for t in traces]
+            r = evaluate(engine, tok, task, [t.problem for t in traces], cfg.samples, _params(task, cfg), seed=cfg.seed,
+                         prefixes=[list(t.token_ids[:c]) for t, c in zip(traces, cuts)], desc=f"eval f={f:g}")
+            rows += [{"problem_id": t.problem_id, "fraction": f, "cut": c, "trace_tokens": len(t.token_ids),
+                      "samples": cfg.samples, "correct": n, **{f"pass@{k}": pass_at_k(cfg.samples, n, k) for k in cfg.k}}
+                     for t, c, n in zip(traces, cuts, r.correct)]
+    res = {"traces": len(traces), "rejected": len(rejected), "samples": cfg.samples,
+           "by_fraction": {str(f): {f"pass@{k}": sum(x[f"pass@{k}"] for x in rows if x["fraction"] == f) / len(traces)
+                                    for k in cfg.k} for f in cfg.fractions}}
+    if cfg.per_problem is not None:
+        atomic_write(cfg.per_problem, lambda fh: fh.write("".join(json.dumps(x) + "\n" for x in rows).encode()))
+    if cfg.plot is not None:
+        from prefixrl.cli.plot import plot_fractions
+
+        plot_fractions(rows, cfg.plot)
     if cfg.out is not None:
         write_json_atomic(cfg.out, res)
     return res
