@@ -50,7 +50,7 @@ def work(tmp_path_factory):
 
 
 def test_smollm2_collect_prefixes_train_eval_with_the_strict_verifier(smol, work, capsys):
-    model_dir, T = str(smol), ["--task", "math", "--task-file", str(work / "problems.jsonl")]
+    model_dir, T = str(smol), ["--task", "math", "--dataset", str(work / "problems.jsonl")]
     task = task_of(smol, {"name": "math", "path": str(work / "problems.jsonl")})
     model, tok = load(smol)
     assert type(model).__name__ == "LlamaForCausalLM" and sum(p.numel() for p in model.parameters()) > 1e8
@@ -105,3 +105,40 @@ def test_smollm2_collect_prefixes_train_eval_with_the_strict_verifier(smol, work
     # the model's own unboxed answer ("2 + 3 = 5") is what the default math-verify rewarded; here it is no answer
     assert task.verify(problems[0], f"{problems[0].question.split('?')[0][8:]} = {problems[0].answer}") \
         is Verdict.NO_ANSWER
+
+
+def test_smollm2_on_a_dapo_layout_file_select_import_prefixes_eval(smol, tmp_path):
+    """DAPO-Math-17k's layout (a chat-message prompt, the answer under reward_model.ground_truth, an
+    `Answer:` line) through select (sampled for real), import, prefixes and eval on the real model."""
+    rows = [{"data_source": "math_dapo", "prompt": [{"role": "user", "content": f"What is {a} + {b}?\n\nThe last line "
+             "of your response should be of the form Answer: $Answer where $Answer is the answer."}],
+             "reward_model": {"ground_truth": str(a + b), "style": "rule"}, "extra_info": {"index": f"s{a}-{b}"}}
+            for a, b in SUMS]
+    (tmp_path / "dapo.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    fields = {"question_field": "prompt", "answer_field": "reward_model.ground_truth", "answer_format": "answer-line",
+              "id_field": "extra_info.index"}
+    T = ["--task", "math", "--dataset", str(tmp_path / "dapo.jsonl"), "--question-field", "prompt", "--answer-field",
+         "reward_model.ground_truth", "--answer-format", "answer-line", "--id-field", "extra_info.index"]
+    model_dir = str(smol)
+    assert main(["select", "--model", model_dir, *T, "--problems", "4", "--budget", "4", "--per-round", "4",
+                 "--max-new-tokens", "48", "--out", str(tmp_path / "select")]) == 0
+    table = [json.loads(x) for x in (tmp_path / "select" / "per_problem.jsonl").read_text().splitlines()]
+    assert len(table) == 4 and all(r["samples"] == 4 or r["solved"] for r in table)
+    task = task_of(smol, {"name": "math", "path": str(tmp_path / "dapo.jsonl"), **fields})
+    tok = load(smol)[1]
+    problems = task.problems("hard_train", 4, 0)
+    assert {p.id for p in problems} == {r["problem_id"] for r in table} and all(p.id.startswith("math:s") for p in problems)
+    traces = [{"problem_id": p.id, "trace": f"{p.question.split('?')[0][8:]} = {p.answer}.\nAnswer: {p.answer}"}
+              for p in problems]
+    (tmp_path / "traces.jsonl").write_text("\n".join(json.dumps(t) for t in traces))
+    assert main(["collect", "--model", model_dir, *T, "--problems", "4", "--import-file", str(tmp_path / "traces.jsonl"),
+                 "--out", str(tmp_path / "traces.parquet")]) == 0
+    assert main(["prefixes", "--model", model_dir, *T, "--traces", str(tmp_path / "traces.parquet"),
+                 "--out", str(tmp_path / "prefixes.parquet")]) == 0
+    for p in load_prefixes(tmp_path / "prefixes.parquet", task, tok):
+        assert "Answer:" not in decode_response(tok, list(p.prefix_ids))  # cut before the format's marker
+        assert "The last line of your response" in tok.decode(render_prompt(tok, p.question))  # the user turn
+    assert main(["eval", "--model", model_dir, *T, "--split", "hard_train", "--problems", "2", "--samples", "2", "--k",
+                 "1", "--max-new-tokens", "32", "--out", str(tmp_path / "eval.json")]) == 0
+    res = json.loads((tmp_path / "eval.json").read_text())
+    assert sum(res["verdicts"].values()) == 4 and res["verdicts"]["timeout"] == res["verdicts"]["error"] == 0
