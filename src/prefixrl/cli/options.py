@@ -152,9 +152,10 @@ class StageOptions(TaskOptions):
 
     system_prompt: str | None = None
     """A system turn before every question (default: none, or the one the policy folder records)."""
-    instruction: str = "{question}"
-    """The user turn, a template around the problem's text, e.g. "{question}\n\nPut your final answer within
-    \\boxed{{}}." (default: the question as it is, or the template the policy folder records)."""
+    instruction: str = "auto"
+    """The user turn, a template with {question} where the problem's text goes (literal braces doubled). auto:
+    for --task math, a line that asks for the declared --answer-format (`prefixrl.data.tasks.math.INSTRUCTIONS`);
+    otherwise, or '{question}', the question as it is (a trained policy's recorded template applies then)."""
     chat_template_kwargs: str = "{}"
     """JSON object passed to the chat template, e.g. '{"enable_thinking": false}' for Qwen3."""
     allow_rerender: bool = False
@@ -174,7 +175,12 @@ class StageOptions(TaskOptions):
             raise BadInput(f"--chat-template-kwargs: not JSON ({e.msg})") from None
         if not isinstance(kwargs, dict):
             raise BadInput("--chat-template-kwargs: expected a JSON object, e.g. '{\"enable_thinking\": false}'")
-        r = Rendering(self.system_prompt, self.instruction, kwargs)
+        instruction = self.instruction
+        if instruction == "auto":
+            from prefixrl.data.tasks.math import INSTRUCTIONS
+
+            instruction = INSTRUCTIONS.get(self.answer_format, "{question}") if self.task == "math" else "{question}"
+        r = Rendering(self.system_prompt, instruction, kwargs)
         return None if r.plain else r
 
     def check(self) -> None:

@@ -37,6 +37,15 @@ _BOXED = re.compile(r"\\boxed\s*\{")
 # a marker line: the marker at the start of a line (after indentation), the answer the rest of that line
 _LINES = {"answer-line": re.compile(r"^[ \t]*Answer:(.*)$", re.M), "gsm8k": re.compile(r"^[ \t]*####(.*)$", re.M)}
 ANSWER_FORMATS = ("boxed", "answer-line", "gsm8k")
+# `--instruction auto` for a math task: the user turn asks for the declared format (the answer-line text is
+# DAPO-Math-17k's own; a dataset whose questions already ask for it takes --instruction '{question}')
+INSTRUCTIONS = {
+    "boxed": "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}.",
+    "answer-line": "{question}\n\nSolve the problem step by step. The last line of your response should be of the "
+                   "form Answer: $Answer (without quotes) where $Answer is the answer to the problem.",
+    "gsm8k": "{question}\n\nSolve the problem step by step, and end your response with a line of the form "
+             "#### <answer>.",
+}
 
 
 def boxed_spans(response: str) -> list[tuple[int, int, int]]:
