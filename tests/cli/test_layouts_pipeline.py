@@ -33,6 +33,7 @@ def flags(fields: dict, dataset) -> list[str]:
     return out
 
 
+@pytest.mark.slow  # five stages per layout, four layouts: about 30 s
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_a_layout_through_select_collect_prefixes_train_and_eval(layout, model, tmp_path):
     folder, tok = model
