@@ -10,7 +10,7 @@ import pytest
 from prefixrl.cli.policy import task_of
 from prefixrl.data.prefixes import load_prefixes
 from prefixrl.data.prompt import Rendering, decode_response, render_prompt, with_rendering
-from prefixrl.data.tasks.math import INSTRUCTIONS
+from prefixrl.data.tasks.answers import INSTRUCTIONS
 from prefixrl.embedded.tokenizer import build_tokenizer
 from prefixrl.rollout.model import ModelShape, build_model
 from prefixrl_lab.cli import main

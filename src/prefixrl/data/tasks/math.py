@@ -1,13 +1,8 @@
 """`math`: problems with a reference answer, judged by math-verify (the paper's verifier family).
 
-The answer format is declared, never guessed (`answer_format`):
-- `boxed`: the response's final balanced \\boxed{…} (MATH, OpenR1, Omni-MATH);
-- `answer-line`: the response's last line that begins with `Answer:` (DAPO-Math-17k);
-- `gsm8k`: the response's last line that begins with `####` (GSM8K).
-Only the final marker of the declared format counts; a restatement ("the answer is 5", an `Answer:` in the
-middle of a line) never does. The gold answer is read the same way when the dataset's answer field holds
-the marker (a MATH solution's box, a GSM8K rationale's `#### 72`), else it is the field as it is. A prefix
-is cut before the first marker of the format (`answer_start`).
+The answer format is declared, never guessed (`answer_format`: boxed, answer-line or gsm8k; the formats,
+their anchoring and the gold answer's reading are `prefixrl.data.tasks.answers`). A prefix is cut before
+the format's first marker (`answer_start`).
 
 Why anchored: math-verify's default
 extraction also reads unanchored expressions, so "11 + 19 = space candies" scored as a correct 30, and
@@ -25,46 +20,13 @@ verifier pool's (`prefixrl.data.verifier`), which kills and replaces a hung work
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 from typing import ClassVar
 
+from prefixrl.data.tasks.answers import ANSWER_FORMATS, final_answer, first_marker, gold_answer
 from prefixrl.data.tasks.base import Problem, Verdict
-from prefixrl.data.tasks.files import SPLITS, file_problems, read_rows
+from prefixrl.data.tasks.files import SPLITS, dataset_system, file_problems, read_rows
 from prefixrl.io.errors import BadInput
-
-_BOXED = re.compile(r"\\boxed\s*\{")
-# a marker line: the marker at the start of a line (after indentation), the answer the rest of that line
-_LINES = {"answer-line": re.compile(r"^[ \t]*Answer:(.*)$", re.M), "gsm8k": re.compile(r"^[ \t]*####(.*)$", re.M)}
-ANSWER_FORMATS = ("boxed", "answer-line", "gsm8k")
-# `--instruction auto` for a math task: the user turn asks for the declared format (the answer-line text is
-# DAPO-Math-17k's own; a dataset whose questions already ask for it takes --instruction '{question}')
-INSTRUCTIONS = {
-    "boxed": "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}.",
-    "answer-line": "{question}\n\nSolve the problem step by step. The last line of your response should be of the "
-                   "form Answer: $Answer (without quotes) where $Answer is the answer to the problem.",
-    "gsm8k": "{question}\n\nSolve the problem step by step, and end your response with a line of the form "
-             "#### <answer>.",
-}
-
-
-def boxed_spans(response: str) -> list[tuple[int, int, int]]:
-    """(start, content start, content end) of every \\boxed{…} with balanced braces, in one linear pass.
-
-    A brace stack remembers which open braces begin a \\boxed; one that closes yields a span. Linear in
-    the response's length whatever it holds (a response of 10⁶ unclosed \\boxed{ included), so it is safe
-    on model output outside the verifier pool's deadline (cutting prefixes, loading stores).
-    """
-    opens = {m.end() - 1: m.start() for m in _BOXED.finditer(response)}  # brace offset -> \boxed offset
-    stack, spans = [], []
-    for i, ch in enumerate(response):
-        if ch == "{":
-            stack.append(i)
-        elif ch == "}" and stack:
-            j = stack.pop()
-            if j in opens:
-                spans.append((opens[j], j + 1, i))
-    return sorted(spans)
 
 
 @functools.cache
@@ -77,36 +39,6 @@ def _anchored():
     # it warns on every call that its own timeout is off; the pool's deadline is the one that holds
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     return LatexExtractionConfig(boxed_match_priority=0, try_extract_without_anchor=False)
-
-
-def final_answer(fmt: str, text: str) -> str | None:
-    """The answer after the final marker of format `fmt` in `text`, or None when there is none."""
-    if fmt == "boxed":
-        boxed = _last_boxed(text)
-        return None if boxed is None else boxed[1]
-    last = None
-    for m in _LINES[fmt].finditer(text):
-        last = m
-    if last is None:
-        return None
-    answer = last.group(1).strip()
-    answer = answer[:-1].rstrip() if answer.endswith(".") else answer  # a sentence's full stop, not the answer's
-    return answer.strip("$").strip() or None
-
-
-def first_marker(fmt: str, text: str) -> int | None:
-    """Where the first marker of format `fmt` begins, balanced or not, final or not."""
-    m = (_BOXED if fmt == "boxed" else _LINES[fmt]).search(text)
-    return None if m is None else m.start()
-
-
-def _last_boxed(response: str) -> tuple[int, str] | None:
-    """(offset, content) of the final \\boxed{…} with balanced braces, or None."""
-    spans = boxed_spans(response)
-    if not spans:
-        return None
-    start, lo, hi = spans[-1]
-    return start, response[lo:hi]
 
 
 @dataclass(frozen=True)
@@ -132,8 +64,12 @@ class MathTask:
 
     def problems(self, split: str, n: int, seed: int) -> list[Problem]:
         rows = read_rows(self.path, self.question_field, self.answer_field, self.subset, self.dataset_split,
-                         self.id_field)
+                         self.id_field, self.answer_format)
         return file_problems(self.name, rows, split, n, seed, self.heldout_share)
+
+    def system_prompt(self) -> str | None:
+        """The system turn the dataset's message lists carry (one for all rows), or None."""
+        return dataset_system(self.path, self.question_field, self.subset, self.dataset_split)
 
     def solution(self, problem: Problem) -> str:
         raise NotImplementedError("math problems have no reference solver; collect or import traces")
@@ -147,8 +83,9 @@ class MathTask:
         return first_marker(self.answer_format, response)
 
     def gold(self, problem: Problem) -> str:
-        """The reference answer: read from the answer field by the format when the field holds its marker."""
-        return final_answer(self.answer_format, problem.answer) or problem.answer
+        """The reference answer: read from the answer field by the format when the field holds its marker
+        (`answers.gold_answer`; the rows were checked when read, so a bad one never reaches here)."""
+        return gold_answer(self.answer_format, problem.answer)
 
     def warm_up(self) -> None:
         """Import math-verify and sympy and run one verification: the verifier pool calls this in each
@@ -160,7 +97,10 @@ class MathTask:
         from math_verify import parse, verify
 
         anchored = _anchored()
-        answer = self.gold(problem)
+        try:
+            answer = self.gold(problem)
+        except ValueError:
+            return Verdict.ERROR  # the reference itself is unusable
         ref = answer if ("$" in answer or "\\boxed" in answer) else f"${answer}$"
         gold = parse(ref, parsing_timeout=None)
         if not gold:
