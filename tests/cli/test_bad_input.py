@@ -12,6 +12,7 @@ from conftest import pretrain_tiny, reference_traces
 from prefixrl.data.prefixes import cut_prefixes, save_prefixes
 from prefixrl.data.traces import save_traces
 from prefixrl.embedded.tokenizer import build_tokenizer
+from prefixrl.io.store import sealed
 from prefixrl_lab.cli import main
 
 
@@ -42,7 +43,7 @@ def test_malformed_trace_file(d, task, tok, tmp_path, capsys):
     bad_row = tmp_path / "badrow.parquet"
     rows = [asdict(t) for t in reference_traces(task, tok, 2)]
     rows[1]["samples"] = -3
-    pq.write_table(pa.Table.from_pylist(rows), bad_row)
+    pq.write_table(sealed(pa.Table.from_pylist(rows)), bad_row)  # hashed as a store is: the row check speaks
     assert main(prefixes_cmd(d, bad_row, tmp_path / "p.parquet")) == 2
     one_line_error(capsys, str(bad_row), "row 1", "field samples")
     assert not (tmp_path / "p.parquet").exists()
@@ -252,6 +253,6 @@ def test_ctrl_c_is_one_line_saying_how_to_resume_and_exit_130(d, tmp_path):
 def test_a_trace_row_with_infinite_flops_is_refused(d, task, tok, tmp_path, capsys):
     rows = [asdict(t) for t in reference_traces(task, tok, 2)]
     rows[0]["flops"] = float("inf")
-    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "inf.parquet")
+    pq.write_table(sealed(pa.Table.from_pylist(rows)), tmp_path / "inf.parquet")
     assert main(prefixes_cmd(d, tmp_path / "inf.parquet", tmp_path / "p.parquet")) == 2
     one_line_error(capsys, "inf.parquet", "row 0", "field flops", "finite")

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from prefixrl.data.prefixes import PREFIX_SCHEMA, load_prefixes
 from prefixrl.data.traces import TRACE_SCHEMA, load_traces
 from prefixrl.io.errors import BadInput
+from prefixrl.io.store import read_meta, sealed
 
 VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=True),
@@ -51,9 +52,10 @@ def rows_for(schema: pa.Schema):
 
 
 def write_any(path, rows) -> bool:
-    """Write rows as Parquet with whatever types pyarrow infers; False if pyarrow cannot represent them."""
+    """Write rows as Parquet with whatever types pyarrow infers, sealed with their hash as a store is (so the
+    row checks, not the hash, are what is exercised); False if pyarrow cannot represent them."""
     try:
-        pq.write_table(pa.Table.from_pylist(rows) if rows else pa.table({"x": pa.array([], pa.int64())}), path)
+        pq.write_table(sealed(pa.Table.from_pylist(rows) if rows else pa.table({"x": pa.array([], pa.int64())})), path)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
         return False
     return True
@@ -139,3 +141,34 @@ def test_a_flip_that_breaks_utf8_in_a_string_column_is_bad_input(task, tok, tmp_
         assert str(path) in str(e) and "\n" not in str(e)
     else:
         assert loaded == traces and not rejected
+
+
+def test_every_bit_of_a_stores_metadata_is_covered_by_its_hash(task, tok, tmp_path):
+    """A collection's state and ledger sit in the store's metadata and are read back as results (a resume
+    point, the FLOPs charged to PrefixRL): each single-bit flip of that text is refused or changes nothing."""
+    from conftest import reference_traces
+
+    from prefixrl.data.traces import charged_flops, save_traces
+
+    path = tmp_path / "ok.parquet"
+    traces = reference_traces(task, tok, 2)
+    state = {"collection": {"finished": True, "rounds": 3, "samples": {t.problem_id: 48 for t in traces},
+                            "ledger": {"collect/prefill": 1.5e10, "collect/decode": 3.39e10}}}
+    save_traces(path, traces, state, tok)
+    blob = path.read_bytes()
+    start = blob.index(b'{"collection"')
+    end = blob.index(b"}}", blob.index(b'"ledger"', start)) + 2
+    meta, flops = read_meta(path), charged_flops(path)
+    silent = 0
+    for pos in range(start, end):
+        for bit in range(8):
+            bad = bytearray(blob)
+            bad[pos] ^= 1 << bit
+            path.write_bytes(bytes(bad))
+            try:
+                same = read_meta(path) == meta and charged_flops(path) == flops
+            except BadInput as e:
+                assert str(path) in str(e) and "\n" not in str(e)
+                continue
+            silent += not same
+    assert silent == 0 and end - start > 100

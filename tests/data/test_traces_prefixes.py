@@ -18,7 +18,7 @@ from prefixrl.data.prefixes import (
 from prefixrl.data.prompt import decode_response, encode_response, render_prompt, tokenizer_fingerprint
 from prefixrl.data.traces import Trace, load_traces, save_traces
 from prefixrl.io.errors import BadInput
-from prefixrl.io.store import write_records
+from prefixrl.io.store import sealed, write_records
 from prefixrl.rollout.engine import Sampler, SamplingParams
 
 
@@ -46,7 +46,7 @@ def test_trace_from_another_tokenizer_is_an_error(task, tok, tmp_path):
 
 
 def test_missing_field_and_unreadable_file(task, tok, tmp_path):
-    pq.write_table(pa.table({"problem_id": ["a"]}), tmp_path / "x.parquet")
+    pq.write_table(sealed(pa.table({"problem_id": ["a"]})), tmp_path / "x.parquet")
     with pytest.raises(BadInput, match="missing field"):
         load_traces(tmp_path / "x.parquet", task, tok)
     (tmp_path / "y.parquet").write_text("not parquet")
@@ -147,7 +147,7 @@ def test_a_prefix_store_names_its_tokenizer_and_another_tokenizer_is_refused(tas
     with pytest.raises(BadInput, match=rf"tokenizer {tokenizer_fingerprint(tok)}, the policy's is "
                                        rf"{tokenizer_fingerprint(other)}"):
         load_prefixes(tmp_path / "p.parquet", task, other)
-    pq.write_table(pa.Table.from_pylist([dict(p.__dict__) for p in pres]), tmp_path / "bare.parquet")
+    pq.write_table(sealed(pa.Table.from_pylist([dict(p.__dict__) for p in pres])), tmp_path / "bare.parquet")
     with pytest.raises(BadInput, match=r"bare.parquet: prefix ids are from tokenizer \(none recorded\)"):
         load_prefixes(tmp_path / "bare.parquet", task, tok)
 

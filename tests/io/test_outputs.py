@@ -167,6 +167,10 @@ def test_a_base_is_written_atomically_and_sealed_so_a_flipped_byte_is_refused(d,
     manifest = json.loads((base / "manifest.json").read_text())["files"]
     assert {"model.safetensors", "config.json", "tokenizer.json", "prefixrl.json", "regime.json"} <= set(manifest)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left beside it
+    from prefixrl.io.store import current_umask
+
+    modes = {p.name: p.stat().st_mode & 0o777 for p in base.iterdir() if p.is_file()}
+    assert set(modes.values()) == {0o666 & ~current_umask()}, modes  # the weights as readable as the rest
     weights = bytearray((base / "model.safetensors").read_bytes())
     weights[-7] ^= 0xFF
     (base / "model.safetensors").write_bytes(bytes(weights))

@@ -131,6 +131,33 @@ def collect_args(preset: Path, out: Path) -> list[str]:
             "--per-round", "16", "--seed", "5"]
 
 
+def test_a_killed_run_is_resumed_only_on_its_own_data_and_from_a_checkpoint_that_verifies(preset, tmp_path):
+    """Killed mid-run: a resume on other problems (chain ids are positions, so --data-seed 1 reuses every id)
+    is refused, and so is one whose checkpoints all fail verification; neither touches the folder."""
+    out = tmp_path / "killed"
+    args = ["train", "--model", str(preset / "base"), "--method", "rl", "--problems", str(PROBLEMS), "--steps", "12",
+            "--seed", "3", "--checkpoint-every", "4", "--eval-every", "5", "--out", str(out)]
+    kill_when(args, lambda: steps_logged(out) >= 6)  # past the step-4 checkpoint
+
+    def files() -> dict:
+        # (a temporary a kill left, hidden, is removed by the next claim: not a file of the run)
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(out).parts)}
+
+    before = files()
+    r = run(*args, "--resume", "--data-seed", "1")
+    assert r.returncode == 2 and "different settings (data)" in r.stderr.strip().splitlines()[-1], r.stderr[-2000:]
+    assert files() == before  # config.json included: nothing is written before the key is checked
+    for ckpt in checkpoints(out):
+        weights = ckpt / "policy" / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-1] + b"x")
+    before = files()
+    r = run(*args, "--resume")
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and "no usable checkpoint to resume from" in last and "Traceback" not in r.stderr, r.stderr
+    assert files() == before  # not restarted at step 0: the log and the checkpoints are as they were
+
+
 def test_the_collection_regime_makes_the_kill_test_certain(preset):
     """The collect test needs at least one trace, and a collection still running after 3 rounds (48 samples
     per problem). Both follow from the base's exact per-problem pass@1, checked here, not hoped for."""

@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prefixrl.cli.options import CollectConfig, EvalConfig, ExportConfig, PrefixesConfig, problem_count
+from prefixrl.cli.options import (CollectConfig, EvalConfig, ExportConfig,
+                                  PrefixesConfig, problem_count)
 from prefixrl.cli.policy import _params, load_policy, make_engine, task_spec_of
 from prefixrl.data.collect import Collection, import_traces, rejection_sample
 from prefixrl.data.evaluate import evaluate, pass_at_k
-from prefixrl.data.prefixes import answer_safe_cut, cut_prefixes, load_prefixes, save_prefixes
-from prefixrl.data.prompt import render_prompt, rendering_of, rendering_record, tokenizer_fingerprint
+from prefixrl.data.prefixes import (answer_safe_cut, cut_prefixes,
+                                    load_prefixes, save_prefixes)
+from prefixrl.data.prompt import (render_prompt, rendering_of,
+                                  rendering_record, tokenizer_fingerprint)
+from prefixrl.data.tasks.base import check_same_problems
 from prefixrl.data.traces import load_traces, save_traces
 from prefixrl.data.verifier import deadlined
 from prefixrl.embedded import calibration
@@ -201,9 +205,11 @@ def _export(cfg: ExportConfig) -> dict:
     if cfg.ladder_rungs:
         with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as checked:  # traces are re-verified
             traces, _ = load_traces(cfg.traces, checked, tok, cfg.allow_rerender)
+        check_same_problems(traces, problems, str(cfg.traces), "traces")
         rows = export.ladder_pool(traces, problems, task, tok, cfg.ladder_rungs)
     else:
         prefixes = load_prefixes(cfg.prefixes, task, tok, cfg.allow_rerender) if cfg.mix > 0 else []
+        check_same_problems(prefixes, problems, str(cfg.prefixes), "prefixes")
         rows = export.training_pool(prefixes, problems, tok, cfg.mix, cfg.seed)
     # Both frameworks cap the prompt length, and prompt + prefix must fit (docs/trl.md, docs/verl.md): a row
     # over the cap is dropped here, counted, rather than refused or left-truncated (which cuts the problem)

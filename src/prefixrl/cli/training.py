@@ -11,6 +11,7 @@ import torch
 from prefixrl.cli.options import TrainConfig, problem_count
 from prefixrl.cli.policy import load_policy
 from prefixrl.data.prefixes import PrefixedPrompt, load_prefixes
+from prefixrl.data.tasks.base import check_same_problems
 from prefixrl.data.traces import charged_flops, load_traces
 from prefixrl.data.verifier import deadlined
 from prefixrl.io.errors import BadInput
@@ -46,18 +47,24 @@ def _train(cfg: TrainConfig) -> dict:
             traces, rejected = load_traces(cfg.traces, task, tok, cfg.allow_rerender)
             for msg in rejected:
                 print(f"excluded: {msg}", file=sys.stderr)
+        check_same_problems(prefixes, problems, str(cfg.prefixes), "prefixes")
+        check_same_problems(traces, problems, str(cfg.traces), "traces")
         check_length(model, tok, problems, prefixes, settings.max_new_tokens)
         # the collection's cost travels in its trace store (0 for imported traces)
         charged = charged_flops(cfg.traces) if uses_traces and cfg.traces is not None else 0.0
-        cfg.out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(cfg.out / "config.json", json.loads(json.dumps(asdict(cfg), default=str)))
-        tracker = Tracker(cfg.log_to, cfg.out, asdict(cfg), name=cfg.out.name) if cfg.log_to else None
+        run = RunOptions(resume=cfg.resume)
+
+        def begin() -> None:  # the run's key is checked: only now is anything of ours written to --out
+            write_json_atomic(cfg.out / "config.json", json.loads(json.dumps(asdict(cfg), default=str)))
+            run.tracker = Tracker(cfg.log_to, cfg.out, asdict(cfg), name=cfg.out.name) if cfg.log_to else None
+
+        run.on_begin = begin
         try:
-            data = TrainingSet(task, problems, prefixes, traces, charged_flops=charged)
-            result = train_rl(model, tok, data, settings, cfg.out, RunOptions(resume=cfg.resume, tracker=tracker))
+            result = train_rl(model, tok, TrainingSet(task, problems, prefixes, traces, charged_flops=charged),
+                              settings, cfg.out, run)
         finally:
-            if tracker is not None:
-                tracker.close()
+            if run.tracker is not None:
+                run.tracker.close()
         counts = task.pool.counts
         if counts["timeout"] or counts["error"]:
             print(f"verifier: {counts['timeout']} timeouts, {counts['error']} errors (reward 0) in "

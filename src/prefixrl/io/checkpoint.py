@@ -35,7 +35,9 @@ def _sha256(path: Path) -> str:
 def _seal(folder: Path) -> None:
     """fsync every file, then write the manifest (hashes of everything else) and fsync it and the folder."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    mode = 0o666 & ~current_umask()
     for p in files:
+        os.chmod(p, mode)  # a library may write through mkstemp (0600): every file gets the mode any file would
         with p.open("rb") as f:
             os.fsync(f.fileno())
     manifest = {str(p.relative_to(folder)): _sha256(p) for p in files}

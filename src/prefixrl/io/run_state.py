@@ -64,8 +64,13 @@ def begin(out: Path, key: dict, resume: bool, restart_if_changed: bool) -> dict 
 
 
 def restore(out: Path, key: dict, model, opt) -> RunState | None:
-    """The newest valid checkpoint's state, loaded into `model` and `opt`; None to start fresh."""
+    """The newest valid checkpoint's state, loaded into `model` and `opt`; None to start fresh (a folder
+    with no checkpoint). Checkpoints that are all corrupt are refused: starting again at step 0 would
+    rewrite the log and replace them, and a resume must never lose what a run made."""
     ckpt, corrupt = latest_checkpoint(out)
+    if ckpt is None and corrupt:
+        raise BadInput(f"{out}: no usable checkpoint to resume from ({len(corrupt)} found, none verifies: "
+                       f"{corrupt[0]}); move the folder aside to start again")
     for msg in corrupt:
         warnings.warn(f"skipping checkpoint: {msg}", stacklevel=2)
     if ckpt is None:

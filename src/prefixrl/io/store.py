@@ -51,25 +51,30 @@ def fsync_dir(path: str | Path) -> None:
         os.close(dir_fd)
 
 
-def _digest(records: list[dict]) -> str:
-    return hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()
+def _digest(records: list[dict], meta: str) -> str:
+    """SHA-256 of the rows and of the metadata's exact text: a collection's state and ledger are read back
+    as results (resume points, charged FLOPs), so they are covered like the rows."""
+    h = hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode())
+    h.update(b"\0prefixrl.meta\0" + meta.encode())
+    return h.hexdigest()
 
 
 def write_records(path: str | Path, records: list[dict], schema: pa.Schema, meta: dict | None = None) -> None:
-    """Rows, the SHA-256 of their content (verified by `read_records`) and optional JSON metadata."""
-    table = pa.Table.from_pylist(records, schema=schema)
-    table = table.replace_schema_metadata({"prefixrl.sha256": _digest(table.to_pylist()),
-                                           "prefixrl.meta": json.dumps(meta or {})})
+    """Rows and JSON metadata, with the SHA-256 of both (verified by `read_records` and `read_meta`)."""
+    table = sealed(pa.Table.from_pylist(records, schema=schema), meta)
     atomic_write(path, lambda f: pq.write_table(table, f))
 
 
+def sealed(table: pa.Table, meta: dict | None = None) -> pa.Table:
+    """`table` with `meta` and the SHA-256 of both as its schema metadata."""
+    meta_text = json.dumps(meta or {})
+    return table.replace_schema_metadata({"prefixrl.sha256": _digest(table.to_pylist(), meta_text),
+                                          "prefixrl.meta": meta_text})
+
+
 def read_meta(path: str | Path) -> dict:
-    """The JSON metadata written with a record file ({} if none)."""
-    try:
-        raw = (pq.read_schema(path).metadata or {}).get(b"prefixrl.meta", b"{}")
-        return json.loads(raw)
-    except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
-        raise BadInput(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})".splitlines()[0]) from None
+    """The JSON metadata written with a record file, verified with the rows against the stored hash."""
+    return _read(Path(path))[1]
 
 
 def write_json_atomic(path: str | Path, obj) -> None:
@@ -79,21 +84,36 @@ def write_json_atomic(path: str | Path, obj) -> None:
 def read_records(path: str | Path, schema: pa.Schema) -> list[dict]:
     """Rows of a Parquet file, after checking that every field of `schema` is present."""
     path = Path(path)
+    rows, _, columns = _read(path)
+    missing = [f.name for f in schema if f.name not in columns]
+    if missing:
+        raise BadInput(f"{path}: missing field(s) {', '.join(missing)}")
+    return [{f.name: row[f.name] for f in schema} for row in rows]
+
+
+def _read(path: Path) -> tuple[list[dict], dict, list[str]]:
+    """(rows, metadata, column names) of a record file, each byte of rows and metadata checked against the
+    hash stored with them: a mismatch, a missing hash or unreadable metadata is one line, never a guess."""
     if not path.is_file():
         raise BadInput(f"{path}: no such file")
     try:  # decoding is part of reading: a flipped byte in a string column surfaces as bad UTF-8 here
         table = pq.read_table(path)
         rows = table.to_pylist()
-        digest = (table.schema.metadata or {}).get(b"prefixrl.sha256")
-        digest = digest.decode() if digest is not None else None
+        stored = table.schema.metadata or {}
+        digest, meta_text = stored.get(b"prefixrl.sha256"), stored.get(b"prefixrl.meta", b"{}").decode()
     except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError) as e:
         raise BadInput(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})".splitlines()[0]) from None
-    missing = [f.name for f in schema if f.name not in table.column_names]
-    if missing:
-        raise BadInput(f"{path}: missing field(s) {', '.join(missing)}")
-    if digest is not None and digest != _digest(rows):
-        raise BadInput(f"{path}: content does not match the hash stored with it (corrupt or edited)")
-    return [{f.name: row[f.name] for f in schema} for row in rows]
+    if digest is None:
+        raise BadInput(f"{path}: no hash stored with it (not written by prefixrl, or its metadata is corrupt)")
+    if digest.decode(errors="replace") != _digest(rows, meta_text):
+        raise BadInput(f"{path}: content does not match the hash stored with it (corrupt, edited, or from an older prefixrl)")
+    try:
+        meta = json.loads(meta_text)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise BadInput(f"{path}: its metadata is not a JSON object (corrupt)")
+    return rows, meta, table.column_names
 
 
 def read_jsonl(path: str | Path) -> list[tuple[int, object]]:

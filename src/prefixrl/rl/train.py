@@ -31,6 +31,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -86,6 +87,9 @@ class RunOptions:
     restart_if_changed: bool = False  # a run folder made with other settings is restarted, not refused
     tracker: object = None  # `prefixrl.io.tracking.Tracker`: mirrors every logged record
     engine: Engine | None = None  # default: the built-in sampler on the policy
+    # called once `out` is known to hold this run (fresh, or its key matched on resume) and before the run
+    # writes anything there: where a caller writes what describes the run, so a refused resume leaves none
+    on_begin: Callable[[], None] | None = None
 
 
 @dataclass
@@ -178,9 +182,7 @@ def train_rl(model, tokenizer, data: TrainingSet, cfg: RLSettings, out: Path, ru
     run = run or RunOptions()
     task = data.task
     cfg, method, traces = _checked(cfg, task, data.prefixed, data.traces or [])
-    ids = ([p.id for p in data.unprefixed] + [f"{p.problem_id}:{p.cut}" for p in data.prefixed]
-           + [t.problem_id for t in traces])
-    key = run_state.run_key(result_settings(cfg), data.charged_flops, ids)
+    key = run_state.run_key(result_settings(cfg), data.charged_flops, identity(data, traces, tokenizer))
     finished = run_state.begin(out, key, run.resume, run.restart_if_changed)
     if finished is not None:  # the same run finished before: hand back its policy and result
         model.load_state_dict(load(out / "final")[0].state_dict())
@@ -188,6 +190,8 @@ def train_rl(model, tokenizer, data: TrainingSet, cfg: RLSettings, out: Path, ru
     torch.manual_seed(cfg.seed)
     learner, engine, state, ledger = _start(model, tokenizer, cfg, method, traces, out, key, data.charged_flops,
                                             run.resume, run.engine)
+    if run.on_begin is not None:
+        run.on_begin()
     pool = Pool(data.unprefixed, data.prefixed, traces, cfg.prefix_schedule, cfg.harvest, task, tokenizer,
                 cfg.prefix_target, cfg.prefix_band, cfg.prefix_rungs, cfg.seed, recollect=cfg.recollect_every > 0)
     pool.restore(state.pool)  # (empty for a fresh run)
@@ -370,6 +374,26 @@ def _finish(out: Path, key: dict, model, tokenizer, task, state, ledger: Ledger,
     save_policy(out / "final", model, tokenizer, policy_meta(task, tokenizer))
     run_state.finish(out, key, result)
     return result
+
+
+def identity(data: TrainingSet, traces: list[Trace], tokenizer) -> list[str]:
+    """What a run's data is, by content: the task's settings, the rendering, and every problem, prefix and
+    trace with its question, answer and token ids. Ids alone are positions for generated tasks (a chain id
+    names another problem under another --data-seed), so a resume on other data must differ here."""
+    try:
+        spec = {k: v for k, v in task_spec(data.task).items() if k not in DATA_LOCATION}
+    except TypeError:  # a task that is not a dataclass: its name, and its problems by content below
+        spec = {"name": getattr(data.task, "name", type(data.task).__name__)}
+    rows = [["task", spec], ["rendering", rendering_record(tokenizer)["fingerprint"]]]
+    rows += [["problem", p.id, p.question, p.answer] for p in data.unprefixed]
+    rows += [["prefix", p.problem_id, p.question, p.answer, p.prefix_ids] for p in data.prefixed]
+    rows += [["trace", t.problem_id, t.question, t.answer, t.token_ids] for t in traces]
+    rows += [["heldout", p.id, p.question, p.answer] for p in data.eval_heldout or []]
+    return [json.dumps(r, sort_keys=True, default=str) for r in rows]
+
+
+# where a dataset is read from, not what it holds (its problems are in the identity by content)
+DATA_LOCATION = ("path", "subset", "dataset_split", "question_field", "answer_field", "id_field")
 
 
 def policy_meta(task, tokenizer=None) -> dict | None:

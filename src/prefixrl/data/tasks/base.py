@@ -10,6 +10,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from prefixrl.io.errors import BadInput
+
 
 class Verdict(enum.Enum):
     """What the verifier concluded about one response. The reward is a separate mapping."""
@@ -35,6 +37,33 @@ class Problem:
     question: str
     answer: str
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def check_same_problems(rows, problems: list[Problem], source: str, what: str) -> None:
+    """Refuse, in one line naming both, `rows` (traces or prefixes: problem_id, question, answer) made from
+    another problem set than `problems`. An id names a problem only with its content: a chain id is a
+    position (`hard_train-00000` is another problem under another --data-seed or step count), so the same
+    id with another question or answer is another set, and so is a file none of whose problems is here."""
+    ours = {p.id: (p.question, p.answer) for p in problems}
+    shared = 0
+    for r in rows:
+        mine = ours.get(r.problem_id)
+        if mine is None:
+            continue
+        if mine != (r.question, r.answer):
+            field, theirs, here = (("question", r.question, mine[0]) if mine[0] != r.question
+                                   else ("answer", r.answer, mine[1]))
+            raise BadInput(f"{source}: problem {r.problem_id} has {field} {_short(theirs)} there and {_short(here)} in "
+                           f"this run: its {what} are of another problem set (another --data-seed, dataset or task "
+                           "setting); make them from this run's problems")
+        shared += 1
+    if rows and not shared:
+        raise BadInput(f"{source}: none of its {len(rows)} {what} is of this run's {len(problems)} problems (it has "
+                       f"{rows[0].problem_id}, this run {next(iter(ours), 'none')}); make them from this run's problems")
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
 class Task(Protocol):
