@@ -120,9 +120,9 @@ def test_every_rl_setting_is_checked_in_one_place_before_anything_is_written(d, 
     out = tmp_path / "run"
     base = ["train", "--model", str(d / "base"), "--method", "rl", "--out", str(out)]
     for flags, needle in [(["--eval-every", "0"], "eval_every must be >= 1"),
-                          (["--eval-samples", "0"], "eval_samples must be >= 1"),
+                          (["--eval-samples", "0"], "eval_samples must be in [1, 2^20"),
                           (["--lr", "nan"], "lr must be finite"), (["--lr", "1e999"], "lr must be finite"),
-                          (["--temperature", "0"], "temperature must be finite and > 0"),
+                          (["--temperature", "0"], "temperature must be finite and >= 0.0001"), (["--temperature", "1e-50"], "below it float32 sampling turns to NaN"),
                           (["--steps", "-3"], "steps must be >= 0"),
                           (["--flops-budget", "-1"], "flops_budget must be >= 0"),
                           (["--max-new-tokens", "0"], "max_new_tokens must be >= 1"),

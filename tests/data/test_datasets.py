@@ -14,6 +14,7 @@ from prefixrl.data.tasks.base import Problem, Verdict
 from prefixrl.data.tasks.files import get_field, read_rows
 from prefixrl.io.errors import BadInput
 
+
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_each_layout_loads_verifies_in_its_format_and_keeps_its_ids_under_a_shuffle(layout, tmp_path):
     make, fields, right, restated = LAYOUTS[layout]

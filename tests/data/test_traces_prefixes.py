@@ -8,13 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prefixrl.data.collect import import_traces, rejection_sample
-from prefixrl.data.prefixes import (
-    PREFIX_SCHEMA,
-    PrefixedPrompt,
-    cut_prefixes,
-    load_prefixes,
-    save_prefixes,
-)
+from prefixrl.data.prefixes import PREFIX_SCHEMA, PrefixedPrompt, cut_prefixes, load_prefixes, save_prefixes
 from prefixrl.data.prompt import decode_response, encode_response, render_prompt, tokenizer_fingerprint
 from prefixrl.data.traces import Trace, load_traces, save_traces
 from prefixrl.io.errors import BadInput

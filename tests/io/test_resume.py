@@ -20,13 +20,7 @@ from safetensors.torch import load_file
 
 from prefixrl.cli.policy import task_of
 from prefixrl.data.traces import TRACE_SCHEMA
-from prefixrl.io.checkpoint import (
-    checkpoints,
-    latest_checkpoint,
-    save_checkpoint,
-    verify_folder,
-    write_folder,
-)
+from prefixrl.io.checkpoint import checkpoints, latest_checkpoint, save_checkpoint, verify_folder, write_folder
 from prefixrl.io.errors import BadInput
 from prefixrl.io.store import read_meta, read_records
 from prefixrl.rl import exact

@@ -21,7 +21,6 @@ from prefixrl.io.outputs import Output
 from prefixrl.io.tracking import BACKENDS
 from prefixrl.rl.settings import RLSettings
 
-
 Count = int | Literal["all", "auto"]  # --problems
 
 
@@ -48,29 +47,43 @@ def check_engine(kind: str) -> None:
 
 
 def check_numbers(cfg) -> None:
-    """The rule every number of every command obeys, before its own checks and before anything is
+    """The rules every number of every command obeys, before its own checks and before anything is
     written: it is finite and >= 0 (counts, sizes, seeds, rates, budgets, deadlines: no setting of any
-    command is negative). Nested configs (RLSettings) and tuples are walked too."""
+    command is negative), an integer fits 64 bits, and a number of a kind with a range of its own
+    (seeds, temperatures, top-p, samples of one problem: `prefixrl.rollout.limits`) lies in it, whatever
+    the command. Nested configs (RLSettings) and tuples are walked too."""
+    from prefixrl.rollout import limits
+
     for f in dataclasses.fields(cfg):
         value, name = getattr(cfg, f.name), f.name
         if dataclasses.is_dataclass(value):
             check_numbers(value)
             continue
         for v in value if isinstance(value, tuple) else (value,):
-            if isinstance(v, bool):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
             if isinstance(v, float) and not math.isfinite(v):
                 raise BadInput(f"{name} must be finite, got {v}")
-            if isinstance(v, (int, float)) and v < 0:
+            if v < 0:
                 raise BadInput(f"{name} must be >= 0, got {v}")
+            if isinstance(v, int):
+                limits.check_int(v, name)
+            if name in limits.SEEDS:
+                limits.check_seed(v, name)
+            elif name == "temperature":
+                limits.check_temperature(v)
+            elif name == "top_p":
+                limits.check_top_p(v)
+            elif name in limits.SAMPLE_COUNTS and v is not None:
+                limits.check_samples(v, name)
 
 
 def check_sampling(cfg) -> None:
     """A stage's sampling settings (temperature, top_p, max_new_tokens), checked like RLSettings' own."""
-    if not (math.isfinite(cfg.temperature) and cfg.temperature > 0):
-        raise BadInput(f"temperature must be finite and > 0, got {cfg.temperature}")
-    if not 0 < cfg.top_p <= 1:
-        raise BadInput(f"top_p must be in (0, 1], got {cfg.top_p}")
+    from prefixrl.rollout import limits
+
+    limits.check_temperature(cfg.temperature)
+    limits.check_top_p(cfg.top_p)
     if cfg.max_new_tokens is not None and cfg.max_new_tokens < 1:
         raise BadInput(f"max_new_tokens must be >= 1, got {cfg.max_new_tokens}")
 
@@ -483,7 +496,7 @@ class SelectConfig(ModelOptions):
         super().check()
         check_engine(self.engine)
         check_count(self.problems)
-        for name in ("budget", "per_round"):
-            if getattr(self, name) < 1:
-                raise BadInput(f"{name} must be >= 1, got {getattr(self, name)}")
+        from prefixrl.rollout.limits import check_samples
+
+        check_samples(self.budget, "budget")  # (per_round: by check_numbers, as in collect)
         check_sampling(self)

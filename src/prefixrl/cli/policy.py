@@ -7,9 +7,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from prefixrl.data.tasks import get_task
 from prefixrl.data.prompt import Rendering, check_rendering, with_rendering
+from prefixrl.data.tasks import get_task
 from prefixrl.io.errors import BadInput
+from prefixrl.rollout import limits
 from prefixrl.rollout.device import of as device_of
 from prefixrl.rollout.device import resolve as resolve_device
 from prefixrl.rollout.engine import Sampler, SamplingParams
@@ -90,4 +91,28 @@ def make_engine(kind: str, model, model_dir: Path, tok, seed: int = 0):
 def _params(task, cfg) -> SamplingParams:
     """Sampling settings of a stage; response length: --max-new-tokens, else the task's own bound."""
     length = cfg.max_new_tokens or task.max_response_tokens
+    name = next(k for k in ("per_round", "samples") if hasattr(cfg, k))  # a problem's samples in one call
+    limits.check_call(getattr(cfg, name), length, name)
     return SamplingParams(cfg.temperature, cfg.top_p, max_new_tokens=length)
+
+
+def check_length(model, folder: Path, tok, problems, max_new_tokens: int, prefixed=()) -> None:
+    """The longest prompt (+ prefix) + completion must fit the model's positions, or sampling would fail late:
+    checked by every stage that samples, before it samples. `prefixed`: (problem, prefix ids) pairs. `model`
+    None (vLLM loads the weights itself): the positions are read from the folder's config."""
+    from prefixrl.data.prefixes import PrefixedPrompt
+
+    if model is not None:
+        config = model.config
+    else:
+        from transformers import AutoConfig
+
+        config = user_file(Path(folder), "its config", lambda: AutoConfig.from_pretrained(folder))
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is None:
+        return
+    longest = max([len(PrefixedPrompt.of(tok, p).ids) for p in problems]
+                  + [len(PrefixedPrompt.of(tok, p, ids).ids) for p, ids in prefixed], default=0)
+    if longest + max_new_tokens > limit:
+        raise BadInput(f"the longest prompt + prefix ({longest} tokens) + --max-new-tokens ({max_new_tokens}) exceeds "
+                       f"the model's {limit} positions (max_position_embeddings); lower --max-new-tokens")

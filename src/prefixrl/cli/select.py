@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 
 from prefixrl.cli.options import SelectConfig, problem_count
-from prefixrl.cli.policy import _params, load_policy, make_engine
+from prefixrl.cli.policy import _params, check_length, load_policy, make_engine
 from prefixrl.data.collect import Collection, rejection_sample
 from prefixrl.data.prompt import rendering_record, tokenizer_fingerprint
+from prefixrl.data.tasks.base import problems_digest
 from prefixrl.data.tasks.files import raw_rows
 from prefixrl.data.traces import load_traces, save_traces
 from prefixrl.data.verifier import deadlined
@@ -36,7 +37,7 @@ def _select(cfg: SelectConfig) -> dict:
     model, tok, task = load_policy(folder, cfg.task_spec(), weights=cfg.engine == "builtin", device=cfg.device,
                                    rendering=cfg.rendering(), allow_rerender=cfg.allow_rerender)
     problems = task.problems(cfg.split, problem_count(cfg.problems, task.name, cfg.generated), cfg.data_seed)
-    key = {"model": str(cfg.model), "split": cfg.split, "problems": [p.id for p in problems], "budget": cfg.budget,
+    key = {"model": str(cfg.model), "split": cfg.split, "problems": problems_digest(problems), "budget": cfg.budget,
            "per_round": cfg.per_round, "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed,
            "max_new_tokens": cfg.max_new_tokens, "tokenizer": tokenizer_fingerprint(tok),
            "rendering": rendering_record(tok)["fingerprint"]}
@@ -52,8 +53,10 @@ def _select(cfg: SelectConfig) -> dict:
                 "key": key, "finished": finished, "rounds": col.rounds, "samples": col.samples,
                 "flops": col.flops, "ledger": col.ledger.to_dict()}}, tok)
 
+        params = _params(task, cfg)
+        check_length(model, folder, tok, problems, params.max_new_tokens)
         col = rejection_sample(make_engine(cfg.engine, model, folder, tok, cfg.seed), tok, task, problems,
-                               _params(task, cfg), source=f"select:{cfg.model}", cap=cfg.budget,
+                               params, source=f"select:{cfg.model}", cap=cfg.budget,
                                per_round=cfg.per_round, seed=cfg.seed,
                                resume_from=resumed[0] if resumed else None, on_round=save)
     table = hardness_table(problems, col)

@@ -10,16 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prefixrl.cli.options import (CollectConfig, EvalConfig, ExportConfig,
-                                  PrefixesConfig, problem_count)
-from prefixrl.cli.policy import _params, load_policy, make_engine, task_spec_of
+from prefixrl.cli.options import CollectConfig, EvalConfig, ExportConfig, PrefixesConfig, problem_count
+from prefixrl.cli.policy import _params, check_length, load_policy, make_engine, task_spec_of
 from prefixrl.data.collect import Collection, import_traces, rejection_sample
 from prefixrl.data.evaluate import evaluate, pass_at_k
-from prefixrl.data.prefixes import (answer_safe_cut, cut_prefixes,
-                                    load_prefixes, save_prefixes)
-from prefixrl.data.prompt import (render_prompt, rendering_of,
-                                  rendering_record, tokenizer_fingerprint)
-from prefixrl.data.tasks.base import check_same_problems
+from prefixrl.data.prefixes import answer_safe_cut, cut_prefixes, load_prefixes, save_prefixes
+from prefixrl.data.prompt import render_prompt, rendering_of, rendering_record, tokenizer_fingerprint
+from prefixrl.data.tasks.base import check_same_problems, problems_digest
 from prefixrl.data.traces import load_traces, save_traces
 from prefixrl.data.verifier import deadlined
 from prefixrl.embedded import calibration
@@ -42,7 +39,7 @@ def _collect(cfg: CollectConfig) -> dict:
     model, tok, task = load_policy(folder, cfg.task_spec(), weights=cfg.engine == "builtin" and not cfg.import_file,
                                    device=cfg.device, rendering=cfg.rendering(), allow_rerender=cfg.allow_rerender)
     problems = task.problems("hard_train", problem_count(cfg.problems, task.name, cfg.generated), cfg.data_seed)
-    key = {"model": str(cfg.model), "problems": [p.id for p in problems], "cap": cfg.cap, "per_round": cfg.per_round,
+    key = {"model": str(cfg.model), "problems": problems_digest(problems), "cap": cfg.cap, "per_round": cfg.per_round,
            "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed, "tokenizer": tokenizer_fingerprint(tok),
            "rendering": rendering_record(tok)["fingerprint"],
            "import_file": None if cfg.import_file is None else str(cfg.import_file)}
@@ -58,6 +55,8 @@ def _collect(cfg: CollectConfig) -> dict:
         else:
             if exact.supports_exact(task) and resume_from is None:
                 gate_sampling(model, folder, tok, task, problems, cfg.cap, cfg.min_yield)
+            params = _params(task, cfg)
+            check_length(model, folder, tok, problems, params.max_new_tokens)
             engine = make_engine(cfg.engine, model, folder, tok, cfg.seed)
 
             def save(col: Collection, finished: bool) -> None:
@@ -65,8 +64,7 @@ def _collect(cfg: CollectConfig) -> dict:
                     "key": key, "finished": finished, "rounds": col.rounds, "samples": col.samples,
                     "flops": col.flops, "ledger": col.ledger.to_dict()}}, tok)
 
-            col = rejection_sample(engine, tok, task, problems, _params(task, cfg),
-                                   source=str(cfg.model), cap=cfg.cap, per_round=cfg.per_round, seed=cfg.seed,
+            col = rejection_sample(engine, tok, task, problems, params, source=str(cfg.model), cap=cfg.cap, per_round=cfg.per_round, seed=cfg.seed,
                                    resume_from=resume_from[0] if resume_from else None, on_round=save)
             save(col, True)
             summary = {**col.summary(), "ledger": col.ledger.to_dict(),
@@ -141,9 +139,11 @@ def _eval(cfg: EvalConfig) -> dict:
     if cfg.fractions:
         return _eval_fractions(cfg, model, folder, tok, task)
     problems = task.problems(cfg.split, problem_count(cfg.problems, task.name, cfg.generated), cfg.data_seed)
+    params = _params(task, cfg)
+    check_length(model, folder, tok, problems, params.max_new_tokens)
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
         r = evaluate(make_engine(cfg.engine, model, folder, tok, cfg.seed), tok, task, problems, cfg.samples,
-                     _params(task, cfg), seed=cfg.seed, progress=True)
+                     params, seed=cfg.seed, progress=True)
     res = {"split": cfg.split, "problems": len(problems), "samples": cfg.samples, "verdicts": r.verdicts,
            **{f"pass@{k}": r.pass_at(k) for k in cfg.k}}
     if model is not None and exact.supports_exact(task):
@@ -166,6 +166,9 @@ def _eval_fractions(cfg: EvalConfig, model, folder: Path, tok, task) -> dict:
         traces, rejected = load_traces(cfg.traces, task, tok, cfg.allow_rerender)
         if not traces:
             raise BadInput(f"{cfg.traces}: no trace passes re-verification ({len(rejected)} rejected)")
+        # the longest a cut can be is its whole trace: checked as if every prefix were
+        check_length(model, folder, tok, [], _params(task, cfg).max_new_tokens,
+                     [(t.problem, t.token_ids) for t in traces])
         engine, rows = make_engine(cfg.engine, model, folder, tok, cfg.seed), []
         for f in cfg.fractions:
             cuts = [answer_safe_cut(task, tok, list(t.token_ids), int(f * len(t.token_ids))) for t in traces]

@@ -9,12 +9,11 @@ from dataclasses import asdict, replace
 import torch
 
 from prefixrl.cli.options import TrainConfig, problem_count
-from prefixrl.cli.policy import load_policy
-from prefixrl.data.prefixes import PrefixedPrompt, load_prefixes
+from prefixrl.cli.policy import check_length, load_policy
+from prefixrl.data.prefixes import load_prefixes
 from prefixrl.data.tasks.base import check_same_problems
 from prefixrl.data.traces import charged_flops, load_traces
 from prefixrl.data.verifier import deadlined
-from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import write_json_atomic
 from prefixrl.io.tracking import Tracker
@@ -49,7 +48,8 @@ def _train(cfg: TrainConfig) -> dict:
                 print(f"excluded: {msg}", file=sys.stderr)
         check_same_problems(prefixes, problems, str(cfg.prefixes), "prefixes")
         check_same_problems(traces, problems, str(cfg.traces), "traces")
-        check_length(model, tok, problems, prefixes, settings.max_new_tokens)
+        check_length(model, cfg.model, tok, problems, settings.max_new_tokens,
+                     [(p.problem, p.prefix_ids) for p in prefixes])
         # the collection's cost travels in its trace store (0 for imported traces)
         charged = charged_flops(cfg.traces) if uses_traces and cfg.traces is not None else 0.0
         run = RunOptions(resume=cfg.resume)
@@ -70,15 +70,3 @@ def _train(cfg: TrainConfig) -> dict:
             print(f"verifier: {counts['timeout']} timeouts, {counts['error']} errors (reward 0) in "
                   f"{counts['items']} verifications", file=sys.stderr)
         return result
-
-
-def check_length(model, tok, problems, prefixes, max_new_tokens: int) -> None:
-    """The longest prompt + prefix + completion must fit the model's positions, or sampling would fail late."""
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit is None:
-        return
-    longest = max([len(PrefixedPrompt.of(tok, p).ids) for p in problems]
-                  + [len(PrefixedPrompt.of(tok, p.problem, p.prefix_ids).ids) for p in prefixes], default=0)
-    if longest + max_new_tokens > limit:
-        raise BadInput(f"the longest prompt + prefix ({longest} tokens) + --max-new-tokens ({max_new_tokens}) exceeds "
-                       f"the model's {limit} positions (max_position_embeddings); lower --max-new-tokens")

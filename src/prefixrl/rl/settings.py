@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from prefixrl.io.errors import BadInput
 from prefixrl.rl.methods import METHODS
+from prefixrl.rollout import limits
 from prefixrl.rollout.precision import CHOICES as PRECISIONS
 
 SCHEDULES = ("fixed", "adaptive")  # --prefix-schedule (`prefixrl.rl.pool`)
@@ -123,11 +124,14 @@ class RLSettings:
         for name, low in (("lr", 0.0), ("sft_lr", 0.0), ("flops_budget", 0.0)):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= low):
                 raise BadInput(f"{name} must be finite and >= {low:g}, got {getattr(self, name)}")
-        for name in ("temperature", "grad_clip", "is_clip", "shaping_gamma"):
+        for name in ("grad_clip", "is_clip", "shaping_gamma"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise BadInput(f"{name} must be finite and > 0, got {getattr(self, name)}")
-        if not 0 < self.top_p <= 1:
-            raise BadInput(f"top_p must be in (0, 1], got {self.top_p}")
+        limits.check_temperature(self.temperature)
+        limits.check_top_p(self.top_p)
+        limits.check_seed(self.seed)
+        for name in ("samples_per_prompt", "eval_samples", "recollect_cap"):
+            limits.check_samples(getattr(self, name), name)
         self._check_pool()
 
     def _check_pool(self) -> None:

@@ -56,6 +56,7 @@ from prefixrl.rl.offpolicy import base_logprobs, token_weights
 from prefixrl.rl.pool import Pool
 from prefixrl.rl.settings import RLSettings
 from prefixrl.rl.sft import fit
+from prefixrl.rollout import limits
 from prefixrl.rollout.device import of as device_of
 from prefixrl.rollout.engine import Engine, Sampler, SamplingParams
 from prefixrl.rollout.flops import Ledger, train_flops
@@ -413,6 +414,8 @@ def _checked(cfg: RLSettings, task: Task, prefixed: list[Prefix], traces: list[T
     cfg.check()
     if cfg.max_new_tokens is None:  # the task owns its response-length bound
         cfg = replace(cfg, max_new_tokens=task.max_response_tokens)
+    for name in ("samples_per_prompt", "eval_samples"):  # a group's tokens are held at once
+        limits.check_call(getattr(cfg, name), cfg.max_new_tokens, name)
     method = METHODS[cfg.method]
     if cfg.prefix_schedule == "adaptive" and not traces:
         raise ValueError("--prefix-schedule adaptive cuts its own ladders from the traces: it needs --traces")

@@ -23,6 +23,7 @@ import torch
 
 from prefixrl.rollout.flops import sample_flops
 from prefixrl.rollout.kv_cache import Arena, GrowingCache, PreallocatedCache
+from prefixrl.rollout.limits import MIN_TEMPERATURE
 from prefixrl.rollout.model import param_count
 from prefixrl.rollout.seeds import derive
 
@@ -34,8 +35,8 @@ class SamplingParams:
     max_new_tokens: int = 128
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ValueError("temperature must be > 0 (use a small value for near-greedy decoding)")
+        if not self.temperature >= MIN_TEMPERATURE:  # below it float32 sampling gives NaN (`limits`)
+            raise ValueError(f"temperature must be >= {MIN_TEMPERATURE:g} (use it for near-greedy decoding)")
         if not 0 < self.top_p <= 1:
             raise ValueError("top_p must be in (0, 1]")
         if self.max_new_tokens < 1:

@@ -2,7 +2,9 @@
 
 Every random draw in a run is a function of (seed, index), so a resumed run needs no sampler state and
 a row's sample does not depend on its batch mates. The multiplier is a prime larger than any index a
-run reaches, so distinct (seed, index) pairs of one run never share a stream.
+run reaches, so distinct (seed, index) pairs of one run never share a stream. Derived seeds are taken
+modulo 2^63, so any seed a stage accepts (`prefixrl.rollout.limits`), derived twice (a round, then a row),
+fits the signed 64 bits torch's and vLLM's generators take; below that, the value is unchanged.
 """
 
 from __future__ import annotations
@@ -11,4 +13,4 @@ PRIME = 1_000_003
 
 
 def derive(seed: int, index: int) -> int:
-    return seed * PRIME + index
+    return (seed * PRIME + index) % 2**63

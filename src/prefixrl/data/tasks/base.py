@@ -7,6 +7,8 @@ a file or a process; the verifier pool (`prefixrl.data.verifier`) wraps `verify`
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,6 +39,15 @@ class Problem:
     question: str
     answer: str
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def problems_digest(problems: list[Problem]) -> str:
+    """The identity of a problem set by content (ids, questions, answers, in order): what a resumable stage's
+    key records, so a resume on another set (another --data-seed, an edited dataset) is refused."""
+    h = hashlib.sha256()
+    for p in problems:
+        h.update(json.dumps([p.id, p.question, p.answer]).encode() + b"\n")
+    return h.hexdigest()[:16]
 
 
 def check_same_problems(rows, problems: list[Problem], source: str, what: str) -> None:
