@@ -201,11 +201,11 @@ def test_bad_utf8_in_a_jsonl_file_names_the_file_and_row(d, tmp_path, capsys):
     (tmp_path / "p.jsonl").write_bytes(b'{"problem": "1+1", "answer": "2"}\n{"problem": "\xff\xfe", "answer": "1"}\n')
     assert main(["eval", "--model", str(d / "base"), "--task", "math", "--task-file", str(tmp_path / "p.jsonl"),
                  "--samples", "2", "--k", "1"]) == 2
-    one_line_error(capsys, "p.jsonl: row 1: not valid UTF-8")
+    one_line_error(capsys, "p.jsonl: line 2: not valid UTF-8")
     (tmp_path / "imp.jsonl").write_bytes(b'{"problem_id": "x", "trace": "\xc3"}\n')
     assert main(["collect", "--model", str(d / "base"), "--import-file", str(tmp_path / "imp.jsonl"), "--out",
                  str(tmp_path / "t.parquet"), "--problems", "2"]) == 2
-    one_line_error(capsys, "imp.jsonl: row 0: not valid UTF-8")
+    one_line_error(capsys, "imp.jsonl: line 1: not valid UTF-8")
     assert not (tmp_path / "t.parquet").exists()
 
 
@@ -215,7 +215,7 @@ def test_imported_characters_the_tokenizer_cannot_represent_are_an_error_not_dro
     (tmp_path / "imp.jsonl").write_text(json.dumps(row) + "\n")
     assert main(["collect", "--model", str(d / "base"), "--import-file", str(tmp_path / "imp.jsonl"), "--out",
                  str(tmp_path / "t.parquet"), "--problems", "1"]) == 2
-    one_line_error(capsys, "imp.jsonl: row 0: field trace", "cannot represent it exactly")
+    one_line_error(capsys, "imp.jsonl: line 1: field trace", "cannot represent it exactly")
 
 
 def test_ctrl_c_is_one_line_saying_how_to_resume_and_exit_130(d, tmp_path):
@@ -256,3 +256,59 @@ def test_a_trace_row_with_infinite_flops_is_refused(d, task, tok, tmp_path, caps
     pq.write_table(sealed(pa.Table.from_pylist(rows)), tmp_path / "inf.parquet")
     assert main(prefixes_cmd(d, tmp_path / "inf.parquet", tmp_path / "p.parquet")) == 2
     one_line_error(capsys, "inf.parquet", "row 0", "field flops", "finite")
+
+
+def test_ctrl_c_from_a_terminal_while_the_verifiers_warm_up_is_one_line(tmp_path):
+    """A terminal sends SIGINT to the whole foreground process group; the verifier workers, mid-way through
+    importing math-verify, must not print tracebacks of their own around the run's one line."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from prefixrl.rollout.model import ModelShape, build_model
+
+    tok = build_tokenizer("bytes")
+    build_model(tok, ModelShape(hidden=32, layers=1, heads=2, ffn=64, max_positions=256), arch="qwen2",
+                seed=0).save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    (tmp_path / "p.jsonl").write_text("\n".join(json.dumps({"problem": f"{a} + 1?", "answer": str(a + 1)})
+                                                for a in range(20)))
+    proc = subprocess.Popen([sys.executable, "-m", "prefixrl_lab", "eval", "--model", str(tmp_path / "model"),
+                             "--task", "math", "--dataset", str(tmp_path / "p.jsonl"), "--split", "hard_train",
+                             "--samples", "2", "--k", "1", "--max-new-tokens", "8"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    children = f"/proc/{proc.pid}/task/{proc.pid}/children"
+    deadline = time.monotonic() + 120
+    while not (os.path.exists(children) and open(children).read().split()):  # the workers have started
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.3)  # inside their warm-up (importing math-verify and sympy takes seconds)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("prefixrl: interrupted"), err
+
+
+def test_an_imported_trace_over_the_text_limit_is_one_line_before_tokenizing(d, task, tmp_path, capsys):
+    from prefixrl.rollout.limits import MAX_TEXT
+
+    pid = task.problems("hard_train", 1, 0)[0].id
+    (tmp_path / "imp.jsonl").write_text(json.dumps({"problem_id": pid, "trace": "1" * (MAX_TEXT + 1)}) + "\n")
+    assert main(["collect", "--model", str(d / "base"), "--import-file", str(tmp_path / "imp.jsonl"), "--out",
+                 str(tmp_path / "t.parquet"), "--problems", "2"]) == 2
+    one_line_error(capsys, "imp.jsonl: line 1: field trace", "over the limit")
+    assert not (tmp_path / "t.parquet").exists()
+
+
+def test_an_import_that_names_a_problem_twice_is_refused_before_anything_is_written(d, task, tok, tmp_path, capsys):
+    traces = reference_traces(task, tok, 3)
+    rows = [{"problem_id": t.problem_id, "trace": t.response} for t in traces] + [
+        {"problem_id": traces[1].problem_id, "trace": traces[1].response}]
+    (tmp_path / "imp.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert main(["collect", "--model", str(d / "base"), "--import-file", str(tmp_path / "imp.jsonl"), "--out",
+                 str(tmp_path / "t.parquet"), "--problems", "3"]) == 2
+    one_line_error(capsys, "imp.jsonl: line 4: field problem_id", "is named again (first at line 2)")
+    assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "t.json").exists()

@@ -61,10 +61,10 @@ def test_csv_json_and_saved_folders_read_the_same_problems(tmp_path):
 
 def test_bad_rows_are_one_line_naming_file_row_and_field(tmp_path):
     cases = [
-        ([{"prompt": [{"role": "user", "content": "q"}], "reward_model": {}}], "row 0: field reward_model.ground_truth: missing"),
-        ([{"prompt": [{"role": "assistant", "content": "q"}], "reward_model": {"ground_truth": "1"}}], "row 0: field prompt: the message list has no user turn"),
+        ([{"prompt": [{"role": "user", "content": "q"}], "reward_model": {}}], "line 1: field reward_model.ground_truth: missing"),
+        ([{"prompt": [{"role": "assistant", "content": "q"}], "reward_model": {"ground_truth": "1"}}], "line 1: field prompt: the message list has no user turn"),
         ([{"prompt": "q", "reward_model": {"ground_truth": "1"}}, {"prompt": "q", "reward_model": {"ground_truth": "2"}}],
-         "row 1: id .* repeats row 0 with another question or answer"),
+         "line 2: id .* repeats line 1 with another question or answer"),
     ]
     for i, (rows, message) in enumerate(cases):
         path = write(tmp_path / f"bad{i}.jsonl", rows)
@@ -83,7 +83,7 @@ def test_bad_rows_are_one_line_naming_file_row_and_field(tmp_path):
 def test_a_gold_answer_the_format_cannot_read_is_refused_at_load(tmp_path, fmt, answer, message):
     rows = [{"problem": "What is 2 + 3?", "answer": "5"}, {"problem": "What is 1 + 1?", "answer": answer}]
     task = get_task("math", path=write(tmp_path / "g.jsonl", rows), answer_format=fmt)
-    with pytest.raises(BadInput, match=f"g.jsonl: row 1: field answer: {re.escape(message)}"):
+    with pytest.raises(BadInput, match=f"g.jsonl: line 2: field answer: {re.escape(message)}"):
         task.problems("hard_train", None, 0)
 
 
@@ -99,9 +99,9 @@ def test_a_system_turn_is_the_datasets_system_prompt_and_must_be_one(tmp_path):
                      answer_field="reward_model.ground_truth")
     assert plain.system_prompt() is None
     for name, rows, message in (("differ", [row("a", "Be brief."), row("b", "Be long.")],
-                                 "row 1: field prompt: its system turn ('Be long.') differs from row 0's ('Be brief.')"),
-                                ("some", [row("a"), row("b", "Be brief.")], "row 1: field prompt: its system turn"),
-                                ("two", [row("a", "x", "y")], "row 0: field prompt: 2 system turns")):
+                                 "line 2: field prompt: its system turn ('Be long.') differs from line 1's ('Be brief.')"),
+                                ("some", [row("a"), row("b", "Be brief.")], "line 2: field prompt: its system turn"),
+                                ("two", [row("a", "x", "y")], "line 1: field prompt: 2 system turns")):
         bad = get_task("math", path=write(tmp_path / f"{name}.jsonl", rows), question_field="prompt",
                        answer_field="reward_model.ground_truth")
         with pytest.raises(BadInput, match=f"{name}.jsonl: {re.escape(message)}"):
@@ -158,3 +158,21 @@ def test_each_format_reads_only_its_final_marker(fmt, answer, response, verdict)
 def test_a_prefix_ends_before_the_first_marker_of_the_format(fmt, response, marker):
     task = get_task("math", path="unused.jsonl", answer_format=fmt)
     assert task.answer_start(response) == response.index(marker)
+
+
+def test_a_jsonl_error_names_the_line_an_editor_shows_blank_lines_counted(tmp_path):
+    path = tmp_path / "b.jsonl"
+    path.write_text('{"problem": "1 + 1?", "answer": "2"}\n\n{"problem": "2 + 2?", "answer": "4"}\n'
+                    '{"problem": "3 + 3?"}\n')
+    with pytest.raises(BadInput, match="b.jsonl: line 4: field answer: missing"):
+        read_rows(str(path), "problem", "answer")
+
+
+def test_a_text_over_the_limit_is_refused_before_it_is_tokenized(tmp_path):
+    from prefixrl.rollout.limits import MAX_TEXT
+
+    rows = [{"problem": "1 + 1?", "answer": "2"}, {"problem": "x" * (MAX_TEXT + 1), "answer": "1"}]
+    with pytest.raises(BadInput, match=f"big.jsonl: line 2: field problem: {MAX_TEXT + 1} characters, over the limit"):
+        read_rows(write(tmp_path / "big.jsonl", rows), "problem", "answer")
+    assert len(read_rows(write(tmp_path / "ok.jsonl", [{"problem": "x" * MAX_TEXT, "answer": "1"}]),
+                         "problem", "answer")) == 1

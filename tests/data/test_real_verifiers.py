@@ -41,7 +41,7 @@ def test_math_problems_load_and_split_from_jsonl_parquet_and_datasets_folders(ma
 
 def test_math_problem_file_errors_name_file_row_field(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"problem": "x", "answer": "1"}\n{"problem": "y"}\n')
-    with pytest.raises(BadInput, match=r"bad.jsonl: row 1: field answer"):
+    with pytest.raises(BadInput, match=r"bad.jsonl: line 2: field answer"):
         get_task("math", path=str(tmp_path / "bad.jsonl")).problems("hard_train", 1, 0)
     with pytest.raises(BadInput, match="no such file"):
         get_task("math", path=str(tmp_path / "missing.jsonl")).problems("hard_train", 1, 0)

@@ -113,10 +113,10 @@ def test_import_reverifies_and_reports(task, tok, tmp_path):
     traces, rejected = import_traces(tmp_path / "w.jsonl", task, tok, probs)
     assert [t.problem_id for t in traces] == [probs[0].id]
     assert rejected == [f"{tmp_path / 'w.jsonl'}: 1 row(s) for problems outside the 3 selected (--problems, "
-                        f"--data-seed) skipped, the first row 1 ({other.id!r})"]
+                        f"--data-seed) skipped, the first at line 2 ({other.id!r})"]
     # a file with no row for any selected problem is the wrong file
     (tmp_path / "u.jsonl").write_text('{"problem_id": "nope", "trace": "1"}\n')
-    with pytest.raises(BadInput, match=r"u.jsonl: row 0: field problem_id: no row is for one of the 3 selected"):
+    with pytest.raises(BadInput, match=r"u.jsonl: line 1: field problem_id: no row is for one of the 3 selected"):
         import_traces(tmp_path / "u.jsonl", task, tok, probs)
 
 

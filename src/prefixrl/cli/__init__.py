@@ -8,8 +8,10 @@ without loading them (docs/performance.md, time to first output; tests/cli/test_
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
+import os
 import sys
 
 COMMANDS = {  # name → (module, config class, the line `prefixrl --help` shows)
@@ -58,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     return dispatch(argv, COMMANDS, run_stage)
 
 
+# the machine's refusals of a write, answered in one line like bad input (exit 2), never a traceback
+MACHINE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
+
+
 def dispatch(argv: list[str] | None, commands: dict, run) -> int:
     """Parse argv[0]'s config, check it, and `run(name, cfg)` under the one error contract: bad input is
     one line and exit 2, Ctrl-C one line and exit 130."""
@@ -83,6 +89,14 @@ def dispatch(argv: list[str] | None, commands: dict, run) -> int:
         run(name, cfg)
     except (BadInput, FileNotFoundError, ValueError) as e:
         print(f"prefixrl: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the machine refused a write: a full disk, a read-only or forbidden folder
+        if e.errno not in MACHINE_ERRORS:
+            raise
+        where = e.filename or getattr(cfg, "out", None)
+        where = f"{where}: " if where else ""
+        print(f"prefixrl: error: {where}{e.strerror or os.strerror(e.errno)}; nothing was half-written (every output "
+              "is written whole or not at all), free the space or choose a writable place and rerun", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # state is saved atomically, so an interrupted stage continues where it stopped
         hint = getattr(cfg, "resume_hint", "nothing was half-written")

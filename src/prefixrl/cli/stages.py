@@ -15,7 +15,7 @@ from prefixrl.cli.policy import _params, check_length, load_policy, make_engine,
 from prefixrl.data.collect import Collection, import_traces, rejection_sample
 from prefixrl.data.evaluate import evaluate, pass_at_k
 from prefixrl.data.prefixes import answer_safe_cut, cut_prefixes, load_prefixes, save_prefixes
-from prefixrl.data.prompt import render_prompt, rendering_of, rendering_record, tokenizer_fingerprint
+from prefixrl.data.prompt import control_text, render_prompt, rendering_of, rendering_record, tokenizer_fingerprint
 from prefixrl.data.tasks.base import check_same_problems, problems_digest
 from prefixrl.data.traces import load_traces, save_traces
 from prefixrl.data.verifier import deadlined
@@ -224,6 +224,18 @@ def _export(cfg: ExportConfig) -> dict:
     if not rows:
         raise BadInput(f"every row is longer than --max-prompt-tokens {cfg.max_prompt_tokens}; nothing to export")
     rendering = rendering_of(tok)
+    # the trainers render the rows' messages as text, where a special token's text becomes the control token
+    # (a forged turn): such rows are refused here, counted; `prefixrl train` encodes that text as data
+    held = {}
+    for r in rows:
+        found = next((t for m in rendering.messages(r.question) if (t := control_text(tok, m["content"]))), None)
+        if found:
+            held.setdefault(r.problem_id, found)
+    if held:
+        pid, text = next(iter(held.items()))
+        raise BadInput(f"{len(held)} problem(s) hold special-token text (problem {pid}: {text!r}); TRL and verl "
+                       "would render it as a control token: remove it from the dataset, or train with `prefixrl "
+                       "train`, which encodes it as text")
     if rendering.chat_template_kwargs:  # the rows carry messages; the template's arguments would be lost
         raise BadInput("--chat-template-kwargs: the TRL and verl rows carry chat messages, rendered by the trainer "
                        "without them; set them in the trainer's own config and export without them")

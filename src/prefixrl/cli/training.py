@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from dataclasses import asdict, replace
 
@@ -14,6 +15,7 @@ from prefixrl.data.prefixes import load_prefixes
 from prefixrl.data.tasks.base import check_same_problems
 from prefixrl.data.traces import charged_flops, load_traces
 from prefixrl.data.verifier import deadlined
+from prefixrl.io.checkpoint import checkpoints
 from prefixrl.io.outputs import Output, claim
 from prefixrl.io.store import write_json_atomic
 from prefixrl.io.tracking import Tracker
@@ -27,7 +29,15 @@ def run_train(cfg: TrainConfig, prepare=None, inputs: dict | None = None) -> dic
               **cfg.inputs()}
     with claim("train", [Output(cfg.out, kind="folder", existing="resume" if cfg.resume else "refuse")], inputs,
                hint="--resume (to continue that run)"):
-        return _train(prepare(cfg) if prepare is not None else cfg)
+        fresh = not cfg.out.exists()
+        try:
+            return _train(prepare(cfg) if prepare is not None else cfg)
+        except BaseException:
+            # a run that failed before its first checkpoint (a full disk, a refused input, Ctrl-C) has nothing to
+            # resume: the folder it made goes, so a rerun is not refused for a folder holding only its log
+            if fresh and cfg.out.is_dir() and not checkpoints(cfg.out) and not (cfg.out / "result.json").exists():
+                shutil.rmtree(cfg.out, ignore_errors=True)
+            raise
 
 
 def _train(cfg: TrainConfig) -> dict:

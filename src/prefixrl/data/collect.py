@@ -24,6 +24,7 @@ from prefixrl.data.traces import Trace
 from prefixrl.data.verifier import verify_all
 from prefixrl.io.errors import BadInput
 from prefixrl.io.store import read_jsonl
+from prefixrl.rollout.limits import check_text
 from prefixrl.rollout.engine import Engine, SamplingParams
 from prefixrl.rollout.flops import Ledger
 from prefixrl.rollout.seeds import derive
@@ -105,30 +106,35 @@ def import_traces(path: str | Path, task: Task, tokenizer, problems: list[Proble
     path = Path(path)
     by_id = {p.id: p for p in problems}
     fingerprint = tokenizer_fingerprint(tokenizer)
-    traces, rejected, outside = [], [], []
-    for i, row in read_jsonl(path):
+    traces, rejected, outside, first = [], [], [], {}
+    for where, row in read_jsonl(path):
         for name in ("problem_id", "trace"):
             if not isinstance(row, dict) or not isinstance(row.get(name), str) or not row[name]:
-                raise BadInput(f"{path}: row {i}: field {name}: expected a non-empty string")
+                raise BadInput(f"{path}: {where}: field {name}: expected a non-empty string")
+            check_text(row[name], f"{path}: {where}: field {name}")
+        if row["problem_id"] in first:  # a store holds one trace per problem (paper §3.2: the first success)
+            raise BadInput(f"{path}: {where}: field problem_id: {row['problem_id']!r} is named again (first at "
+                           f"{first[row['problem_id']]}); give one trace per problem")
+        first[row["problem_id"]] = where
         if row["problem_id"] not in by_id:
-            outside.append((i, row["problem_id"]))
+            outside.append((where, row["problem_id"]))
             continue
         p = by_id[row["problem_id"]]
         ids = encode_response(tokenizer, row["trace"], eos=False)
         text = decode_response(tokenizer, ids)
         if text != row["trace"]:  # the tokenizer dropped or changed characters: training on it would lie
             at = next((j for j, (a, b) in enumerate(zip(text, row["trace"])) if a != b), min(len(text), len(row["trace"])))
-            raise BadInput(f"{path}: row {i}: field trace: the policy's tokenizer cannot represent it exactly "
+            raise BadInput(f"{path}: {where}: field trace: the policy's tokenizer cannot represent it exactly "
                            f"(first difference at character {at}: {row['trace'][at:at + 10]!r})")
         if task.verify(p, text) is not Verdict.CORRECT:
-            rejected.append(f"{path}: row {i}: trace for {p.id} fails verification")
+            rejected.append(f"{path}: {where}: trace for {p.id} fails verification")
             continue
         traces.append(Trace(p.id, p.question, p.answer, text, ids, fingerprint, f"import:{path.name}", 0.0, 0.0, 1, 0.0))
     if outside and not traces and not rejected:
-        i, pid = outside[0]
-        raise BadInput(f"{path}: row {i}: field problem_id: no row is for one of the {len(problems)} selected "
+        where, pid = outside[0]
+        raise BadInput(f"{path}: {where}: field problem_id: no row is for one of the {len(problems)} selected "
                        f"problems (this one is {pid!r}; ids look like {problems[0].id!r})")
     if outside:
         rejected.append(f"{path}: {len(outside)} row(s) for problems outside the {len(problems)} selected "
-                        f"(--problems, --data-seed) skipped, the first row {outside[0][0]} ({outside[0][1]!r})")
+                        f"(--problems, --data-seed) skipped, the first at {outside[0][0]} ({outside[0][1]!r})")
     return traces, rejected

@@ -55,14 +55,50 @@ def rendering_of(tokenizer: PreTrainedTokenizerBase) -> Rendering:
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, question: str) -> list[int]:
+    """The prompt's ids. Text in the messages is data: where a message holds a special token's text (a
+    question with `<|im_end|>`, `<|endoftext|>`), the template is rendered around placeholders and each
+    message's text encoded with special tokens split, so it cannot close a turn or forge one."""
     r = rendering_of(tokenizer)
-    enc = tokenizer.apply_chat_template(r.messages(question), add_generation_prompt=True, tokenize=True,
-                                        **r.chat_template_kwargs)
-    return list(enc["input_ids"] if hasattr(enc, "keys") else enc)
+    messages = r.messages(question)
+    if not any(control_text(tokenizer, m["content"]) for m in messages):
+        enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                            **r.chat_template_kwargs)
+        return list(enc["input_ids"] if hasattr(enc, "keys") else enc)
+    marks = [f"\ue000{i}\ue001" for i in range(len(messages))]  # private-use characters: in no template
+    text = tokenizer.apply_chat_template([{**m, "content": k} for m, k in zip(messages, marks)],
+                                         add_generation_prompt=True, tokenize=False, **r.chat_template_kwargs)
+    ids, pos = [], 0
+    for m, k in zip(messages, marks):
+        at = text.find(k, pos)
+        if at < 0:
+            raise BadInput(f"the chat template does not place the {m['role']} turn's text as it is given; a "
+                           "question holding special-token text cannot be rendered safely with it")
+        ids += tokenizer.encode(text[pos:at], add_special_tokens=False)
+        ids += tokenizer.encode(m["content"], add_special_tokens=False, split_special_tokens=True)
+        pos = at + len(k)
+    return ids + tokenizer.encode(text[pos:], add_special_tokens=False)
+
+
+def control_text(tokenizer: PreTrainedTokenizerBase, text: str) -> str | None:
+    """The first special token's text that `text` holds (None if none): encoded as it is, it would become
+    that control token. (Added tokens that are not special, such as Qwen3's <think>, are ordinary text to
+    the tokenizer and are not looked for.)"""
+    return next((s for s in _special_texts(tokenizer) if s in text), None)
+
+
+def _special_texts(tokenizer: PreTrainedTokenizerBase) -> tuple[str, ...]:
+    cached = getattr(tokenizer, "prefixrl_special_texts", None)
+    if cached is None:
+        texts = {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
+        cached = tuple(sorted(texts | set(tokenizer.all_special_tokens), key=len, reverse=True))
+        tokenizer.prefixrl_special_texts = cached
+    return cached
 
 
 def encode_response(tokenizer: PreTrainedTokenizerBase, text: str, eos: bool = True) -> list[int]:
-    ids = tokenizer.encode(text, add_special_tokens=False)
+    """A response's ids; special-token text in it is data (split), never a control token: an imported trace
+    that writes `<|im_end|>` mid-way must not end its turn there."""
+    ids = tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
     return ids + [tokenizer.eos_token_id] if eos else ids
 
 

@@ -73,7 +73,10 @@ def _serve(conn) -> None:
 def _child(read_fd: int, write_fd: int) -> None:
     """Entry point of a worker interpreter: serve over the two pipe ends it inherited."""
     rx, tx = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
-    _serve(_Duplex(rx.recv, tx.send))
+    try:
+        _serve(_Duplex(rx.recv, tx.send))
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        pass  # the run stopped (Ctrl-C, an error) and closed its end: nothing to answer, nothing to print
 
 
 class _Duplex:
@@ -90,8 +93,10 @@ class _Worker:
         to_parent, from_child = os.pipe()
         boot = f"import sys; sys.path[:0] = {_import_path()!r}; from prefixrl.data.verifier import _child; " \
                f"_child({to_child}, {from_child})"
+        # its own process group: a terminal's Ctrl-C goes to the run alone, which stops its workers itself,
+        # instead of interrupting each worker mid-import with a traceback of its own
         self.proc = subprocess.Popen([sys.executable, "-I", "-c", boot], pass_fds=(to_child, from_child),
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, process_group=0)
         os.close(to_child)
         os.close(from_child)
         self.send = Connection(from_parent, readable=False)

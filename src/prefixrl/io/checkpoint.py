@@ -9,6 +9,7 @@ newest older checkpoint that verifies, so a kill during a save leaves the previo
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 
 from prefixrl.io.errors import BadInput
-from prefixrl.io.store import current_umask, fsync_dir
+from prefixrl.io.store import current_umask, disk_full, fsync_dir
 
 MANIFEST = "manifest.json"
 
@@ -99,8 +100,11 @@ def write_folder(dest: Path, fill) -> None:
         fsync_dir(dest.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as e:
+        full = disk_full(dest.parent, e)
         shutil.rmtree(tmp, ignore_errors=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dest)) from e
         raise
 
 

@@ -6,9 +6,11 @@ their meaning belongs to the module that owns the record (traces, prefixes).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,9 +34,23 @@ def atomic_write(path: str | Path, write) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on one filesystem
         fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
+        full = disk_full(path.parent, e)
         Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
         raise
+
+
+def disk_full(folder: Path, error: BaseException) -> bool:
+    """Whether a failed write failed for want of space, when the writer said so in its own words (torch's
+    zip writer, safetensors and pyarrow raise their own types): the folder's filesystem has under 1 MiB."""
+    if isinstance(error, OSError) or not isinstance(error, Exception):
+        return False  # an OSError says what it is itself; Ctrl-C is not a full disk
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
 
 
 def current_umask() -> int:
@@ -116,25 +132,24 @@ def _read(path: Path) -> tuple[list[dict], dict, list[str]]:
     return rows, meta, table.column_names
 
 
-def read_jsonl(path: str | Path) -> list[tuple[int, object]]:
-    """(row, value) per non-blank line of a JSONL file; bad UTF-8 or bad JSON is one line naming the
-    file and the row (rows count from 0, blank lines included)."""
+def read_jsonl(path: str | Path) -> list[tuple[str, object]]:
+    """(where, value) per non-blank line of a JSONL file, `where` being "line N" as an editor numbers it (from
+    1, blank lines counted); bad UTF-8 or bad JSON is one line naming the file and that line."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise BadInput(f"{path}: cannot read ({e.strerror})") from None
     out = []
-    for i, raw in enumerate(data.split(b"\n")):
+    for n, raw in enumerate(data.split(b"\n"), start=1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise BadInput(f"{path}: row {i}: not valid UTF-8 (byte {e.start})") from None
+            raise BadInput(f"{path}: line {n}: not valid UTF-8 (byte {e.start})") from None
         if not line.strip():
             continue
         try:
-            out.append((i, json.loads(line)))
+            out.append((f"line {n}", json.loads(line)))
         except json.JSONDecodeError as e:
-            raise BadInput(f"{path}: row {i}: not valid JSON ({e.msg} at column {e.colno})") from None
+            raise BadInput(f"{path}: line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
     return out
-

@@ -11,6 +11,9 @@ applies them to every config by field name, `RLSettings.check` and `SamplingPara
 - Samples drawn per problem (a collection's cap and round, a selection's budget, eval's n, a group) at
   most 2^20, 400 times the paper's cap of 2,500; and one call's samples of one problem at most 2^24 tokens
   (n x max-new-tokens): an engine call holds its samples' tokens in memory at once.
+- A text read from a dataset or an imported trace at most 2^20 characters (1 MiB of ASCII), checked before
+  it is tokenized: past any prompt a model's positions hold (128k tokens are about 512k characters), and
+  well below what a tokenizer can take (a 50 MB question aborted inside one at 7 GB).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ MIN_TEMPERATURE = 1e-4
 MAX_INT = 2**63 - 1
 MAX_SAMPLES = 2**20
 MAX_CALL_TOKENS = 2**24
+MAX_TEXT = 2**20
 
 SEEDS = ("seed", "data_seed")
 # counts of samples of one problem: collect's cap and per_round, select's budget, eval's samples, a group
@@ -61,3 +65,9 @@ def check_call(n: int, max_new_tokens: int, name: str) -> None:
     if n * max_new_tokens > MAX_CALL_TOKENS:
         raise BadInput(f"{name} ({n}) x max_new_tokens ({max_new_tokens}) is {n * max_new_tokens} tokens of one "
                        f"problem in one call; at most 2^24 = {MAX_CALL_TOKENS} are held at once: lower {name}")
+
+
+def check_text(text: str, where: str) -> None:
+    if len(text) > MAX_TEXT:
+        raise BadInput(f"{where}: {len(text)} characters, over the limit of 2^20 = {MAX_TEXT} for one text "
+                       "(checked before tokenizing; no prompt a model holds is that long)")

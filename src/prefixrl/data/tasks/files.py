@@ -21,6 +21,7 @@ from prefixrl.data.tasks.answers import gold_answer
 from prefixrl.data.tasks.base import Problem
 from prefixrl.io.errors import BadInput
 from prefixrl.io.store import read_jsonl
+from prefixrl.rollout.limits import check_text
 
 SPLITS = ("hard_train", "hard_heldout")
 LOCAL = (".jsonl", ".json", ".parquet", ".csv")
@@ -49,38 +50,44 @@ def _folder_rows(p: Path, split: str | None) -> list:
         if split is not None and split not in rows:
             raise BadInput(f"{p}: no split {split!r}; it has {', '.join(rows)}")
         rows = rows[split or ("train" if "train" in rows else next(iter(rows)))]
-    return list(rows)
+    return _numbered(rows)
 
 
-def _file_rows(p: Path) -> list:
+def _numbered(rows) -> list[tuple[str, object]]:
+    return [(f"row {i}", row) for i, row in enumerate(rows)]
+
+
+def _file_rows(p: Path) -> list[tuple[str, object]]:
     if not p.is_file():
         raise BadInput(f"{p}: no such file")
     if p.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(p).to_pylist()
+            return _numbered(pq.read_table(p).to_pylist())
         except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input error
             raise BadInput(f"{p}: not a readable Parquet file ({e})") from None
     if p.suffix == ".csv":
         import csv
 
         with p.open(newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
+            return _numbered(csv.DictReader(f))
     if p.suffix == ".json":
         import json
 
         text = p.read_text(encoding="utf-8")
         if text.lstrip().startswith("["):
             try:
-                return json.loads(text)
+                rows = json.loads(text)
             except json.JSONDecodeError as e:
                 raise BadInput(f"{p}: not valid JSON ({e})") from None
-    return [row for _, row in read_jsonl(p)]
+            return _numbered(rows)
+    return read_jsonl(p)  # (where, row): "line N", as an editor numbers a JSONL file
 
 
-def load_rows(source: str, subset: str | None = None, split: str | None = None) -> list:
-    """The rows of a local file or folder, or of a Hub dataset when `source` is neither."""
+def load_rows(source: str, subset: str | None = None, split: str | None = None) -> list[tuple[str, object]]:
+    """(where, row) per row of a local file or folder, or of a Hub dataset when `source` is neither; `where`
+    is how an error names it: "line N" in a JSONL file (from 1, blank lines counted), else "row i" (from 0)."""
     p = Path(source)
     if p.is_dir():
         return _folder_rows(p, split)
@@ -88,7 +95,7 @@ def load_rows(source: str, subset: str | None = None, split: str | None = None) 
         return _file_rows(p)
     if p.exists():
         raise BadInput(f"{p}: problems must be {', '.join(LOCAL)}, a datasets folder or a Hub id")
-    return _hub_rows(source, subset, split)
+    return _numbered(_hub_rows(source, subset, split))
 
 
 def get_field(row, path: str):
@@ -121,8 +128,8 @@ def dataset_system(source: str, question_field: str, subset: str | None = None, 
     """The system turn of a dataset whose questions are chat-message lists, or None when no row has one. It
     becomes the rendering's system prompt, which is one per run (stored and checked with the rendering from
     collection to training), so every row must carry the same one: rows that differ are refused."""
-    seen: dict[str | None, int] = {}
-    for i, row in enumerate(load_rows(source, subset, split)):
+    seen: dict[str | None, str] = {}
+    for i, row in load_rows(source, subset, split):
         try:
             value = get_field(row, question_field) if isinstance(row, dict) else None
         except KeyError:
@@ -131,15 +138,15 @@ def dataset_system(source: str, question_field: str, subset: str | None = None, 
             continue
         systems = [m.get("content") for m in value if isinstance(m, dict) and m.get("role") == "system"]
         if len(systems) > 1:
-            raise BadInput(f"{source}: row {i}: field {question_field}: {len(systems)} system turns; a question has one")
+            raise BadInput(f"{source}: {i}: field {question_field}: {len(systems)} system turns; a question has one")
         seen.setdefault(systems[0] if systems else None, i)
         if len(seen) > 1:
             (a, j), (b, k) = list(seen.items())[:2]
-            raise BadInput(f"{source}: row {k}: field {question_field}: its system turn ({_short(b)}) differs from "
-                           f"row {j}'s ({_short(a)}); a run renders every question under one system prompt")
+            raise BadInput(f"{source}: {k}: field {question_field}: its system turn ({_short(b)}) differs from "
+                           f"{j}'s ({_short(a)}); a run renders every question under one system prompt")
     system = next(iter(seen), None)
     if system is not None:
-        _text(system, f"{source}: row {seen[system]}: field {question_field}: the system turn")
+        _text(system, f"{source}: {seen[system]}: field {question_field}: the system turn")
     return system
 
 
@@ -150,6 +157,7 @@ def _short(text: str | None) -> str:
 def _text(value, where: str) -> str:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool) or str(value).strip() == "":
         raise BadInput(f"{where}: expected a non-empty string")
+    check_text(str(value), where)  # before anything tokenizes it
     return str(value)
 
 
@@ -165,7 +173,7 @@ def read_rows(source: str, question_field: str, answer_field: str, subset: str |
     repeats an earlier one exactly is kept once; the same id with another question or answer is an error.
     With `answer_format`, each answer must hold a reference answer in that format (`answers.gold_answer`)."""
     out = []
-    for i, row in enumerate(load_rows(source, subset, split)):
+    for i, row in load_rows(source, subset, split):
         values = {}
         for name, path in (("question", question_field), ("answer", answer_field), ("id", id_field)):
             if path is None:
@@ -173,8 +181,8 @@ def read_rows(source: str, question_field: str, answer_field: str, subset: str |
             try:
                 values[name] = get_field(row, path) if isinstance(row, dict) else None
             except KeyError:
-                raise BadInput(f"{source}: row {i}: field {path}: missing") from None
-        where = f"{source}: row {i}: field"
+                raise BadInput(f"{source}: {i}: field {path}: missing") from None
+        where = f"{source}: {i}: field"
         q = question_text(values["question"], f"{where} {question_field}")
         a = _text(values["answer"], f"{where} {answer_field}")
         if answer_format is not None:
@@ -183,34 +191,34 @@ def read_rows(source: str, question_field: str, answer_field: str, subset: str |
             except ValueError as e:
                 raise BadInput(f"{where} {answer_field}: {e}") from None
         pid = _text(values["id"], f"{where} {id_field}") if id_field else content_id(q)
-        out.append((pid, q, a))
+        out.append((i, pid, q, a))
     return distinct(out, str(source))
 
 
 def raw_rows(task) -> dict[str, dict]:
     """A dataset task's rows as the dataset has them, by problem id (`task.name:<id>`), first occurrence."""
     out = {}
-    for i, row in enumerate(load_rows(task.path, task.subset, task.dataset_split)):
+    for i, row in load_rows(task.path, task.subset, task.dataset_split):
         if not isinstance(row, dict):
             continue
         try:
-            pid = (_text(get_field(row, task.id_field), f"{task.path}: row {i}: field {task.id_field}") if task.id_field
-                   else content_id(question_text(get_field(row, task.question_field), f"{task.path}: row {i}")))
+            pid = (_text(get_field(row, task.id_field), f"{task.path}: {i}: field {task.id_field}") if task.id_field
+                   else content_id(question_text(get_field(row, task.question_field), f"{task.path}: {i}")))
         except KeyError:
             continue
         out.setdefault(f"{task.name}:{pid}", row)
     return out
 
 
-def distinct(rows: list[tuple[str, str, str]], source: str) -> tuple[tuple[str, str, str], ...]:
-    """(id, question, answer) rows with each id once: an exact repeat is kept once (DAPO-Math-17k repeats
-    its problems), the same id with another question or answer is an error naming both rows."""
+def distinct(rows: list[tuple[str, str, str, str]], source: str) -> tuple[tuple[str, str, str], ...]:
+    """(id, question, answer) of (where, id, question, answer) rows, each id once: an exact repeat is kept once
+    (DAPO-Math-17k repeats its problems), the same id with another question or answer is an error naming both."""
     out, seen = [], {}
-    for i, (pid, q, a) in enumerate(rows):
+    for i, pid, q, a in rows:
         if pid in seen:
             j, q0, a0 = seen[pid]
             if (q0, a0) != (q, a):
-                raise BadInput(f"{source}: row {i}: id {pid!r} repeats row {j} with another question or answer")
+                raise BadInput(f"{source}: {i}: id {pid!r} repeats {j} with another question or answer")
             continue
         seen[pid] = (i, q, a)
         out.append((pid, q, a))
