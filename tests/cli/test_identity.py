@@ -69,3 +69,16 @@ def test_prefixes_and_traces_of_another_problem_set_are_refused(base, task, tok,
                  "--samples-per-prompt", "2", "--eval-problems", "2", "--eval-samples", "1", "--max-new-tokens", "8",
                  "--out", str(tmp_path / "ok")]) == 0
     assert json.loads((tmp_path / "ok" / "config.json").read_text())["prefixes"].endswith("seed0-p.parquet")
+
+
+def test_a_finished_runs_result_is_verified_before_it_is_handed_back(base, tmp_path, capsys):
+    """A finished run's result.json is what --resume and the benches read back instead of training again:
+    an edited number in it is refused, not reported."""
+    out = tmp_path / "run"
+    assert main(rl(base, out)) == 0
+    saved = json.loads((out / "result.json").read_text())
+    saved["result"]["ledger"] = {k: v * 87 for k, v in saved["result"]["ledger"].items()}
+    (out / "result.json").write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert main(rl(base, out, "--resume")) == 2
+    one_line_error(capsys, "result.json: content does not match the hash stored with it")

@@ -21,7 +21,7 @@ from prefixrl.data.traces import load_traces, save_traces
 from prefixrl.data.verifier import deadlined
 from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
-from prefixrl.io.store import atomic_write, read_meta, write_json_atomic
+from prefixrl.io.store import atomic_write, read_meta, read_sealed_json, write_sealed_json
 from prefixrl.rollout.flops import Ledger
 from prefixrl.rollout.model import model_folder
 
@@ -46,7 +46,7 @@ def _select(cfg: SelectConfig) -> dict:
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
         resumed = _resumed(store, key, task, tok)
         if resumed is not None and resumed[1]:
-            return json.loads((cfg.out / "summary.json").read_text())
+            return read_sealed_json(cfg.out / "summary.json")
 
         def save(col: Collection, finished: bool) -> None:
             save_traces(store, col.traces, {"selection": {
@@ -68,7 +68,7 @@ def _select(cfg: SelectConfig) -> dict:
                "samples": sum(col.samples.values()), "flops": col.ledger.total(), "ledger": ledger,
                "charged": "to no method: the selection's own cost, reported"}
     save(col, True)
-    write_json_atomic(cfg.out / "summary.json", summary)
+    write_sealed_json(cfg.out / "summary.json", summary)
     return summary
 
 

@@ -22,7 +22,7 @@ from prefixrl.data.verifier import deadlined
 from prefixrl.embedded import calibration
 from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
-from prefixrl.io.store import atomic_write, read_meta, write_json_atomic
+from prefixrl.io.store import atomic_write, read_meta, read_sealed_json, write_json_atomic, write_sealed_json
 from prefixrl.rl import exact
 from prefixrl.rollout.flops import Ledger
 from prefixrl.rollout.model import load, model_folder
@@ -46,7 +46,7 @@ def _collect(cfg: CollectConfig) -> dict:
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
         resume_from = _resumable_collection(cfg, key, task, tok)
         if resume_from is not None and resume_from[1]:  # finished before
-            return json.loads(cfg.out.with_suffix(".json").read_text())
+            return read_sealed_json(cfg.out.with_suffix(".json"))
         if cfg.import_file is not None:
             traces, rejected = import_traces(cfg.import_file, task, tok, problems)
             summary = {"problems": len(problems), "solved": len(traces), "samples": 0, "flops": 0.0,
@@ -69,7 +69,7 @@ def _collect(cfg: CollectConfig) -> dict:
             save(col, True)
             summary = {**col.summary(), "ledger": col.ledger.to_dict(),
                        "verifier": dict(task.pool.counts)}
-    write_json_atomic(cfg.out.with_suffix(".json"), summary)
+    write_sealed_json(cfg.out.with_suffix(".json"), summary)
     return summary
 
 

@@ -19,7 +19,7 @@ import torch
 
 from prefixrl.io.checkpoint import checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint
 from prefixrl.io.errors import BadInput
-from prefixrl.io.store import atomic_write, write_json_atomic
+from prefixrl.io.store import atomic_write, read_sealed_json, write_json_atomic, write_sealed_json
 
 
 def run_key(settings: dict, charged_flops: float, data_ids: list[str]) -> dict:
@@ -57,7 +57,7 @@ def begin(out: Path, key: dict, resume: bool, restart_if_changed: bool) -> dict 
     if not resume:
         raise BadInput(f"{out}: holds a run already; pass --resume to continue it, or choose another --out")
     if (out / "result.json").is_file():
-        saved = json.loads((out / "result.json").read_text())
+        saved = read_sealed_json(out / "result.json")
         check_key(out, saved["key"], key)
         return saved["result"]
     return None
@@ -93,7 +93,7 @@ def save(out: Path, state: RunState, model, tokenizer, opt) -> None:
 def saved_key(out: Path) -> dict | None:
     """The key of the run in `out` (finished or checkpointed), if any."""
     if (out / "result.json").is_file():
-        return json.loads((out / "result.json").read_text())["key"]
+        return read_sealed_json(out / "result.json")["key"]
     ckpt, _ = latest_checkpoint(out)
     return json.loads((ckpt / "state.json").read_text())["key"] if ckpt else None
 
@@ -123,6 +123,6 @@ def truncate_log(path: Path, step: int) -> None:
 def finish(out: Path, key: dict, result: dict) -> None:
     """Written last: once result.json exists the run is complete, and its checkpoints can go."""
     write_json_atomic(out / "ledger.json", result["ledger"])
-    write_json_atomic(out / "result.json", {"key": key, "result": result})
+    write_sealed_json(out / "result.json", {"key": key, "result": result})
     for c in checkpoints(out):
         shutil.rmtree(c, ignore_errors=True)

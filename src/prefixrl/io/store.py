@@ -97,6 +97,30 @@ def write_json_atomic(path: str | Path, obj) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
+def write_sealed_json(path: str | Path, obj: dict) -> None:
+    """A JSON object that is read back as a result (a finished run's, a finished collection's summary), with
+    the SHA-256 of its content under "sha256", verified by `read_sealed_json`."""
+    write_json_atomic(path, {**obj, "sha256": _json_digest(obj)})
+
+
+def read_sealed_json(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:  # bad UTF-8 and bad JSON are ValueErrors
+        raise BadInput(f"{path}: not readable JSON ({type(e).__name__}); corrupt") from None
+    if not isinstance(obj, dict) or "sha256" not in obj:
+        raise BadInput(f"{path}: no hash stored with it (corrupt, edited, or from an older prefixrl)")
+    digest = obj.pop("sha256")
+    if digest != _json_digest(obj):
+        raise BadInput(f"{path}: content does not match the hash stored with it (corrupt or edited)")
+    return obj
+
+
+def _json_digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
 def read_records(path: str | Path, schema: pa.Schema) -> list[dict]:
     """Rows of a Parquet file, after checking that every field of `schema` is present."""
     path = Path(path)
