@@ -85,7 +85,7 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
     # 5. prefixes (paper rule: 3 cuts per trace at U[0.4, 0.8] of its tokens)
     with clock.stage("prefixes"):
         prefixes = cut_prefixes(col.traces, task, tok, seed=cfg.seed)
-        save_prefixes(out / "prefixes.parquet", prefixes, tok)
+        save_prefixes(out / "prefixes.parquet", prefixes, tok, task)
     with clock.stage("prefix success, sampled"):
         prefix_success = _prefix_success(cfg, engine, tok, task, col.traces, params)
 

@@ -109,7 +109,7 @@ def collect_traces(store: Path, model_dir: Path, task, problems: list[Problem], 
                            seed=seed, progress=progress)
     save_traces(store, col.traces, {"collection": {"key": key, "finished": True, "rounds": col.rounds,
                                                    "samples": col.samples, "flops": col.flops,
-                                                   "ledger": col.ledger.to_dict()}})
+                                                   "ledger": col.ledger.to_dict()}}, tok, task)
     return col
 
 

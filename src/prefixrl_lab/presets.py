@@ -43,6 +43,7 @@ def apply_preset(cfg: PresetTrainConfig) -> PresetTrainConfig:
         col = pipeline.collect_traces(folder / "traces.parquet", folder / "base", task, problems,
                                       SamplingParams(max_new_tokens=task.max_response_tokens), d.collect_cap, d.seed,
                                       model=model, tok=tok)
-    save_prefixes(folder / "prefixes.parquet", cut_prefixes(col.traces, task, tok, seed=d.seed), tok)  # deterministic
+    # deterministic: cut again on every use
+    save_prefixes(folder / "prefixes.parquet", cut_prefixes(col.traces, task, tok, seed=d.seed), tok, task)
     return replace(cfg, model=folder / "base", traces=folder / "traces.parquet", prefixes=folder / "prefixes.parquet",
                    problems=d.train_problems, data_seed=d.seed)

@@ -82,3 +82,25 @@ def test_a_finished_runs_result_is_verified_before_it_is_handed_back(base, tmp_p
     capsys.readouterr()
     assert main(rl(base, out, "--resume")) == 2
     one_line_error(capsys, "result.json: content does not match the hash stored with it")
+
+
+def test_stores_record_their_task_and_a_stage_of_another_task_refuses_them(base, task, tok, tmp_path, capsys):
+    """A trace or prefix store made for the 4-step chain, read by a stage of the 6-step task: refused by every
+    stage that reads it (prefixes, train, eval --fractions, export), naming both tasks."""
+    four = pretrain_tiny(tmp_path / "four", steps=1, hard_steps=4)
+    four_task = ChainTask(easy_max_steps=4, hard_steps=4)
+    rows = [{"problem_id": t.problem_id, "trace": t.response} for t in reference_traces(four_task, tok, 3)]
+    (tmp_path / "imp.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    traces, prefixes = tmp_path / "t.parquet", tmp_path / "p.parquet"
+    assert main(["collect", "--model", str(four), "--problems", "3", "--import-file", str(tmp_path / "imp.jsonl"),
+                 "--out", str(traces)]) == 0
+    assert main(["prefixes", "--model", str(four), "--traces", str(traces), "--out", str(prefixes)]) == 0
+    for args in (["prefixes", "--traces", str(traces), "--out", str(tmp_path / "p2.parquet")],
+                 ["train", "--prefixes", str(prefixes), "--traces", str(traces), "--problems", "3", "--out",
+                  str(tmp_path / "run")],
+                 ["eval", "--traces", str(traces), "--fractions", "0.5", "--out", str(tmp_path / "e.json")],
+                 ["export", "--prefixes", str(prefixes), "--problems", "3", "--out", str(tmp_path / "rows.parquet")]):
+        capsys.readouterr()
+        assert main([args[0], "--model", str(base), *args[1:]]) == 2, args
+        one_line_error(capsys, "made for task", '"hard_steps": 4', '"hard_steps": 6', "differ in")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["four", "imp.jsonl", "p.parquet", "t.json", "t.parquet"]

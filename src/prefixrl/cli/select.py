@@ -51,7 +51,7 @@ def _select(cfg: SelectConfig) -> dict:
         def save(col: Collection, finished: bool) -> None:
             save_traces(store, col.traces, {"selection": {
                 "key": key, "finished": finished, "rounds": col.rounds, "samples": col.samples,
-                "flops": col.flops, "ledger": col.ledger.to_dict()}}, tok)
+                "flops": col.flops, "ledger": col.ledger.to_dict()}}, tok, task)
 
         params = _params(task, cfg)
         check_length(model, folder, tok, problems, params.max_new_tokens)

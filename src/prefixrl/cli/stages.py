@@ -51,7 +51,7 @@ def _collect(cfg: CollectConfig) -> dict:
             traces, rejected = import_traces(cfg.import_file, task, tok, problems)
             summary = {"problems": len(problems), "solved": len(traces), "samples": 0, "flops": 0.0,
                        "imported_from": str(cfg.import_file), "rejected": rejected}
-            save_traces(cfg.out, traces, {"collection": {"key": key, "finished": True}}, tok)
+            save_traces(cfg.out, traces, {"collection": {"key": key, "finished": True}}, tok, task)
         else:
             if exact.supports_exact(task) and resume_from is None:
                 gate_sampling(model, folder, tok, task, problems, cfg.cap, cfg.min_yield)
@@ -62,7 +62,7 @@ def _collect(cfg: CollectConfig) -> dict:
             def save(col: Collection, finished: bool) -> None:
                 save_traces(cfg.out, col.traces, {"collection": {
                     "key": key, "finished": finished, "rounds": col.rounds, "samples": col.samples,
-                    "flops": col.flops, "ledger": col.ledger.to_dict()}}, tok)
+                    "flops": col.flops, "ledger": col.ledger.to_dict()}}, tok, task)
 
             col = rejection_sample(engine, tok, task, problems, params, source=str(cfg.model), cap=cfg.cap, per_round=cfg.per_round, seed=cfg.seed,
                                    resume_from=resume_from[0] if resume_from else None, on_round=save)
@@ -118,7 +118,7 @@ def _prefixes(cfg: PrefixesConfig) -> dict:
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
         traces, rejected = load_traces(cfg.traces, task, tok, cfg.allow_rerender)
     prefixes = cut_prefixes(traces, task, tok, k=cfg.k, low=cfg.low, high=cfg.high, seed=cfg.seed)
-    save_prefixes(cfg.out, prefixes, tok)
+    save_prefixes(cfg.out, prefixes, tok, task)
     return {"traces": len(traces), "rejected": rejected, "prefixes": len(prefixes)}
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from prefixrl.data.prompt import check_rendering, decode_response, render_prompt, rendering_record, tokenizer_fingerprint
+from prefixrl.data.tasks import check_same_task, task_identity
 from prefixrl.data.tasks.base import Problem, Task
 from prefixrl.data.traces import Trace
 from prefixrl.io.errors import BadInput
@@ -127,11 +128,13 @@ class PrefixedPrompt:
         return decode_response(tokenizer, self.prefix_ids + list(completion))
 
 
-def save_prefixes(path: str | Path, prefixes: list[Prefix], tokenizer) -> None:
-    """Atomically, with the fingerprint of the tokenizer the ids belong to and how their prompts are rendered
-    (both checked by `load_prefixes`)."""
-    write_records(path, [asdict(p) for p in prefixes], PREFIX_SCHEMA,
-                  {"tokenizer": tokenizer_fingerprint(tokenizer), "rendering": rendering_record(tokenizer)})
+def save_prefixes(path: str | Path, prefixes: list[Prefix], tokenizer, task=None) -> None:
+    """Atomically, with the fingerprint of the tokenizer the ids belong to, how their prompts are rendered and
+    (with `task`) the task they are of (all checked by `load_prefixes`)."""
+    meta = {"tokenizer": tokenizer_fingerprint(tokenizer), "rendering": rendering_record(tokenizer)}
+    if task is not None and task_identity(task) is not None:
+        meta["task"] = task_identity(task)
+    write_records(path, [asdict(p) for p in prefixes], PREFIX_SCHEMA, meta)
 
 
 def load_prefixes(path: str | Path, task: Task, tokenizer, allow_rerender: bool = False) -> list[Prefix]:
@@ -140,11 +143,13 @@ def load_prefixes(path: str | Path, task: Task, tokenizer, allow_rerender: bool 
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path}: no such file")
-    stored, ours = read_meta(path).get("tokenizer"), tokenizer_fingerprint(tokenizer)
+    meta = read_meta(path)
+    check_same_task(meta.get("task"), task, str(path))
+    stored, ours = meta.get("tokenizer"), tokenizer_fingerprint(tokenizer)
     if stored != ours:
         raise BadInput(f"{path}: prefix ids are from tokenizer {stored or '(none recorded)'}, the policy's is {ours}; "
                        "cut them again with `prefixrl prefixes` from traces of this policy's tokenizer")
-    check_rendering(read_meta(path).get("rendering"), tokenizer, str(path), allow_rerender)
+    check_rendering(meta.get("rendering"), tokenizer, str(path), allow_rerender)
     out = []
     for i, row in enumerate(read_records(path, PREFIX_SCHEMA)):
         ids = row["prefix_ids"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from prefixrl.data.prompt import check_rendering, decode_response, rendering_record, tokenizer_fingerprint
+from prefixrl.data.tasks import check_same_task, task_identity
 from prefixrl.data.tasks.base import Problem, Task, Verdict
 from prefixrl.io.errors import BadInput
 from prefixrl.io.store import read_meta, read_records, write_records
@@ -52,11 +53,14 @@ class Trace:
         return Problem(self.problem_id, "", self.question, self.answer)
 
 
-def save_traces(path: str | Path, traces: list[Trace], meta: dict | None = None, tokenizer=None) -> None:
+def save_traces(path: str | Path, traces: list[Trace], meta: dict | None = None, tokenizer=None, task=None) -> None:
     """Atomically write the store; `meta` (JSON) travels in the file, e.g. the state of a collection, and
-    with `tokenizer`, how its prompts were rendered (`prefixrl.data.prompt.rendering_record`)."""
+    with `tokenizer`, how its prompts were rendered (`prefixrl.data.prompt.rendering_record`), with `task`,
+    the task its traces are of (`prefixrl.data.tasks.task_identity`): both are checked by `load_traces`."""
     if tokenizer is not None:
         meta = {**(meta or {}), "rendering": rendering_record(tokenizer)}
+    if task is not None and task_identity(task) is not None:
+        meta = {**(meta or {}), "task": task_identity(task)}
     write_records(path, [asdict(t) for t in traces], TRACE_SCHEMA, meta)
 
 
@@ -83,7 +87,9 @@ def load_traces(path: str | Path, task: Task, tokenizer, allow_rerender: bool = 
     """
     path = Path(path)
     rows = read_records(path, TRACE_SCHEMA)
-    check_rendering(read_meta(path).get("rendering"), tokenizer, str(path), allow_rerender)
+    meta = read_meta(path)
+    check_same_task(meta.get("task"), task, str(path))
+    check_rendering(meta.get("rendering"), tokenizer, str(path), allow_rerender)
     fingerprint = tokenizer_fingerprint(tokenizer)
     vocab_size = len(tokenizer)
     seen: set[str] = set()

@@ -42,7 +42,7 @@ from prefixrl.data.collect import rejection_sample
 from prefixrl.data.evaluate import evaluate
 from prefixrl.data.prefixes import Prefix, PrefixedPrompt
 from prefixrl.data.prompt import rendering_of, rendering_record
-from prefixrl.data.tasks import task_spec
+from prefixrl.data.tasks import task_identity, task_spec
 from prefixrl.data.tasks.base import Problem, Task, Verdict, reward
 from prefixrl.data.traces import Trace, save_traces
 from prefixrl.data.verifier import verify_all
@@ -370,7 +370,7 @@ def _finish(out: Path, key: dict, model, tokenizer, task, state, ledger: Ledger,
     if state.before_rl:
         result["sft"] = state.before_rl
     if pool.harvest or pool.recollects:  # provenance in the trace store: the method and step that found each trace
-        save_traces(out / "harvested.parquet", pool.harvested, tokenizer=tokenizer)
+        save_traces(out / "harvested.parquet", pool.harvested, tokenizer=tokenizer, task=task)
         result.update({k: v for k, v in pool.log().items() if k in ("harvested", "recollected")})
     save_policy(out / "final", model, tokenizer, policy_meta(task, tokenizer))
     run_state.finish(out, key, result)
@@ -381,20 +381,13 @@ def identity(data: TrainingSet, traces: list[Trace], tokenizer) -> list[str]:
     """What a run's data is, by content: the task's settings, the rendering, and every problem, prefix and
     trace with its question, answer and token ids. Ids alone are positions for generated tasks (a chain id
     names another problem under another --data-seed), so a resume on other data must differ here."""
-    try:
-        spec = {k: v for k, v in task_spec(data.task).items() if k not in DATA_LOCATION}
-    except TypeError:  # a task that is not a dataclass: its name, and its problems by content below
-        spec = {"name": getattr(data.task, "name", type(data.task).__name__)}
+    spec = task_identity(data.task) or {"name": getattr(data.task, "name", type(data.task).__name__)}
     rows = [["task", spec], ["rendering", rendering_record(tokenizer)["fingerprint"]]]
     rows += [["problem", p.id, p.question, p.answer] for p in data.unprefixed]
     rows += [["prefix", p.problem_id, p.question, p.answer, p.prefix_ids] for p in data.prefixed]
     rows += [["trace", t.problem_id, t.question, t.answer, t.token_ids] for t in traces]
     rows += [["heldout", p.id, p.question, p.answer] for p in data.eval_heldout or []]
     return [json.dumps(r, sort_keys=True, default=str) for r in rows]
-
-
-# where a dataset is read from, not what it holds (its problems are in the identity by content)
-DATA_LOCATION = ("path", "subset", "dataset_split", "question_field", "answer_field", "id_field")
 
 
 def policy_meta(task, tokenizer=None) -> dict | None:
