@@ -62,7 +62,7 @@ def test_non_finite_and_negative_numbers_are_refused_before_anything_is_written(
         assert list(tmp_path.iterdir()) == [], (cmd, flag, value)
 
 
-INPUT_STAGES = ["collect", "prefixes", "train", "eval", "export"]
+INPUT_STAGES = ["select", "collect", "prefixes", "train", "eval", "export"]
 
 
 @st.composite
@@ -70,8 +70,11 @@ def stage_and_values(draw):
     cmd = draw(st.sampled_from(INPUT_STAGES))
     fields = [(f, k) for c, f, k in CASES if c == cmd]
     chosen = draw(st.lists(st.sampled_from(fields), min_size=1, max_size=4, unique=True))
-    number = {"float": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 1e300])),
-              "int": st.one_of(st.integers(-10**12, 10**12), st.sampled_from([0, 1, 10**18]))}
+    # extreme magnitudes too: what passes a sign check but not what sampling, the RNG or memory can take
+    number = {"float": st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                                 st.sampled_from([0.0, 1e300, 1e-50, 5e-324, 1e-4, 2.0**63])),
+              "int": st.one_of(st.integers(-10**12, 10**12),
+                               st.sampled_from([0, 1, 10**18, 2**20 + 1, 2**31 - 1, 2**63 - 1, 2**63, 10**20, 10**30]))}
     return cmd, [(f, draw(number[k])) for f, k in chosen]
 
 

@@ -39,6 +39,29 @@ def test_prefix_ids_are_context_and_rewards_score_prefix_plus_completion(tiny_mo
     assert out["completion_ids"].shape[0] == 8 and out["completion_mask"].sum() > 0
 
 
+def test_a_trl_that_would_leave_the_prefixes_unapplied_is_refused(tiny_model, tok, task, tmp_path, monkeypatch):
+    """The coupling hooks two private methods of GRPOTrainer: a TRL outside the checked range, one without
+    either method, and a batch generated without the prefix hook each stop the run with one message."""
+    from prefixrl.integrations.trl import check_trl
+
+    check_trl()  # the installed TRL is one of the checked releases
+    for version in ("2.0.0", "1.9.3"):
+        with pytest.raises(RuntimeError, match=f"TRL {version}"):
+            check_trl(version)
+    traces = reference_traces(task, tok, 4)
+    rows = training_pool(cut_prefixes(traces, task, tok, k=1), [t.problem for t in traces], tok, mix=1.0, seed=0)
+    trainer = make_trainer(tiny_model, tok, task, tmp_path, rows)
+    batch = [r for r in trl_dataset(rows) for _ in range(4)][:8]
+    # a release whose generation no longer goes through _tokenize_prompts: the prefixes would be dropped
+    # (as if TRL had renamed it: its own tokenization runs, the override never does)
+    monkeypatch.setattr(PrefixGRPOTrainer, "_tokenize_prompts", trl.GRPOTrainer._tokenize_prompts)
+    with pytest.raises(RuntimeError, match="without calling _tokenize_prompts"):
+        trainer._generate_and_score_completions(batch)
+    monkeypatch.delattr(trl.GRPOTrainer, "_tokenize_prompts")
+    with pytest.raises(RuntimeError, match="has no _tokenize_prompts"):
+        make_trainer(tiny_model, tok, task, tmp_path, rows)
+
+
 class Twice:
     """Toy task: a response is correct when it starts with the answer digit twice ("77…"). A prefix "7"
     leaves one token to the policy: about 1 chance in 20 for a random tiny model, so GRPO has signal on

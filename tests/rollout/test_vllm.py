@@ -64,7 +64,8 @@ def test_select_cli_with_vllm_engine(setup, tmp_path, capsys):
     d, *_ = setup
     out = tmp_path / "sel"
     assert main(["select", "--model", str(d / "model"), "--engine", "vllm", "--task", "chain", "--problems", "4",
-                 "--budget", "8", "--per-round", "4", "--out", str(out), "--verifier-workers", "1"]) == 0
+                 "--budget", "8", "--per-round", "4", "--out", str(out), "--verifier-workers", "1",
+                 "--dtype", "float32", "--max-model-len", "256"]) == 0  # vLLM's own settings reach vllm.LLM
     table = [json.loads(x) for x in (out / "per_problem.jsonl").read_text().splitlines()]
     summary = json.loads((out / "summary.json").read_text())
     assert len(table) == 4 and summary["samples"] == sum(r["samples"] for r in table)

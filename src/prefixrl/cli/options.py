@@ -217,7 +217,40 @@ class ModelOptions(StageOptions):
 
 
 @dataclass(frozen=True)
-class CollectConfig(ModelOptions):
+class EngineOptions(ModelOptions):
+    """The options of a stage that samples with an engine of its choice (collect, select, eval)."""
+
+    engine: str = "builtin"
+    """builtin (KV-cache sampler on the HF model) or vllm (token-id prompts, prefix caching; docs/vllm.md)."""
+    tensor_parallel_size: int = 1
+    """--engine vllm: GPUs one model is split across (vLLM's tensor_parallel_size)."""
+    gpu_memory_utilization: float = 0.9
+    """--engine vllm: the share of each GPU's memory vLLM may take for weights and KV cache."""
+    max_model_len: int | None = None
+    """--engine vllm: the longest prompt + response vLLM plans its KV cache for (default: the model's)."""
+    dtype: str = "auto"
+    """--engine vllm: auto (the model's), bfloat16, float16 or float32."""
+
+    def check(self) -> None:
+        super().check()
+        check_engine(self.engine)
+        if self.tensor_parallel_size < 1:
+            raise BadInput(f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise BadInput(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise BadInput(f"max_model_len must be >= 1, got {self.max_model_len}")
+        if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
+            raise BadInput(f"unknown dtype {self.dtype!r}; choose from auto, bfloat16, float16, float32")
+
+    def engine_options(self) -> dict:
+        """vLLM's own settings (passed to vllm.LLM as they are; the built-in engine takes none)."""
+        return {"tensor_parallel_size": self.tensor_parallel_size, "gpu_memory_utilization": self.gpu_memory_utilization,
+                "max_model_len": self.max_model_len, "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
+class CollectConfig(EngineOptions):
     """Rejection sampling with the base model: one verified-correct trace per hard-train problem."""
 
     resume_hint = "rerun the same command with --resume to continue the collection"  # not a field
@@ -227,8 +260,6 @@ class CollectConfig(ModelOptions):
     """Trace store to write (saved after every round); a summary with the FLOPs spent goes next to it as .json."""
     resume: bool = False
     """Continue an interrupted collection in --out: solved problems are not sampled again, nothing is lost."""
-    engine: str = "builtin"
-    """builtin (KV-cache sampler on the HF model) or vllm (token-id prompts, prefix caching; docs/vllm.md)."""
     problems: Count = "auto"
     """How many hard-train problems: a number, all, or auto (all of a dataset's problems; 64 of the chain task)."""
     generated: ClassVar[int] = 64  # --problems auto on the chain task
@@ -254,7 +285,6 @@ class CollectConfig(ModelOptions):
 
     def check(self) -> None:
         super().check()
-        check_engine(self.engine)
         if not 0.0 <= self.min_yield <= 1.0:
             raise BadInput(f"min_yield must be in [0, 1], got {self.min_yield}")
         check_count(self.problems)
@@ -300,7 +330,7 @@ class PrefixesConfig(StageOptions):
 
 
 @dataclass(frozen=True)
-class EvalConfig(ModelOptions):
+class EvalConfig(EngineOptions):
     """Unbiased pass@k of a policy on unprefixed problems."""
 
     model: Path = Path("runs/base")
@@ -335,15 +365,12 @@ class EvalConfig(ModelOptions):
     """With --fractions: the trace store whose traces are cut."""
     plot: Path | None = None
     """With --fractions: a PNG of pass@1 against the fraction, one line per problem and their mean."""
-    engine: str = "builtin"
-    """builtin (KV-cache sampler on the HF model) or vllm (token-id prompts, prefix caching; docs/vllm.md)."""
 
     overwrite: bool = False
     """Replace an existing --out or --per-problem (never one of the inputs)."""
 
     def check(self) -> None:
         super().check()
-        check_engine(self.engine)
         check_count(self.problems)
         for name in ("samples",):
             if getattr(self, name) < 1:
@@ -387,9 +414,10 @@ class ExportConfig(StageOptions):
     traces: Path = Path("runs/traces.parquet")
     """--ladder-rungs: the trace store the ladders are cut from."""
     max_prompt_tokens: int | None = None
-    """Drop (and count) rows whose rendered prompt plus prefix is longer than this: set it to the engine's
-    prompt limit (verl's data.max_prompt_length, TRL's max_prompt_length), which would otherwise refuse
-    or truncate them mid-run. Default: keep every row and report the longest."""
+    """Drop (and count) rows whose rendered prompt plus prefix is longer than this: verl's
+    data.max_prompt_length, which refuses longer ones mid-run; for TRL (whose GRPOConfig has no prompt limit),
+    the model's context, or vllm_max_model_length, minus max_completion_length. Default: keep every row and
+    report the longest."""
 
     overwrite: bool = False
     """Replace an existing --out (never one of the inputs)."""
@@ -460,7 +488,7 @@ class PlotConfig:
 
 
 @dataclass(frozen=True)
-class SelectConfig(ModelOptions):
+class SelectConfig(EngineOptions):
     """The paper's hard set: sample each problem up to --budget times, stop it at its first verified success,
     and keep the problems that never succeed (the paper: no success in 512)."""
 
@@ -472,8 +500,6 @@ class SelectConfig(ModelOptions):
     per_problem.jsonl (every problem's figures), sampling.parquet (resumable state), summary.json."""
     resume: bool = False
     """Continue an interrupted selection in --out: no problem is sampled again."""
-    engine: str = "builtin"
-    """builtin or vllm (docs/vllm.md)."""
     split: str = "hard_train"
     """The split the hard set is selected from."""
     problems: Count = "auto"
@@ -494,7 +520,6 @@ class SelectConfig(ModelOptions):
 
     def check(self) -> None:
         super().check()
-        check_engine(self.engine)
         check_count(self.problems)
         from prefixrl.rollout.limits import check_samples
 

@@ -76,15 +76,16 @@ def _meta(model_dir: Path) -> dict:
     return saved if isinstance(saved, dict) else {}
 
 
-def make_engine(kind: str, model, model_dir: Path, tok, seed: int = 0):
+def make_engine(kind: str, model, model_dir: Path, tok, seed: int = 0, vllm_options: dict | None = None):
     """builtin: `engine.Sampler` on the loaded HF model, on its device, in `--precision auto` (bf16
-    autocast on a GPU that has it, float32 on every CPU); vllm: `vllm_engine.VLLMEngine` (docs/vllm.md)."""
+    autocast on a GPU that has it, float32 on every CPU); vllm: `vllm_engine.VLLMEngine` (docs/vllm.md) with
+    `vllm_options` (tensor_parallel_size, gpu_memory_utilization, max_model_len, dtype) passed to vllm.LLM."""
     if kind == "builtin":
         return Sampler(model, tok.eos_token_id, tok.pad_token_id, autocast=autocast("auto", device_of(model)))
     if kind == "vllm":
         from prefixrl.rollout.vllm_engine import VLLMEngine
 
-        return VLLMEngine(model_dir, seed=seed)
+        return VLLMEngine(model_dir, seed=seed, **{k: v for k, v in (vllm_options or {}).items() if v is not None})
     raise BadInput(f"unknown engine {kind!r}; choose from: builtin, vllm")
 
 

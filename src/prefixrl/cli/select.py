@@ -55,8 +55,8 @@ def _select(cfg: SelectConfig) -> dict:
 
         params = _params(task, cfg)
         check_length(model, folder, tok, problems, params.max_new_tokens)
-        col = rejection_sample(make_engine(cfg.engine, model, folder, tok, cfg.seed), tok, task, problems,
-                               params, source=f"select:{cfg.model}", cap=cfg.budget,
+        engine = make_engine(cfg.engine, model, folder, tok, cfg.seed, cfg.engine_options())
+        col = rejection_sample(engine, tok, task, problems, params, source=f"select:{cfg.model}", cap=cfg.budget,
                                per_round=cfg.per_round, seed=cfg.seed,
                                resume_from=resumed[0] if resumed else None, on_round=save)
     table = hardness_table(problems, col)

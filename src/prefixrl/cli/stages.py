@@ -57,7 +57,7 @@ def _collect(cfg: CollectConfig) -> dict:
                 gate_sampling(model, folder, tok, task, problems, cfg.cap, cfg.min_yield)
             params = _params(task, cfg)
             check_length(model, folder, tok, problems, params.max_new_tokens)
-            engine = make_engine(cfg.engine, model, folder, tok, cfg.seed)
+            engine = make_engine(cfg.engine, model, folder, tok, cfg.seed, cfg.engine_options())
 
             def save(col: Collection, finished: bool) -> None:
                 save_traces(cfg.out, col.traces, {"collection": {
@@ -142,8 +142,8 @@ def _eval(cfg: EvalConfig) -> dict:
     params = _params(task, cfg)
     check_length(model, folder, tok, problems, params.max_new_tokens)
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
-        r = evaluate(make_engine(cfg.engine, model, folder, tok, cfg.seed), tok, task, problems, cfg.samples,
-                     params, seed=cfg.seed, progress=True)
+        engine = make_engine(cfg.engine, model, folder, tok, cfg.seed, cfg.engine_options())
+        r = evaluate(engine, tok, task, problems, cfg.samples, params, seed=cfg.seed, progress=True)
     res = {"split": cfg.split, "problems": len(problems), "samples": cfg.samples, "verdicts": r.verdicts,
            **{f"pass@{k}": r.pass_at(k) for k in cfg.k}}
     if model is not None and exact.supports_exact(task):
@@ -169,7 +169,7 @@ def _eval_fractions(cfg: EvalConfig, model, folder: Path, tok, task) -> dict:
         # the longest a cut can be is its whole trace: checked as if every prefix were
         check_length(model, folder, tok, [], _params(task, cfg).max_new_tokens,
                      [(t.problem, t.token_ids) for t in traces])
-        engine, rows = make_engine(cfg.engine, model, folder, tok, cfg.seed), []
+        engine, rows = make_engine(cfg.engine, model, folder, tok, cfg.seed, cfg.engine_options()), []
         for f in cfg.fractions:
             cuts = [answer_safe_cut(task, tok, list(t.token_ids), int(f * len(t.token_ids))) for t in traces]
             r = evaluate(engine, tok, task, [t.problem for t in traces], cfg.samples, _params(task, cfg), seed=cfg.seed,

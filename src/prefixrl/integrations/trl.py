@@ -43,6 +43,29 @@ PAPER = {
 }
 
 
+# The two private GRPOTrainer methods the override hooks, and the TRL releases it was checked against (their
+# code is unchanged from 1.10 to 1.16). A release that renamed either would leave the prefixes unapplied while
+# rewards are still scored on prefix + completion: training on wrong data with no error. So both are checked
+# when the trainer is built, and every batch checks that its prefixes were applied.
+HOOKS = ("_tokenize_prompts", "_generate_and_score_completions")
+TESTED = ((1, 10), (2, 0))  # [from, to)
+
+
+def check_trl(version: str | None = None) -> None:
+    """Refuse a TRL this coupling was not checked against, or one whose GRPOTrainer lacks a hooked method."""
+    import trl
+
+    version = version or trl.__version__
+    parts = tuple(int(x) for x in version.split(".")[:2] if x.isdigit())
+    if not TESTED[0] <= parts < TESTED[1]:
+        raise RuntimeError(f"PrefixGRPOTrainer hooks private methods of TRL's GRPOTrainer and was checked on TRL "
+                           f">=1.10,<2; this is TRL {version}: pip install 'trl>=1.10,<2'")
+    missing = [name for name in HOOKS if not callable(getattr(GRPOTrainer, name, None))]
+    if missing:
+        raise RuntimeError(f"TRL {version}'s GRPOTrainer has no {', '.join(missing)}: PrefixGRPOTrainer could not "
+                           "apply the prefixes; pip install 'trl>=1.10,<2'")
+
+
 class PrefixGRPOTrainer(GRPOTrainer):
     """GRPOTrainer whose rows may carry `prefix_ids` (empty for an unprefixed row). Its model card says
     PrefixRL and cites the paper (TRL writes it from these three attributes)."""
@@ -51,13 +74,22 @@ class PrefixGRPOTrainer(GRPOTrainer):
     _name = "PrefixRL (on TRL's GRPO)"
     _paper = PAPER
 
+    def __init__(self, *args, **kwargs):
+        check_trl()
+        super().__init__(*args, **kwargs)
+
     def _generate_and_score_completions(self, inputs):
         # The rows of this batch, in the order `_tokenize_prompts` will see their prompts.
         self._batch_prefix_ids = [list(x.get("prefix_ids") or []) for x in inputs]
+        self._prefixes_applied = False
         try:
-            return super()._generate_and_score_completions(inputs)
+            out = super()._generate_and_score_completions(inputs)
         finally:
-            self._batch_prefix_ids = None
+            prefixed, self._batch_prefix_ids = any(self._batch_prefix_ids), None
+        if prefixed and not self._prefixes_applied:
+            raise RuntimeError("TRL generated this batch without calling _tokenize_prompts, so its prefixes were not "
+                               "applied; this TRL is not one PrefixGRPOTrainer supports (pip install 'trl>=1.10,<2')")
+        return out
 
     def _tokenize_prompts(self, prompts):
         prompt_ids, images, multimodal = super()._tokenize_prompts(prompts)
@@ -66,6 +98,7 @@ class PrefixGRPOTrainer(GRPOTrainer):
             if len(prefixes) != len(prompt_ids):
                 raise RuntimeError("PrefixGRPOTrainer: prompts and rows are out of step")
             prompt_ids = [list(ids) + pre for ids, pre in zip(prompt_ids, prefixes)]
+            self._prefixes_applied = True
         return prompt_ids, images, multimodal
 
 
