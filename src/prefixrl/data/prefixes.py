@@ -20,7 +20,7 @@ from prefixrl.data.tasks import check_same_task, task_identity
 from prefixrl.data.tasks.base import Problem, Task
 from prefixrl.data.traces import Trace
 from prefixrl.io.errors import BadInput
-from prefixrl.io.store import read_meta, read_records, write_records
+from prefixrl.io.store import read_store, write_records
 
 PREFIX_SCHEMA = pa.schema([
     ("problem_id", pa.string()),
@@ -143,7 +143,7 @@ def load_prefixes(path: str | Path, task: Task, tokenizer, allow_rerender: bool 
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path}: no such file")
-    meta = read_meta(path)
+    rows, meta = read_store(path, PREFIX_SCHEMA)
     check_same_task(meta.get("task"), task, str(path))
     stored, ours = meta.get("tokenizer"), tokenizer_fingerprint(tokenizer)
     if stored != ours:
@@ -151,7 +151,7 @@ def load_prefixes(path: str | Path, task: Task, tokenizer, allow_rerender: bool 
                        "cut them again with `prefixrl prefixes` from traces of this policy's tokenizer")
     check_rendering(meta.get("rendering"), tokenizer, str(path), allow_rerender)
     out = []
-    for i, row in enumerate(read_records(path, PREFIX_SCHEMA)):
+    for i, row in enumerate(rows):
         ids = row["prefix_ids"]
         if not isinstance(ids, list) or not all(isinstance(t, int) and 0 <= t < len(tokenizer) for t in ids):
             raise BadInput(f"{path}: row {i}: field prefix_ids: expected token ids of the policy's tokenizer")

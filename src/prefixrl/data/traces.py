@@ -16,7 +16,7 @@ from prefixrl.data.prompt import check_rendering, decode_response, rendering_rec
 from prefixrl.data.tasks import check_same_task, task_identity
 from prefixrl.data.tasks.base import Problem, Task, Verdict
 from prefixrl.io.errors import BadInput
-from prefixrl.io.store import read_meta, read_records, write_records
+from prefixrl.io.store import read_meta, read_records, read_store, write_records
 from prefixrl.rollout.flops import Ledger
 
 TRACE_SCHEMA = pa.schema([
@@ -86,8 +86,7 @@ def load_traces(path: str | Path, task: Task, tokenizer, allow_rerender: bool = 
     that are well-formed but fail re-verification are reported and excluded, never trained on.
     """
     path = Path(path)
-    rows = read_records(path, TRACE_SCHEMA)
-    meta = read_meta(path)
+    rows, meta = read_store(path, TRACE_SCHEMA)
     check_same_task(meta.get("task"), task, str(path))
     check_rendering(meta.get("rendering"), tokenizer, str(path), allow_rerender)
     fingerprint = tokenizer_fingerprint(tokenizer)

@@ -123,12 +123,17 @@ def _json_digest(obj) -> str:
 
 def read_records(path: str | Path, schema: pa.Schema) -> list[dict]:
     """Rows of a Parquet file, after checking that every field of `schema` is present."""
+    return read_store(path, schema)[0]
+
+
+def read_store(path: str | Path, schema: pa.Schema) -> tuple[list[dict], dict]:
+    """(rows, metadata) of a record file, both verified, in one read."""
     path = Path(path)
-    rows, _, columns = _read(path)
+    rows, meta, columns = _read(path)
     missing = [f.name for f in schema if f.name not in columns]
     if missing:
         raise BadInput(f"{path}: missing field(s) {', '.join(missing)}")
-    return [{f.name: row[f.name] for f in schema} for row in rows]
+    return [{f.name: row[f.name] for f in schema} for row in rows], meta
 
 
 def _read(path: Path) -> tuple[list[dict], dict, list[str]]:

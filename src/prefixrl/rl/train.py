@@ -88,8 +88,9 @@ class RunOptions:
     restart_if_changed: bool = False  # a run folder made with other settings is restarted, not refused
     tracker: object = None  # `prefixrl.io.tracking.Tracker`: mirrors every logged record
     engine: Engine | None = None  # default: the built-in sampler on the policy
-    # called once `out` is known to hold this run (fresh, or its key matched on resume) and before the run
-    # writes anything there: where a caller writes what describes the run, so a refused resume leaves none
+    # called once `out` is known to hold this run (fresh, or its key matched on resume), before its first
+    # step: where a caller writes what describes the run (the CLI's config.json), so a refused resume leaves
+    # the folder as it was
     on_begin: Callable[[], None] | None = None
 
 
