@@ -74,7 +74,7 @@ def check_numbers(cfg) -> None:
                 limits.check_temperature(v)
             elif name == "top_p":
                 limits.check_top_p(v)
-            elif name in limits.SAMPLE_COUNTS and v is not None:
+            elif name in limits.SAMPLE_COUNTS:
                 limits.check_samples(v, name)
 
 
