@@ -50,6 +50,16 @@ class DemoConfig(TaskShape):
     """Stop before rejection sampling if it is expected (exactly) to solve less than this share of problems."""
     progress: bool = True
     """Show progress bars."""
+    device: str = "auto"
+    """Where sampling, the exact measurements and RL run: auto (a CUDA GPU if torch sees one), cpu, cuda or
+    cuda:N. The base is pretrained and calibrated on the CPU whatever this says (docs/model.md: its regime
+    is the same on every CPU)."""
+
+    def check(self) -> None:
+        super().check()
+        from prefixrl.rollout.device import resolve
+
+        resolve(self.device)
 
     def resolved(self) -> DemoConfig:
         """The sizes the user left unset, from the full or the quick preset; a flag the user passed always

@@ -21,6 +21,7 @@ from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
 from prefixrl.rl import exact
 from prefixrl.rl.settings import RLSettings
+from prefixrl.rollout.device import resolve
 from prefixrl.rollout.engine import Sampler, SamplingParams
 from prefixrl.rollout.model import param_count
 from prefixrl_lab import gates, pipeline
@@ -54,7 +55,7 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
 
     # 1. the base model, calibrated (reused when the same configuration was pretrained before here)
     with clock.stage("pretrain and calibrate (or reuse) the base"):
-        model, tok = pipeline.ensure_base(pcfg, progress=cfg.progress)
+        model, tok = pipeline.ensure_base(pcfg, progress=cfg.progress, device=resolve(cfg.device))
     engine = Sampler(model, tok.eos_token_id, tok.pad_token_id)
     params = SamplingParams(max_new_tokens=task.max_response_tokens)
     splits = {s: task.problems(s, n, cfg.seed) for s, n in
@@ -176,7 +177,8 @@ def _methods(cfg: DemoConfig, rl: RLSettings, tok, task, splits: dict, prefixes,
             charged = 0.0
         with clock.stage(f"train {name} (its evaluations during training included)"):
             policy, runs[name] = pipeline.run_method(out / "runs" / name, out / "base", tok, task, settings,
-                                                     splits["hard_train"], prefixes, charged, progress=cfg.progress)
+                                                     splits["hard_train"], prefixes, charged, progress=cfg.progress,
+                                                     device=resolve(cfg.device))
         eng = Sampler(policy, tok.eos_token_id, tok.pad_token_id)
         with clock.stage("final evaluations"):
             final = {f"{s}_pass@1": evaluate(eng, tok, task, splits[s], cfg.final_samples, params,

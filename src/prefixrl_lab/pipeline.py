@@ -64,10 +64,10 @@ def base_config(folder: Path, cfg, **over) -> PretrainConfig:
                           classes=cfg.classes, **over)
 
 
-def ensure_base(cfg: PretrainConfig, progress: bool = True):
-    """The calibrated base model of `cfg` (pretrained unless `cfg.out` already holds it), loaded."""
+def ensure_base(cfg: PretrainConfig, progress: bool = True, device="cpu"):
+    """The calibrated base model of `cfg` (pretrained unless `cfg.out` already holds it), loaded on `device`."""
     ensure_pretrained(cfg, progress=progress)
-    return load(cfg.out)
+    return load(cfg.out, device)
 
 
 def weights_digest(model_dir: Path) -> str:
@@ -107,7 +107,7 @@ def collect_traces(store: Path, model_dir: Path, task, problems: list[Problem], 
     engine = Sampler(model, tok.eos_token_id, tok.pad_token_id)
     col = rejection_sample(engine, tok, task, problems, params, source=source or str(model_dir), cap=cap, per_round=per_round,
                            seed=seed, progress=progress)
-    save_traces(store, col.traces, {"collection": {"key": key, "finished": True, "rounds": col.rounds,
+    save_traces(store, col.traces, {"collection": {"key": key, "finished": True,
                                                    "samples": col.samples, "flops": col.flops,
                                                    "ledger": col.ledger.to_dict()}}, tok, task)
     return col
@@ -119,15 +119,15 @@ def read_collection(store: Path, task, tok) -> Collection:
     traces, rejected = load_traces(store, task, tok)
     if rejected:
         raise BadInput(f"{store}: {len(rejected)} stored trace(s) fail re-verification; delete it and rerun")
-    return Collection(traces, state.get("samples", {}), state.get("flops", {}), Ledger.from_dict(state.get("ledger", {})),
-                      state.get("rounds", 0))
+    return Collection(traces, state.get("samples", {}), state.get("flops", {}),
+                      Ledger.from_dict(state.get("ledger", {})))
 
 
 def run_method(out: Path, base_dir: Path, tok, task, settings: RLSettings, train_set: list[Problem], prefixes,
-               charged: float, traces=None, eval_heldout=None, progress: bool = True):
+               charged: float, traces=None, eval_heldout=None, progress: bool = True, device="cpu"):
     """One method from the base model: (policy, train_rl's result). Resumes a run killed in `out`, and
     restarts one that was made with other settings (experiments own their work folders)."""
-    policy, _ = load(base_dir)
+    policy, _ = load(base_dir, device)
     data = TrainingSet(task, train_set, prefixes, traces or [], charged_flops=charged, eval_heldout=eval_heldout)
     result = train_rl(policy, tok, data, settings, out, RunOptions(progress, resume=True, restart_if_changed=True))
     return policy, result

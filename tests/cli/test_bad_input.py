@@ -312,3 +312,15 @@ def test_an_import_that_names_a_problem_twice_is_refused_before_anything_is_writ
                  str(tmp_path / "t.parquet"), "--problems", "3"]) == 2
     one_line_error(capsys, "imp.jsonl: line 4: field problem_id", "is named again (first at line 2)")
     assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "t.json").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["export", "--format", "verl", "--prefixed-samples", "2"], "verl's agent loop is not told a sample's place"),
+    (["export", "--format", "trl", "--prefixed-samples", "0"], "prefixed_samples must be >= 1, got 0"),
+    (["train", "--prefixed-samples", "9"], "prefixed_samples must be in [1, 8] (the group's size), got 9"),
+    (["train", "--method", "luffy", "--prefixed-samples", "2"], "method luffy puts the trace in the group"),
+])
+def test_a_group_split_that_cannot_be_is_one_line(d, tmp_path, capsys, args, needle):
+    assert main([*args, "--model", str(d / "base"), "--out", str(tmp_path / "out")]) == 2
+    one_line_error(capsys, needle)
+    assert not (tmp_path / "out").exists()

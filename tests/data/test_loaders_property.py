@@ -152,7 +152,7 @@ def test_every_bit_of_a_stores_metadata_is_covered_by_its_hash(task, tok, tmp_pa
 
     path = tmp_path / "ok.parquet"
     traces = reference_traces(task, tok, 2)
-    state = {"collection": {"finished": True, "rounds": 3, "samples": {t.problem_id: 48 for t in traces},
+    state = {"collection": {"finished": True, "samples": {t.problem_id: 48 for t in traces},
                             "ledger": {"collect/prefill": 1.5e10, "collect/decode": 3.39e10}}}
     save_traces(path, traces, state, tok)
     blob = path.read_bytes()

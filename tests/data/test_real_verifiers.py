@@ -153,3 +153,17 @@ def test_box_extraction_is_linear_and_cuts_stop_before_any_box():
     r = "First \\boxed{2} is a step, then \\boxed{\\frac{a}{b}}."
     assert boxed_spans(r)[-1][0] == r.rindex("\\boxed") and task.extract_answer(r) == "\\frac{a}{b}"
     assert task.answer_start(r) == r.index("\\boxed")  # a prefix never holds any box, final or not
+
+
+def test_a_missing_verifier_library_is_one_line_before_any_work(monkeypatch, tmp_path):
+    """Without math-verify (an environment without the `real` extra, such as vLLM's CPU one), --task math
+    used to start its verifier workers, which failed to load the task with a traceback."""
+    import importlib.util
+
+    from prefixrl.data.tasks.math import MathTask
+    from prefixrl.io.errors import BadInput
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "math_verify" else real(name, *a))
+    with pytest.raises(BadInput, match=r"task math needs math-verify, which is not installed .*prefixrl\[real\]"):
+        MathTask(str(tmp_path / "problems.jsonl"))

@@ -131,6 +131,50 @@ def test_rejection_sampling_accounts_every_sample(task, tok, tiny_model):
     assert col.summary()["flops"] == pytest.approx(col.ledger.total())
 
 
+def test_a_collection_is_saved_after_every_request_and_resumes_from_any_of_them(task, tok, tiny_model):
+    """`chunk` problems per request, and the state handed over after each: a kill loses at most one request,
+    and a collection resumed from any saved state ends as the uninterrupted one (samples, FLOPs, ledger)."""
+    import copy
+
+    probs = task.problems("hard_train", 5, seed=0)
+    eng = Sampler(tiny_model, tok.eos_token_id, tok.pad_token_id)
+    saved = []
+
+    def run(resume_from=None, on_chunk=None):
+        return rejection_sample(eng, tok, task, probs, SamplingParams(max_new_tokens=16), source="tiny", cap=4,
+                                per_round=2, seed=0, chunk=2, progress=False, resume_from=resume_from,
+                                on_chunk=on_chunk)
+
+    full = run(on_chunk=lambda col, finished: saved.append((copy.deepcopy(col), finished)))
+    # rounds of 2 samples, 2 problems per request: 3 requests a round, the round's last one holding 1 problem
+    assert [list(col.samples.values()) for col, _ in saved] == [
+        [2, 2, 0, 0, 0], [2, 2, 2, 2, 0], [2, 2, 2, 2, 2], [4, 4, 2, 2, 2], [4, 4, 4, 4, 2], [4, 4, 4, 4, 4]]
+    assert [finished for _, finished in saved] == [False] * 5 + [True]
+    for col, _ in saved[:-1]:
+        resumed = run(resume_from=copy.deepcopy(col))
+        assert (resumed.samples, resumed.flops, resumed.ledger.to_dict()) == (full.samples, full.flops,
+                                                                               full.ledger.to_dict())
+    with pytest.raises(BadInput, match="chunk must be >= 1"):
+        rejection_sample(eng, tok, task, probs, SamplingParams(max_new_tokens=16), source="tiny", chunk=0)
+
+
+def test_a_problems_draws_depend_on_its_id_and_attempt_not_on_its_place(task, tok, tiny_model):
+    """Each request's stream is (seed, problem id, samples drawn before): the same problem, sent alone or
+    second in another order, draws the same samples. Requests of one problem each, so every forward pass
+    has the same shapes and the comparison hinges on no float rounding."""
+    probs = task.problems("hard_train", 3, seed=0)
+    eng = Sampler(tiny_model, tok.eos_token_id, tok.pad_token_id)
+
+    def run(problems):
+        return rejection_sample(eng, tok, task, problems, SamplingParams(max_new_tokens=16), source="tiny", cap=4,
+                                per_round=2, seed=7, chunk=1, progress=False)
+
+    # a problem's FLOPs are 2N x (its prompt + the tokens it decoded): they follow what it drew
+    together, alone = run(probs), run(probs[2:])
+    assert alone.flops[probs[2].id] == together.flops[probs[2].id]
+    assert run(probs[::-1]).flops == together.flops
+
+
 def test_a_prefix_store_names_its_tokenizer_and_another_tokenizer_is_refused(task, tok, tmp_path):
     """Ids from another tokenizer are valid ids that decode to garbage: the store's fingerprint must match."""
     from prefixrl.embedded.tokenizer import build_tokenizer

@@ -9,6 +9,7 @@ trl = pytest.importorskip("trl")
 
 from prefixrl.data.prefixes import cut_prefixes
 from prefixrl.data.prompt import render_prompt
+from prefixrl.io.errors import BadInput
 from prefixrl.integrations.trl import PrefixGRPOTrainer, reward_functions, trl_dataset
 from prefixrl.rl.export import training_pool
 
@@ -39,6 +40,29 @@ def test_prefix_ids_are_context_and_rewards_score_prefix_plus_completion(tiny_mo
     assert out["completion_ids"].shape[0] == 8 and out["completion_mask"].sum() > 0
 
 
+def test_prefixed_samples_m_gives_a_group_m_prefixed_and_n_minus_m_plain_samples(tiny_model, tok, task, tmp_path):
+    """Rows exported with --prefixed-samples 1: of each prefixed row's 4 copies, the first is generated from
+    prompt + prefix and the other 3 from the plain prompt, scored as plain, in the one group TRL baselines."""
+    from prefixrl.rl.export import trl_records
+
+    traces = reference_traces(task, tok, 4)
+    rows = training_pool(cut_prefixes(traces, task, tok, k=1), [t.problem for t in traces], tok, mix=0.5, seed=0)
+    records = trl_records(rows, prefixed_samples=1)
+    assert {r["prefixed_samples"] for r in records if r["prefix_ids"]} == {1}
+    assert {r["prefixed_samples"] for r in records if not r["prefix_ids"]} == {None}
+    trainer = make_trainer(tiny_model, tok, task, tmp_path, rows)
+    batch = [r for r in records for _ in range(4)][:8]  # two rows × num_generations, as TRL repeats them
+    out = trainer._generate_and_score_completions(batch)
+    for i, row in enumerate(batch):
+        real = out["prompt_ids"][i][out["prompt_mask"][i].bool()].tolist()
+        prefix = row["prefix_ids"] if i % 4 < 1 else []
+        assert real == render_prompt(tok, row["prompt"][0]["content"]) + prefix
+    assert any(row["prefix_ids"] for row in batch)  # the batch holds a prefixed row, so the check bites
+    records[0]["prefixed_samples"] = 5
+    with pytest.raises(BadInput, match="5 prefixed samples per group, more than TRL's num_generations 4"):
+        trainer._generate_and_score_completions([records[0]] * 4)
+
+
 def test_a_trl_that_would_leave_the_prefixes_unapplied_is_refused(tiny_model, tok, task, tmp_path, monkeypatch):
     """The coupling hooks two private methods of GRPOTrainer: a TRL outside the checked range, one without
     either method, and a batch generated without the prefix hook each stop the run with one message."""
@@ -46,7 +70,7 @@ def test_a_trl_that_would_leave_the_prefixes_unapplied_is_refused(tiny_model, to
 
     check_trl()  # the installed TRL is one of the checked releases
     for version in ("2.0.0", "1.9.3"):
-        with pytest.raises(RuntimeError, match=f"TRL {version}"):
+        with pytest.raises(BadInput, match=f"TRL {version}"):
             check_trl(version)
     traces = reference_traces(task, tok, 4)
     rows = training_pool(cut_prefixes(traces, task, tok, k=1), [t.problem for t in traces], tok, mix=1.0, seed=0)
@@ -55,10 +79,10 @@ def test_a_trl_that_would_leave_the_prefixes_unapplied_is_refused(tiny_model, to
     # a release whose generation no longer goes through _tokenize_prompts: the prefixes would be dropped
     # (as if TRL had renamed it: its own tokenization runs, the override never does)
     monkeypatch.setattr(PrefixGRPOTrainer, "_tokenize_prompts", trl.GRPOTrainer._tokenize_prompts)
-    with pytest.raises(RuntimeError, match="without calling _tokenize_prompts"):
+    with pytest.raises(BadInput, match=f"TRL {trl.__version__} generated this batch without calling"):
         trainer._generate_and_score_completions(batch)
     monkeypatch.delattr(trl.GRPOTrainer, "_tokenize_prompts")
-    with pytest.raises(RuntimeError, match="has no _tokenize_prompts"):
+    with pytest.raises(BadInput, match="has no _tokenize_prompts"):
         make_trainer(tiny_model, tok, task, tmp_path, rows)
 
 

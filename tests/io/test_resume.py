@@ -22,7 +22,7 @@ from prefixrl.cli.policy import task_of
 from prefixrl.data.traces import TRACE_SCHEMA
 from prefixrl.io.checkpoint import checkpoints, latest_checkpoint, save_checkpoint, verify_folder, write_folder
 from prefixrl.io.errors import BadInput
-from prefixrl.io.store import read_meta, read_records
+from prefixrl.io.store import read_meta, read_records, read_store
 from prefixrl.rl import exact
 from prefixrl.rollout.model import load
 
@@ -120,9 +120,9 @@ def test_train_killed_mid_run_resumes_bit_identical(preset, tmp_path, pool):
     assert other.returncode == 2 and "different settings (lr)" in other.stderr
 
 
-def collect_args(preset: Path, out: Path) -> list[str]:
+def collect_args(preset: Path, out: Path, *extra: str) -> list[str]:
     return ["collect", "--model", str(preset / "base"), "--out", str(out), "--problems", str(PROBLEMS), "--cap", "256",
-            "--per-round", "16", "--seed", "5"]
+            "--per-round", "16", "--seed", "5", "--chunk-size", "4", *extra]
 
 
 def test_a_killed_run_is_resumed_only_on_its_own_data_and_from_a_checkpoint_that_verifies(preset, tmp_path):
@@ -163,17 +163,22 @@ def test_the_collection_regime_makes_the_kill_test_certain(preset):
     assert all_solved_in_3_rounds < 1e-6
 
 
-def rounds_saved(path: Path, state: str = "collection") -> int:
+def mid_round(path: Path, state: str = "collection") -> bool:
+    """The store was saved part-way through round 2 or later: after a request of --chunk-size problems, with
+    unsolved problems still at different counts."""
     try:
-        return read_meta(path)[state]["rounds"]
-    except (BadInput, KeyError, FileNotFoundError):
-        return 0
+        rows, meta = read_store(path, TRACE_SCHEMA)
+    except (BadInput, FileNotFoundError):
+        return False
+    solved = {r["problem_id"] for r in rows}
+    counts = {n for pid, n in meta[state]["samples"].items() if pid not in solved}
+    return len(counts) > 1 and max(counts) >= 32
 
 
 def test_collect_killed_mid_run_resumes_without_resampling_or_losing_traces(preset, tmp_path):
     ref, killed = tmp_path / "ref.parquet", tmp_path / "killed.parquet"
     assert run(*collect_args(preset, ref)).returncode == 0
-    kill_when(collect_args(preset, killed), lambda: rounds_saved(killed) >= 3)
+    kill_when(collect_args(preset, killed), lambda: mid_round(killed))  # a kill loses one request at most
     state = read_meta(killed)["collection"]
     assert not state["finished"]
     before = read_records(killed, TRACE_SCHEMA)
@@ -192,17 +197,31 @@ def test_collect_killed_mid_run_resumes_without_resampling_or_losing_traces(pres
     assert r.returncode == 2 and "never overwritten" in r.stderr
 
 
+def test_a_sharded_collection_merges_to_the_unsharded_one_trace_for_trace(preset, tmp_path):
+    """Two shards, merged, are the unsharded collection: the same traces in the same order, the same
+    attempts, FLOPs and ledger. One problem per request in both (--chunk-size 1), so every forward pass has
+    the same shapes and nothing hinges on float rounding; at least one trace (regime: the test above)."""
+    stores = {name: tmp_path / f"{name}.parquet" for name in ("all", "s0", "s1", "merged")}
+    for name, extra in (("all", []), ("s0", ["--shard", "0/2"]), ("s1", ["--shard", "1/2"])):
+        r = run(*collect_args(preset, stores[name], "--chunk-size", "1", *extra))
+        assert r.returncode == 0, r.stderr[-2000:]
+    r = run("merge", str(stores["s0"]), str(stores["s1"]), "--out", str(stores["merged"]))
+    assert r.returncode == 0, r.stderr[-2000:]
+    merged, unsharded = read_store(stores["merged"], TRACE_SCHEMA), read_store(stores["all"], TRACE_SCHEMA)
+    assert len(unsharded[0]) >= 1 and merged == unsharded
+
+
 def test_select_killed_mid_run_resumes_to_the_uninterrupted_selection(preset, tmp_path):
-    """`prefixrl select` is rejection sampling with a budget: a kill loses at most the round in flight, and
+    """`prefixrl select` is rejection sampling with a budget: a kill loses at most the request in flight, and
     --resume ends with the same table, the same hard set and the same ledger (regime: the test above)."""
     def args(out: Path) -> list[str]:
         return ["select", "--model", str(preset / "base"), "--out", str(out), "--problems", str(PROBLEMS),
-                "--budget", "256", "--per-round", "16", "--seed", "5"]
+                "--budget", "256", "--per-round", "16", "--seed", "5", "--chunk-size", "4"]
 
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     r = run(*args(ref))
     assert r.returncode == 0, r.stderr[-2000:]
-    kill_when(args(killed), lambda: rounds_saved(killed / "sampling.parquet", "selection") >= 3)
+    kill_when(args(killed), lambda: mid_round(killed / "sampling.parquet", "selection"))
     assert not read_meta(killed / "sampling.parquet")["selection"]["finished"]
     assert not (killed / "summary.json").exists()
     r = run(*args(killed), "--resume")
@@ -228,6 +247,34 @@ def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one(tiny_model, tok
     blob.write_bytes(blob.read_bytes()[:-10])
     found, skipped = latest_checkpoint(tmp_path)
     assert found == good and "does not match its hash" in skipped[0]
+
+
+def test_a_kill_while_an_old_checkpoint_is_removed_leaves_no_half_deleted_checkpoint(tiny_model, tok, tmp_path,
+                                                                                      monkeypatch):
+    """Keeping the newest two removes the oldest; a kill half-way through that removal (seen once in CI) used
+    to leave a `ckpt-*` folder without its weights, listed among the run's checkpoints."""
+    from prefixrl.io import checkpoint
+    from prefixrl.io.outputs import clean_temporaries
+
+    opt = torch.optim.AdamW(tiny_model.parameters())
+    first = save_checkpoint(tmp_path, 0, tiny_model, tok, opt, {"x": 0})
+    kept = [save_checkpoint(tmp_path, 4, tiny_model, tok, opt, {"x": 1})]
+    real_rmtree = checkpoint.shutil.rmtree
+
+    def killed_half_way(path, ignore_errors=False):
+        if Path(path).name.endswith(".discarded.tmp") and Path(path).exists():
+            (Path(path) / "policy" / "model.safetensors").unlink()  # part of it is gone
+            raise KeyboardInterrupt  # stands for the kill
+        real_rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        kept.append(save_checkpoint(tmp_path, 8, tiny_model, tok, opt, {"x": 2}))
+    monkeypatch.undo()
+    newest = tmp_path / "ckpt-000008"
+    assert not first.exists() and checkpoints(tmp_path) == [kept[0], newest]
+    assert latest_checkpoint(tmp_path) == (newest, [])
+    assert [p.name for p in clean_temporaries(tmp_path, "folder")] == [".ckpt-000000.discarded.tmp"]
 
 
 @pytest.mark.parametrize("manifest,needle", [

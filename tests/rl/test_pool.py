@@ -145,7 +145,7 @@ class ScriptedSolver:
         self.heads = [(render_prompt(tok, t.question), list(t.token_ids)) for t in traces]
         self.wrong = encode_response(tok, "0 0 0 0 0 0 #0")
 
-    def generate(self, prompts, n, params, seed):
+    def generate(self, prompts, n, params, seed, seeds=None):
         self.calls += 1
         if self.calls == self.fail_at:
             raise Interrupted

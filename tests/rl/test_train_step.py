@@ -25,7 +25,7 @@ class ScriptedEngine:
     def __init__(self, script):
         self.script, self.calls = script, []
 
-    def generate(self, prompts, n, params, seed):
+    def generate(self, prompts, n, params, seed, seeds=None):
         self.calls.append((prompts, n, seed))
         samples = [[Sample(ids, [-0.5] * len(ids), False) for ids in (self.script(p, i) for i in range(n))]
                    for p in prompts]
@@ -110,3 +110,29 @@ def test_only_groups_with_signal_train_and_their_prefix_tokens_count_in_update_f
     assert ledger.to_dict()["rl/train"] == train_flops(param_count(tiny_model), tokens)
     assert not all(torch.equal(a, b) for a, b in zip(before, tiny_model.parameters()))
     assert engine.calls[0][1] == cfg.samples_per_prompt  # prefixrl: n on-policy samples per group
+
+
+def test_a_mixed_group_draws_m_prefixed_samples_and_shares_one_baseline(setup, task, tok, monkeypatch):
+    """--prefixed-samples 1 of n = 4: a prefixed prompt gets 1 sample and its plain problem the other 3, in a
+    second request; the prefixed sample finishes the solution (reward 1) and the plain ones write nothing
+    (reward 0), so one baseline over all 4 is 1/4: advantages +3/4 and −1/4, and all 4 rows are trained."""
+    from dataclasses import replace
+
+    from prefixrl.rl import train
+
+    pool, cfg, learner, prompts, rest = setup
+    cfg = replace(cfg, prefixed_samples=1)
+    engine = ScriptedEngine(lambda ids, i: rest(ids) if prompts[tuple(ids)][1] else [tok.eos_token_id])
+    seen = []
+    real_update = train.update
+    monkeypatch.setattr(train, "update", lambda learner, cfg, tok, groups: seen.extend(groups) or real_update(
+        learner, cfg, tok, groups))
+    rec = rl_step(1, pool, engine, learner, task, tok, cfg, Ledger())
+    # one request per group size: the 6 prefixed prompts 1 each, their 6 plain twins 3, the 2 plain prompts 4
+    assert sorted((n, len(p)) for p, n, _ in engine.calls) == [(1, 6), (3, 6), (4, 2)]
+    mixed = [g for g in seen if g.prompt.prefixed]
+    assert len(mixed) == 6 and all(g.advantages.tolist() == [0.75] for g in mixed)
+    twins = [g for g in seen if not g.prompt.prefixed and g.baseline in {m.baseline for m in mixed}]
+    assert len(twins) == 6 and all(g.advantages.tolist() == [-0.25] * 3 for g in twins)
+    assert rec.trained_rows == 6 * 4 and rec.zero_adv_groups == 2 / 8  # the 2 plain prompts: all reward 0
+    assert rec.log(0.0, 0.0, False)["samples_unprefixed"] == 6 * 3 + 2 * 4

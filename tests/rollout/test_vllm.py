@@ -65,10 +65,35 @@ def test_select_cli_with_vllm_engine(setup, tmp_path, capsys):
     out = tmp_path / "sel"
     assert main(["select", "--model", str(d / "model"), "--engine", "vllm", "--task", "chain", "--problems", "4",
                  "--budget", "8", "--per-round", "4", "--out", str(out), "--verifier-workers", "1",
-                 "--dtype", "float32", "--max-model-len", "256"]) == 0  # vLLM's own settings reach vllm.LLM
+                 "--dtype", "float32", "--max-model-len", "256", "--enforce-eager"]) == 0  # vLLM's own settings
+    # reach vllm.LLM (one it does not know would stop it there)
     table = [json.loads(x) for x in (out / "per_problem.jsonl").read_text().splitlines()]
     summary = json.loads((out / "summary.json").read_text())
     assert len(table) == 4 and summary["samples"] == sum(r["samples"] for r in table)
     for r in table:  # an unsolved problem drew the whole budget; a solved one stopped at the end of its round
         assert r["samples"] == 8 if not r["solved"] else r["first_success_at"] <= r["samples"] <= 8
     assert summary["selected"] == sum(not r["solved"] for r in table) == len((out / "selected.jsonl").read_text().splitlines())
+
+
+def test_sharded_collect_with_vllm_merges_without_duplicates(setup, tmp_path):
+    """Two shards on vLLM, in requests of 2 problems, merged: every problem once, with its attempts, and the
+    shards' ledgers summed."""
+    d, *_ = setup
+    from prefixrl.data.traces import TRACE_SCHEMA
+    from prefixrl.io.store import read_sealed_json, read_store
+
+    for i in (0, 1):
+        assert main(["collect", "--model", str(d / "model"), "--engine", "vllm", "--task", "chain", "--problems", "5",
+                     "--cap", "8", "--per-round", "4", "--chunk-size", "2", "--shard", f"{i}/2", "--min-yield", "0",
+                     "--out", str(tmp_path / f"s{i}.parquet"), "--verifier-workers", "1", "--dtype", "float32",
+                     "--enforce-eager"]) == 0
+    out = tmp_path / "traces.parquet"
+    assert main(["merge", str(tmp_path / "s0.parquet"), str(tmp_path / "s1.parquet"), "--out", str(out)]) == 0
+    rows, meta = read_store(out, TRACE_SCHEMA)
+    samples = meta["collection"]["samples"]
+    assert list(samples) == [f"hard_train-{i:05d}" for i in range(5)]  # the selection's order, each once
+    assert len({r["problem_id"] for r in rows}) == len(rows)
+    for pid, n in samples.items():  # unsolved: the whole cap; solved: stopped at the end of its round
+        assert n == 8 or pid in {r["problem_id"] for r in rows}
+    shards = [read_sealed_json(tmp_path / f"s{i}.json")["ledger"] for i in (0, 1)]
+    assert meta["collection"]["ledger"] == {k: shards[0][k] + shards[1][k] for k in shards[0]}

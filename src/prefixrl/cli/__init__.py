@@ -21,6 +21,8 @@ COMMANDS = {  # name → (module, config class, the line `prefixrl --help` shows
                "The paper's hard set: sample each problem up to k, keep those with no verified success."),
     "collect": ("prefixrl.cli.options", "CollectConfig",
                 "Rejection sampling with the base model: one verified-correct trace per hard-train problem."),
+    "merge": ("prefixrl.cli.options", "MergeConfig",
+              "Join the trace stores of a sharded collection (collect --shard I/N) into the unsharded one."),
     "prefixes": ("prefixrl.cli.options", "PrefixesConfig",
                  "Cut prefixes from the traces (paper rule: 3 per trace at U[0.4, 0.8] of its tokens)."),
     "train": ("prefixrl.cli.options", "TrainConfig",
@@ -125,6 +127,12 @@ def run_stage(name: str, cfg) -> None:
         _notes("skipped", s.get("rejected", []))  # imported rows that were not kept, and why
         print(f"{s['solved']} of {s['problems']} problems have a trace ({s['samples']} samples, "
               f"{s['flops']:.3e} FLOPs): {cfg.out}")
+    elif name == "merge":
+        from prefixrl.cli.stages import run_merge
+
+        s = run_merge(cfg)
+        print(f"{s['solved']} of {s['problems']} problems have a trace ({s['samples']} samples, {s['flops']:.3e} "
+              f"FLOPs), from {len(cfg.shards)} shards: {cfg.out}")
     elif name == "prefixes":
         from prefixrl.cli.stages import run_prefixes
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -42,8 +43,13 @@ def check_count(problems: Count) -> None:
 
 
 def check_engine(kind: str) -> None:
+    import importlib.util
+
     if kind not in ("builtin", "vllm"):
         raise BadInput(f"unknown engine {kind!r}; choose from: builtin, vllm")
+    if kind == "vllm" and importlib.util.find_spec("vllm") is None:  # found, not imported: that takes seconds
+        raise BadInput("--engine vllm: vLLM is not installed in this environment; install it beside prefixrl "
+                       "(docs/vllm.md gives the versions each path needs), or use --engine builtin")
 
 
 def check_numbers(cfg) -> None:
@@ -76,6 +82,14 @@ def check_numbers(cfg) -> None:
                 limits.check_top_p(v)
             elif name in limits.SAMPLE_COUNTS:
                 limits.check_samples(v, name)
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """`--shard I/N` as (I, N): shard I of N, counted from 0."""
+    m = re.fullmatch(r"(\d+)/(\d+)", spec.strip())
+    if m is None or not 0 <= int(m[1]) < int(m[2]) <= 2**20:
+        raise BadInput(f"shard must be I/N with 0 <= I < N (shard I of N, from 0), got {spec!r}")
+    return int(m[1]), int(m[2])
 
 
 def check_sampling(cfg) -> None:
@@ -230,6 +244,9 @@ class EngineOptions(ModelOptions):
     """--engine vllm: the longest prompt + response vLLM plans its KV cache for (default: the model's)."""
     dtype: str = "auto"
     """--engine vllm: auto (the model's), bfloat16, float16 or float32."""
+    enforce_eager: bool = False
+    """--engine vllm: no torch.compile or CUDA graphs: starts in seconds instead of about a minute on a CPU
+    (measured on SmolLM2-135M), for short runs and debugging; long collections want the compiled default."""
 
     def check(self) -> None:
         super().check()
@@ -246,7 +263,7 @@ class EngineOptions(ModelOptions):
     def engine_options(self) -> dict:
         """vLLM's own settings (passed to vllm.LLM as they are; the built-in engine takes none)."""
         return {"tensor_parallel_size": self.tensor_parallel_size, "gpu_memory_utilization": self.gpu_memory_utilization,
-                "max_model_len": self.max_model_len, "dtype": self.dtype}
+                "max_model_len": self.max_model_len, "dtype": self.dtype, "enforce_eager": self.enforce_eager}
 
 
 @dataclass(frozen=True)
@@ -257,7 +274,8 @@ class CollectConfig(EngineOptions):
     model: Path = Path("runs/base")
     """Base model folder (the sampler of rejection sampling)."""
     out: Path = Path("runs/traces.parquet")
-    """Trace store to write (saved after every round); a summary with the FLOPs spent goes next to it as .json."""
+    """Trace store to write (saved after every request of --chunk-size problems); a summary with the FLOPs
+    spent goes next to it as .json."""
     resume: bool = False
     """Continue an interrupted collection in --out: solved problems are not sampled again, nothing is lost."""
     problems: Count = "auto"
@@ -269,6 +287,12 @@ class CollectConfig(EngineOptions):
     """Most samples drawn per problem."""
     per_round: int = 32
     """Samples per unsolved problem per round."""
+    chunk_size: int = 64
+    """Problems per engine request; the store is saved after each, so a kill loses at most one request.
+    What a problem draws does not depend on it (each request's seed is (--seed, problem id, attempt))."""
+    shard: str | None = None
+    """I/N: collect only shard I (0 .. N-1) of the problems, every N-th from the I-th, to merge later with
+    the other shards' stores (`prefixrl merge`); the merge equals the unsharded collection."""
     temperature: float = 1.0
     """Sampling temperature (> 0; 1 samples the policy as it is, the paper's setting)."""
     top_p: float = 1.0
@@ -288,10 +312,14 @@ class CollectConfig(EngineOptions):
         if not 0.0 <= self.min_yield <= 1.0:
             raise BadInput(f"min_yield must be in [0, 1], got {self.min_yield}")
         check_count(self.problems)
-        for name in ("cap", "per_round"):
+        for name in ("cap", "per_round", "chunk_size"):
             if getattr(self, name) < 1:
                 raise BadInput(f"{name} must be >= 1, got {getattr(self, name)}")
         check_sampling(self)
+        if self.shard is not None:
+            parse_shard(self.shard)
+        if self.shard is not None and self.import_file is not None:
+            raise BadInput("--shard splits a sampled collection; an --import-file is imported whole")
 
     def outputs(self) -> list[Output]:
         existing = "resume" if self.resume else "refuse"
@@ -402,6 +430,10 @@ class ExportConfig(StageOptions):
     data_seed: int = 0
     mix: float = RLSettings.mix
     """Share of prefixed rows in the pool (paper: 0.75; 1 = prefixrl-only)."""
+    prefixed_samples: int | None = None
+    """trl: of each prefixed row's group (TRL's --num_generations), how many samples carry the prefix; the
+    rest are drawn from its plain problem, one baseline over the group (as `train --prefixed-samples`).
+    Default: all, the paper's. Not available for verl (docs/verl.md)."""
     seed: int = 0
     data_source: str = "prefixrl"
     """verl: the data_source column (selects the reward function; docs/verl.md)."""
@@ -433,6 +465,11 @@ class ExportConfig(StageOptions):
             raise BadInput("ladder_rungs must be 0 (off) or >= 2 (no prefix and one cut)")
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
             raise BadInput(f"max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
+        if self.prefixed_samples is not None and self.prefixed_samples < 1:
+            raise BadInput(f"prefixed_samples must be >= 1, got {self.prefixed_samples}")
+        if self.prefixed_samples is not None and self.format == "verl":
+            raise BadInput("--prefixed-samples: verl's agent loop is not told a sample's place in its group, so "
+                           "the rows cannot ask for M prefixed samples of n there (docs/verl.md); use --format trl")
 
 
 @dataclass(frozen=True)
@@ -469,6 +506,23 @@ class TrainConfig(ModelOptions):
         for b in self.log_to:
             if b not in BACKENDS:
                 raise BadInput(f"unknown tracker {b!r}; choose from {', '.join(BACKENDS)}")
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    """Join the trace stores of a sharded collection (`collect --shard I/N`) into the unsharded one."""
+
+    shards: tyro.conf.Positional[tuple[Path, ...]] = ()
+    """The N shard stores, in any order: every shard of one collection, each finished."""
+    out: Path = Path("runs/traces.parquet")
+    """Trace store to write, as `collect` would have without --shard; its summary goes next to it as .json."""
+
+    def check(self) -> None:
+        if not self.shards:
+            raise BadInput("merge needs the shard stores: prefixrl merge SHARD [SHARD ...] --out FILE")
+
+    def outputs(self) -> list[Output]:
+        return [Output(self.out, "--out"), Output(self.out.with_suffix(".json"), "--out's summary (.json)")]
 
 
 @dataclass(frozen=True)
@@ -510,6 +564,8 @@ class SelectConfig(EngineOptions):
     """Most samples per problem (k); a problem with no verified success in k is selected as hard."""
     per_round: int = 64
     """Samples per open problem per round (a solved problem stops at the end of its round)."""
+    chunk_size: int = 64
+    """Problems per engine request; the state is saved after each, so a kill loses at most one request."""
     temperature: float = 1.0
     """Sampling temperature (> 0; 1 samples the policy as it is, the paper's setting)."""
     top_p: float = 1.0
@@ -524,4 +580,6 @@ class SelectConfig(EngineOptions):
         from prefixrl.rollout.limits import check_samples
 
         check_samples(self.budget, "budget")  # (per_round: by check_numbers, as in collect)
+        if self.chunk_size < 1:
+            raise BadInput(f"chunk_size must be >= 1, got {self.chunk_size}")
         check_sampling(self)

@@ -1,8 +1,8 @@
 """`prefixrl select`: the paper's hard set (§5: the problems on which the base has pass@512 = 0).
 
-Each problem is sampled in rounds until its first verified success or the budget k, exactly as rejection
-sampling does (`prefixrl.data.collect`), so a problem that is solved early costs little. The problems
-with no success in k are the hard set. The selection's FLOPs are kept in its own ledger (select/) and
+Each problem is sampled in rounds (sent in requests of --chunk-size problems) until its first verified
+success or the budget k, exactly as rejection sampling does (`prefixrl.data.collect`), so a problem that
+is solved early costs little. The problems with no success in k are the hard set. The selection's FLOPs are kept in its own ledger (select/) and
 reported, never charged to a method: its state is saved under "selection", not "collection", so no
 stage reads it as a collection's cost. A killed selection continues with --resume.
 """
@@ -50,15 +50,15 @@ def _select(cfg: SelectConfig) -> dict:
 
         def save(col: Collection, finished: bool) -> None:
             save_traces(store, col.traces, {"selection": {
-                "key": key, "finished": finished, "rounds": col.rounds, "samples": col.samples,
+                "key": key, "finished": finished, "samples": col.samples,
                 "flops": col.flops, "ledger": col.ledger.to_dict()}}, tok, task)
 
         params = _params(task, cfg)
         check_length(model, folder, tok, problems, params.max_new_tokens)
         engine = make_engine(cfg.engine, model, folder, tok, cfg.seed, cfg.engine_options())
         col = rejection_sample(engine, tok, task, problems, params, source=f"select:{cfg.model}", cap=cfg.budget,
-                               per_round=cfg.per_round, seed=cfg.seed,
-                               resume_from=resumed[0] if resumed else None, on_round=save)
+                               per_round=cfg.per_round, seed=cfg.seed, chunk=cfg.chunk_size,
+                               resume_from=resumed[0] if resumed else None, on_chunk=save)
     table = hardness_table(problems, col)
     hard = [row for row in table if not row["solved"]]
     _write_jsonl(cfg.out / "per_problem.jsonl", table)
@@ -90,8 +90,7 @@ def _resumed(store, key: dict, task, tok) -> tuple[Collection, bool] | None:
     traces, rejected = load_traces(store, task, tok)
     if rejected:
         raise BadInput(f"{store}: {rejected[0]}")
-    return Collection(traces, state["samples"], state["flops"], Ledger.from_dict(state["ledger"]),
-                      state["rounds"]), state["finished"]
+    return Collection(traces, state["samples"], state["flops"], Ledger.from_dict(state["ledger"])), state["finished"]
 
 
 def _selected_rows(task, problems, hard: list[dict], budget: int) -> list[dict]:

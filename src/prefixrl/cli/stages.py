@@ -10,19 +10,35 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prefixrl.cli.options import CollectConfig, EvalConfig, ExportConfig, PrefixesConfig, problem_count
+from prefixrl.cli.options import (
+    CollectConfig,
+    EvalConfig,
+    ExportConfig,
+    MergeConfig,
+    PrefixesConfig,
+    parse_shard,
+    problem_count,
+)
 from prefixrl.cli.policy import _params, check_length, load_policy, make_engine, task_spec_of
 from prefixrl.data.collect import Collection, import_traces, rejection_sample
 from prefixrl.data.evaluate import evaluate, pass_at_k
 from prefixrl.data.prefixes import answer_safe_cut, cut_prefixes, load_prefixes, save_prefixes
 from prefixrl.data.prompt import control_text, render_prompt, rendering_of, rendering_record, tokenizer_fingerprint
+from prefixrl.data.shards import merge_shards
 from prefixrl.data.tasks.base import check_same_problems, problems_digest
-from prefixrl.data.traces import load_traces, save_traces
+from prefixrl.data.traces import TRACE_SCHEMA, load_traces, save_traces
 from prefixrl.data.verifier import deadlined
 from prefixrl.embedded import calibration
 from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
-from prefixrl.io.store import atomic_write, read_meta, read_sealed_json, write_json_atomic, write_sealed_json
+from prefixrl.io.store import (
+    atomic_write,
+    read_meta,
+    read_sealed_json,
+    write_json_atomic,
+    write_records,
+    write_sealed_json,
+)
 from prefixrl.rl import exact
 from prefixrl.rollout.flops import Ledger
 from prefixrl.rollout.model import load, model_folder
@@ -38,11 +54,21 @@ def _collect(cfg: CollectConfig) -> dict:
     folder = model_folder(cfg.model)  # the regime gate reads the weights whatever engine samples
     model, tok, task = load_policy(folder, cfg.task_spec(), weights=cfg.engine == "builtin" and not cfg.import_file,
                                    device=cfg.device, rendering=cfg.rendering(), allow_rerender=cfg.allow_rerender)
-    problems = task.problems("hard_train", problem_count(cfg.problems, task.name, cfg.generated), cfg.data_seed)
+    problems = selection = task.problems("hard_train", problem_count(cfg.problems, task.name, cfg.generated),
+                                         cfg.data_seed)
+    # What a collection is, and what `prefixrl merge` checks its shards agree on: "problems" names the whole
+    # selection, so a shard's key is the unsharded key plus "shard".
     key = {"model": str(cfg.model), "problems": problems_digest(problems), "cap": cfg.cap, "per_round": cfg.per_round,
-           "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed, "tokenizer": tokenizer_fingerprint(tok),
-           "rendering": rendering_record(tok)["fingerprint"],
+           "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
+           "tokenizer": tokenizer_fingerprint(tok), "rendering": rendering_record(tok)["fingerprint"],
            "import_file": None if cfg.import_file is None else str(cfg.import_file)}
+    if cfg.shard is not None:
+        index, count = parse_shard(cfg.shard)
+        if index >= len(problems):
+            raise BadInput(f"--shard {cfg.shard}: shard {index} of {count} holds none of the {len(problems)} "
+                           "problems; use at most as many shards as problems")
+        problems = problems[index::count]
+        key["shard"] = f"{index}/{count}"
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
         resume_from = _resumable_collection(cfg, key, task, tok)
         if resume_from is not None and resume_from[1]:  # finished before
@@ -54,22 +80,37 @@ def _collect(cfg: CollectConfig) -> dict:
             save_traces(cfg.out, traces, {"collection": {"key": key, "finished": True}}, tok, task)
         else:
             if exact.supports_exact(task) and resume_from is None:
-                gate_sampling(model, folder, tok, task, problems, cfg.cap, cfg.min_yield)
+                # on the whole selection: every shard of one collection passes or fails the same gate
+                gate_sampling(model, folder, tok, task, selection, cfg.cap, cfg.min_yield)
             params = _params(task, cfg)
             check_length(model, folder, tok, problems, params.max_new_tokens)
             engine = make_engine(cfg.engine, model, folder, tok, cfg.seed, cfg.engine_options())
 
             def save(col: Collection, finished: bool) -> None:
                 save_traces(cfg.out, col.traces, {"collection": {
-                    "key": key, "finished": finished, "rounds": col.rounds, "samples": col.samples,
-                    "flops": col.flops, "ledger": col.ledger.to_dict()}}, tok, task)
+                    "key": key, "finished": finished, "samples": col.samples, "flops": col.flops,
+                    "ledger": col.ledger.to_dict()}}, tok, task)
 
-            col = rejection_sample(engine, tok, task, problems, params, source=str(cfg.model), cap=cfg.cap, per_round=cfg.per_round, seed=cfg.seed,
-                                   resume_from=resume_from[0] if resume_from else None, on_round=save)
+            col = rejection_sample(engine, tok, task, problems, params, source=str(cfg.model), cap=cfg.cap,
+                                   per_round=cfg.per_round, seed=cfg.seed, chunk=cfg.chunk_size,
+                                   resume_from=resume_from[0] if resume_from else None, on_chunk=save)
             save(col, True)
             summary = {**col.summary(), "ledger": col.ledger.to_dict(),
                        "verifier": dict(task.pool.counts)}
     write_sealed_json(cfg.out.with_suffix(".json"), summary)
+    return summary
+
+
+def run_merge(cfg: MergeConfig) -> dict:
+    inputs = {f"shard {path}": path for path in cfg.shards}
+    with claim("merge", cfg.outputs(), inputs):
+        rows, meta = merge_shards(list(cfg.shards))
+        state = meta["collection"]
+        summary = {"problems": len(state["samples"]), "solved": len(rows), "samples": sum(state["samples"].values()),
+                   "flops": sum(state["flops"].values()), "ledger": state["ledger"],
+                   "merged_from": [str(p) for p in cfg.shards]}
+        write_records(cfg.out, rows, TRACE_SCHEMA, meta)
+        write_sealed_json(cfg.out.with_suffix(".json"), summary)
     return summary
 
 
@@ -100,10 +141,9 @@ def _resumable_collection(cfg: CollectConfig, key: dict, task, tok) -> tuple[Col
     traces, rejected = load_traces(cfg.out, task, tok)
     if rejected:
         raise BadInput(f"{cfg.out}: {rejected[0]}")
-    if "rounds" not in state:  # an import
+    if "samples" not in state:  # an import
         return Collection(traces, {}, {}), True
-    return Collection(traces, state["samples"], state["flops"], Ledger.from_dict(state["ledger"]),
-                      state["rounds"]), state["finished"]
+    return Collection(traces, state["samples"], state["flops"], Ledger.from_dict(state["ledger"])), state["finished"]
 
 
 def run_prefixes(cfg: PrefixesConfig) -> dict:
@@ -212,6 +252,10 @@ def _export(cfg: ExportConfig) -> dict:
         rows = export.ladder_pool(traces, problems, task, tok, cfg.ladder_rungs)
     else:
         prefixes = load_prefixes(cfg.prefixes, task, tok, cfg.allow_rerender) if cfg.mix > 0 else []
+        if cfg.mix > 0 and not prefixes:
+            raise BadInput(f"{cfg.prefixes}: holds no prefix (no trace was found or imported), so a pool that is "
+                           f"{cfg.mix:g} prefixed has nothing in it; collect or import traces, or --mix 0 for plain "
+                           "rows")
         check_same_problems(prefixes, problems, str(cfg.prefixes), "prefixes")
         rows = export.training_pool(prefixes, problems, tok, cfg.mix, cfg.seed)
     # Both frameworks cap the prompt length, and prompt + prefix must fit (docs/trl.md, docs/verl.md): a row
@@ -241,7 +285,8 @@ def _export(cfg: ExportConfig) -> dict:
                        "without them; set them in the trainer's own config and export without them")
     record = rendering_record(tok)
     if cfg.format == "trl":
-        export.write_rows(cfg.out, export.trl_records(rows, rendering), export.TRL_SCHEMA, spec, record)
+        export.write_rows(cfg.out, export.trl_records(rows, rendering, cfg.prefixed_samples), export.TRL_SCHEMA, spec,
+                          record)
     else:
         export.write_rows(cfg.out, export.verl_records(rows, cfg.data_source, cfg.ability, spec, rendering),
                           export.VERL_SCHEMA, spec, record)

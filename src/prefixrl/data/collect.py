@@ -24,19 +24,18 @@ from prefixrl.data.traces import Trace
 from prefixrl.data.verifier import verify_all
 from prefixrl.io.errors import BadInput
 from prefixrl.io.store import read_jsonl
-from prefixrl.rollout.limits import check_text
 from prefixrl.rollout.engine import Engine, SamplingParams
 from prefixrl.rollout.flops import Ledger
-from prefixrl.rollout.seeds import derive
+from prefixrl.rollout.limits import check_text
+from prefixrl.rollout.seeds import derive, problem_seed
 
 
 @dataclass
 class Collection:
-    traces: list[Trace]
-    samples: dict[str, int]  # problem id -> samples drawn (solved or not)
+    traces: list[Trace]  # in the order found: by round, then by the problems' order
+    samples: dict[str, int]  # problem id -> samples drawn, solved or not (its attempts; the store keeps them)
     flops: dict[str, float]  # problem id -> FLOPs spent
     ledger: Ledger = field(default_factory=Ledger)
-    rounds: int = 0  # rounds completed; round r samples with seed (seed, r), so a resumed run continues exactly
 
     def summary(self) -> dict:
         return {"problems": len(self.samples), "solved": len(self.traces), "samples": sum(self.samples.values()),
@@ -45,57 +44,57 @@ class Collection:
 
 def rejection_sample(
     engine: Engine, tokenizer, task: Task, problems: list[Problem], params: SamplingParams, source: str,
-    cap: int = 1024, per_round: int = 32, seed: int = 0, progress: bool = True,
-    resume_from: Collection | None = None, on_round: Callable[[Collection, bool], None] | None = None,
+    cap: int = 1024, per_round: int = 32, seed: int = 0, chunk: int = 64, progress: bool = True,
+    resume_from: Collection | None = None, on_chunk: Callable[[Collection, bool], None] | None = None,
 ) -> Collection:
     """Sample `per_round` responses per unsolved problem per round, until solved or `cap` samples.
 
-    `on_round(collection, finished)` runs after every round (the CLI saves the store there); a
-    collection saved that way, passed back as `resume_from`, continues as if never interrupted.
+    A round goes to the engine `chunk` problems per request, and `on_chunk(collection, finished)` runs
+    after each request (the CLI saves the store there), so a kill loses at most one request's samples; a
+    collection saved that way, passed back as `resume_from`, continues as if never interrupted. A
+    problem's request after `a` samples draws from the stream `problem_seed(seed, id, a)`, so what a
+    problem draws, and what it costs, depend on nothing else: not its batch mates, the chunk size, the
+    shard it is collected in (`prefixrl merge`), or a resume.
     """
-    if cap < 1 or per_round < 1:
-        raise BadInput("collect: cap and per_round must be >= 1")
+    if cap < 1 or per_round < 1 or chunk < 1:
+        raise BadInput("collect: cap, per_round and chunk must be >= 1")
     fingerprint = tokenizer_fingerprint(tokenizer)
     col = resume_from or Collection([], {p.id: 0 for p in problems}, {p.id: 0.0 for p in problems})
     solved = {t.problem_id for t in col.traces}
-    open_ = [p for p in problems if p.id not in solved and col.samples[p.id] < cap]
     bar = tqdm(total=len(problems), initial=len(solved), desc="collect (solved)", disable=not progress)
-    while open_:
-        n = min(per_round, cap - col.samples[open_[0].id])  # all open problems have drawn the same count
-        prompts = [render_prompt(tokenizer, p.question) for p in open_]
-        gens = engine.generate(prompts, n, params, seed=derive(seed, col.rounds))
+    while open_ := [p for p in problems if p.id not in solved and col.samples[p.id] < cap]:
+        drawn = min(col.samples[p.id] for p in open_)  # the round in progress: its problems, in order
+        batch = [p for p in open_ if col.samples[p.id] == drawn][:chunk]
+        n = min(per_round, cap - drawn)
+        prompts = [render_prompt(tokenizer, p.question) for p in batch]
+        gens = engine.generate(prompts, n, params, seed=derive(seed, drawn),
+                               seeds=[problem_seed(seed, p.id, drawn) for p in batch])
         col.ledger.add("collect/prefill", gens.prefill_flops)
         col.ledger.add("collect/decode", gens.decode_flops)
-        per_prompt = [len(pr) for pr in prompts]
-        round_tokens = _round_tokens(per_prompt, gens)
+        # A problem's share of the request: the engine's prefill FLOPs per prompt token times its prompt,
+        # its decode FLOPs per token times its decoded tokens (both exact multiples of 2N), so the share does
+        # not depend on which problems shared the request.
+        decoded = [sum(len(s.tokens) for s in group) for group in gens.samples]
+        per_prefill = gens.prefill_flops / max(1, sum(len(pr) for pr in prompts))
+        per_decode = gens.decode_flops / max(1, sum(decoded))
         verdicts = iter(verify_all(task, [(p, decode_response(tokenizer, s.tokens))
-                                          for p, group in zip(open_, gens.samples) for s in group]))
-        still_open = []
-        for p, plen, group in zip(open_, per_prompt, gens.samples):
-            # This problem's share of the round's FLOPs, in proportion to its prompt and decoded tokens.
-            tokens = plen * len(group) + sum(len(s.tokens) for s in group)
+                                          for p, group in zip(batch, gens.samples) for s in group]))
+        for p, prompt, group, tokens in zip(batch, prompts, gens.samples, decoded):
             col.samples[p.id] += len(group)
-            col.flops[p.id] += gens.flops * tokens / max(1, round_tokens)
+            col.flops[p.id] += per_prefill * len(prompt) + per_decode * tokens
             correct = [s for s in group if next(verdicts) is Verdict.CORRECT]
             if correct:
                 hit = correct[0]
                 ids = hit.tokens[:-1] if hit.tokens and hit.tokens[-1] == tokenizer.eos_token_id else hit.tokens
                 col.traces.append(Trace(p.id, p.question, p.answer, decode_response(tokenizer, ids), ids, fingerprint,
                                         source, params.temperature, params.top_p, col.samples[p.id], col.flops[p.id]))
+                solved.add(p.id)
                 bar.update(1)
-            elif col.samples[p.id] < cap:
-                still_open.append(p)
-        open_ = still_open
-        col.rounds += 1
-        bar.set_postfix(round=col.rounds, open=len(open_))
-        if on_round is not None:
-            on_round(col, not open_)
+        bar.set_postfix(samples=drawn + n, open=len(open_) - sum(p.id in solved for p in batch))
+        if on_chunk is not None:
+            on_chunk(col, not any(p.id not in solved and col.samples[p.id] < cap for p in problems))
     bar.close()
     return col
-
-
-def _round_tokens(per_prompt: list[int], gens) -> int:
-    return sum(plen * len(g) + sum(len(s.tokens) for s in g) for plen, g in zip(per_prompt, gens.samples))
 
 
 def import_traces(path: str | Path, task: Task, tokenizer, problems: list[Problem]) -> tuple[list[Trace], list[str]]:

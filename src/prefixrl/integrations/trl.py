@@ -58,11 +58,11 @@ def check_trl(version: str | None = None) -> None:
     version = version or trl.__version__
     parts = tuple(int(x) for x in version.split(".")[:2] if x.isdigit())
     if not TESTED[0] <= parts < TESTED[1]:
-        raise RuntimeError(f"PrefixGRPOTrainer hooks private methods of TRL's GRPOTrainer and was checked on TRL "
+        raise BadInput(f"PrefixGRPOTrainer hooks private methods of TRL's GRPOTrainer and was checked on TRL "
                            f">=1.10,<2; this is TRL {version}: pip install 'trl>=1.10,<2'")
     missing = [name for name in HOOKS if not callable(getattr(GRPOTrainer, name, None))]
     if missing:
-        raise RuntimeError(f"TRL {version}'s GRPOTrainer has no {', '.join(missing)}: PrefixGRPOTrainer could not "
+        raise BadInput(f"TRL {version}'s GRPOTrainer has no {', '.join(missing)}: PrefixGRPOTrainer could not "
                            "apply the prefixes; pip install 'trl>=1.10,<2'")
 
 
@@ -79,6 +79,7 @@ class PrefixGRPOTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
 
     def _generate_and_score_completions(self, inputs):
+        inputs = self._mixed_groups(inputs)
         # The rows of this batch, in the order `_tokenize_prompts` will see their prompts.
         self._batch_prefix_ids = [list(x.get("prefix_ids") or []) for x in inputs]
         self._prefixes_applied = False
@@ -87,8 +88,31 @@ class PrefixGRPOTrainer(GRPOTrainer):
         finally:
             prefixed, self._batch_prefix_ids = any(self._batch_prefix_ids), None
         if prefixed and not self._prefixes_applied:
-            raise RuntimeError("TRL generated this batch without calling _tokenize_prompts, so its prefixes were not "
-                               "applied; this TRL is not one PrefixGRPOTrainer supports (pip install 'trl>=1.10,<2')")
+            import trl
+
+            raise BadInput(f"TRL {trl.__version__} generated this batch without calling _tokenize_prompts, so its "
+                           "prefixes were not applied; PrefixGRPOTrainer does not support this TRL (pip install "
+                           "'trl>=1.10,<2')")
+        return out
+
+    def _mixed_groups(self, inputs: list[dict]) -> list[dict]:
+        """Rows exported with --prefixed-samples M: of each group of a prefixed row, the copies past the first
+        M lose their prefix here, before TRL tokenizes and scores them, so the group holds M prefixed and n − M
+        plain samples and TRL's group mean is their one baseline. A copy's place in its group is TRL's own
+        layout, the one GRPOTrainer computes advantages with: the processes' local batches, in order, make the
+        global batch, whose rows taken num_generations at a time are the groups."""
+        if not any(row.get("prefixed_samples") is not None for row in inputs):
+            return inputs
+        n = self.num_generations if self.model.training else self.num_generations_eval
+        start = self.accelerator.process_index * len(inputs)
+        out = []
+        for i, row in enumerate(inputs):
+            m = row.get("prefixed_samples")
+            if m is not None and m > n:
+                raise BadInput(f"rows ask for {m} prefixed samples per group, more than TRL's num_generations {n}")
+            if m is not None and (start + i) % n >= m:
+                row = {**row, "prefix_ids": [], "prefix_text": "", "kind": "unprefixed"}
+            out.append(row)
         return out
 
     def _tokenize_prompts(self, prompts):

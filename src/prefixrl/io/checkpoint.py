@@ -133,8 +133,17 @@ def save_checkpoint(run: Path, step: int, model, tokenizer, optimizer, state: di
     dest = run / f"ckpt-{step:06d}"
     write_folder(dest, fill)
     for old in checkpoints(run)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        discard(old)
     return dest
+
+
+def discard(folder: Path) -> None:
+    """Remove a checkpoint so that a kill part-way leaves no half-deleted `ckpt-*` behind: it is renamed
+    to a hidden temporary first (one atomic step), which the next claim of the run folder removes."""
+    hidden = folder.with_name(f".{folder.name}.discarded.tmp")
+    shutil.rmtree(hidden, ignore_errors=True)  # one an earlier kill left
+    os.replace(folder, hidden)
+    shutil.rmtree(hidden, ignore_errors=True)
 
 
 def checkpoints(run: Path) -> list[Path]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from prefixrl.io.checkpoint import checkpoints, latest_checkpoint, load_checkpoint, save_checkpoint
+from prefixrl.io.checkpoint import checkpoints, discard, latest_checkpoint, load_checkpoint, save_checkpoint
 from prefixrl.io.errors import BadInput
 from prefixrl.io.store import atomic_write, read_sealed_json, write_json_atomic, write_sealed_json
 
@@ -125,4 +125,4 @@ def finish(out: Path, key: dict, result: dict) -> None:
     write_json_atomic(out / "ledger.json", result["ledger"])
     write_sealed_json(out / "result.json", {"key": key, "result": result})
     for c in checkpoints(out):
-        shutil.rmtree(c, ignore_errors=True)
+        discard(c)

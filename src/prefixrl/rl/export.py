@@ -40,7 +40,7 @@ from prefixrl.rl.pool import ladder_of
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 TRL_SCHEMA = pa.schema([("prompt", MESSAGES), ("answer", pa.string()), ("problem_id", pa.string()), ("kind", pa.string()),
                         ("prefix_ids", pa.list_(pa.int32())), ("prefix_text", pa.string()), ("cut", pa.int32()),
-                        ("trace_tokens", pa.int32())])
+                        ("trace_tokens", pa.int32()), ("prefixed_samples", pa.int32())])
 VERL_SCHEMA = pa.schema([
     ("data_source", pa.string()), ("prompt", MESSAGES), ("ability", pa.string()),
     ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
@@ -103,10 +103,13 @@ def ladder_pool(traces: list[Trace], problems: list[Problem], task: Task, tokeni
     return rows + [Row(p.id, p.question, p.answer, [], "") for p in problems if p.id not in traced]
 
 
-def trl_records(rows: list[Row], rendering: Rendering = Rendering()) -> list[dict]:
+def trl_records(rows: list[Row], rendering: Rendering = Rendering(), prefixed_samples: int | None = None) -> list[dict]:
+    """TRL's rows. `prefixed_samples` M: of a prefixed row's group, M samples carry the prefix and the rest are
+    drawn from the plain problem (`integrations.trl.PrefixGRPOTrainer`); None (null): all of them, the paper's."""
     return [{"prompt": rendering.messages(r.question), "answer": r.answer, "problem_id": r.problem_id,
              "kind": r.kind, "prefix_ids": r.prefix_ids, "prefix_text": r.prefix_text, "cut": r.cut,
-             "trace_tokens": r.trace_tokens} for r in rows]
+             "trace_tokens": r.trace_tokens, "prefixed_samples": prefixed_samples if r.prefix_ids else None}
+            for r in rows]
 
 
 def verl_records(rows: list[Row], data_source: str, ability: str, task_spec: dict,

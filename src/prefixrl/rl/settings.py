@@ -38,6 +38,10 @@ class RLSettings:
     """Group size n."""
     mix: float = 0.75
     """Share of prefixed prompts per batch for --method prefixrl (paper: 3 prefixed : 1 unprefixed)."""
+    prefixed_samples: int | None = None
+    """Of a prefixed prompt's group of n, how many samples are drawn with the prefix; the other n − M are drawn
+    from its problem without one, and all n share one baseline (a mixed group, as Critique-GRPO's n_prefix;
+    docs/choices.md). Default: all n, the paper's."""
     prefix_schedule: str = "fixed"
     """fixed: the paper's rule, each prefixed prompt one of the stored cuts, drawn uniformly. adaptive (beyond
     the paper): per problem a ladder of cuts of its trace, from none up, on which it steps toward success
@@ -111,6 +115,13 @@ class RLSettings:
             raise BadInput(f"mix must be in [0, 1], got {self.mix}")
         if self.prompts_per_step < 1 or self.samples_per_prompt < 2:
             raise BadInput("need prompts_per_step >= 1 and samples_per_prompt >= 2 (a group baseline needs 2)")
+        if self.prefixed_samples is not None:
+            if METHODS[self.method].offpolicy:
+                raise BadInput(f"prefixed_samples: method {self.method} puts the trace in the group; mixed groups "
+                               "are for the methods that draw prefixed prompts (prefixrl, prefixrl-only)")
+            if not 1 <= self.prefixed_samples <= self.samples_per_prompt:
+                raise BadInput(f"prefixed_samples must be in [1, {self.samples_per_prompt}] (the group's size), "
+                               f"got {self.prefixed_samples}")
         at_least_one = ("eval_every", "eval_problems", "eval_samples", "checkpoint_every", "micro_batch_tokens",
                         "max_nonfinite_steps")
         for name in at_least_one:

@@ -8,10 +8,11 @@ One step (`rl_step`), with every choice the paper leaves open made explicit (doc
    mix = 0.75 is the paper's 3 prefixed : 1 unprefixed. Draws are seeded by (seed, step), so a run is a
    pure function of its seed and of the pool's state (`prefixrl.rl.pool`), which the checkpoint keeps.
 2. Sample: n completions per prompt from the current policy (offpolicy / luffy: the problem's trace
-   takes one place in its group).
+   takes one place in its group; beyond the paper, --prefixed-samples M: M of a prefixed problem's n from
+   problem + prefix, n − M from the plain problem, one group).
 3. Verify: reward = the verifier's verdict on the *whole* response, prefix + completion.
-4. Advantages: REINFORCE with a group-mean baseline, A_i = r_i − mean(r); no std-normalisation, no KL,
-   no entropy bonus, no clipping.
+4. Advantages: REINFORCE with a group-mean baseline, A_i = r_i − mean(r) over the group's n; no
+   std-normalisation, no KL, no entropy bonus, no clipping.
 5. Update: one optimizer step on the groups that carry signal. Only tokens the policy generated are
    trained (`prefixrl.rl.mask.trained_mask`): the problem and the prefix get exactly zero gradient. Groups
    whose advantages are all zero carry no gradient and are not run through the update at all.
@@ -109,11 +110,14 @@ class Learner:
 
 @dataclass
 class Group:
-    """One prompt and its group: n on-policy completions, then (offpolicy / luffy) the problem's trace."""
+    """One prompt and its group: n on-policy completions, then (offpolicy / luffy) the problem's trace.
+    With --prefixed-samples M < n a prefixed problem's group is two records, its M prefixed samples and its
+    n − M plain ones, sharing `baseline` (one group-mean baseline over all n)."""
 
     prompt: PrefixedPrompt
     completions: list[list[int]]  # token ids of each member, the trace (+ EOS) last
     logprobs: list[list[float]]  # per on-policy completion, its sampled tokens' log-probs
+    baseline: int = 0  # records with the same value share one baseline: one per drawn prompt
     trace: Trace | None = None  # the off-policy trace that is the group's last member
     verdicts: list[Verdict] = field(default_factory=list)  # per member, on the whole response (prefix included)
     rewards: list[float] = field(default_factory=list)
@@ -139,10 +143,10 @@ class StepRecord:
     """One RL step, as the log and the tests see it."""
 
     step: int
-    prefixed: list[bool]  # per prompt
-    rewards: list[list[float]]  # per group: its n on-policy samples, then the trace (offpolicy / luffy)
-    n_on: int  # on-policy samples per group
-    zero_adv_groups: float
+    prefixed: list[bool]  # per group record
+    rewards: list[list[float]]  # per group record: its on-policy samples, then the trace (offpolicy / luffy)
+    n_on: list[int]  # per group record: its on-policy samples
+    zero_adv_groups: float  # share of drawn prompts whose whole group carries no signal
     trained_rows: int
     grad_norm: float
     applied: bool  # False: the loss or gradient was non-finite and the step was skipped untouched
@@ -154,12 +158,15 @@ class StepRecord:
     def of(cls, step: int, groups: list[Group], trained_rows: int, grad_norm: float, applied: bool) -> StepRecord:
         on_logps = [lp for g in groups for lps in g.logprobs for lp in lps]
         entropy = -sum(on_logps) / max(1, len(on_logps))  # Monte-Carlo estimate from the sampled tokens
-        return cls(step, [g.prompt.prefixed for g in groups], [g.rewards for g in groups], groups[0].n_on,
-                   sum(not g.has_signal for g in groups) / len(groups), trained_rows, grad_norm, applied, entropy,
+        signal = {}  # per drawn prompt: does any of its records carry signal
+        for g in groups:
+            signal[g.baseline] = signal.get(g.baseline, False) or g.has_signal
+        return cls(step, [g.prompt.prefixed for g in groups], [g.rewards for g in groups], [g.n_on for g in groups],
+                   sum(not s for s in signal.values()) / len(signal), trained_rows, grad_norm, applied, entropy,
                    [v for g in groups for v in g.verdicts], [g.prompt.fraction for g in groups])
 
     def log(self, flops: float, seconds: float, skipped: bool) -> dict:
-        on = [(r[: self.n_on], k) for r, k in zip(self.rewards, self.prefixed)]
+        on = [(r[:n], k) for r, n, k in zip(self.rewards, self.n_on, self.prefixed)]
         return {
             "kind": "step", "step": self.step, "flops": flops,
             "reward_prefixed": _mean([x for r, k in on if k for x in r]),
@@ -265,39 +272,53 @@ def rl_step(step: int, pool: Pool, engine: Engine, learner: Learner, task: Task,
         tokens = sum(len(g.prompt.ids) + len(ids) for g in trained for ids in g.completions)  # prompt and prefix too
         ledger.add("rl/train", train_flops(param_count(learner.model), tokens))
     # the pool learns from the on-policy samples: ladders' success, harvested traces (`prefixrl.rl.pool`)
-    pool.observe(step, prompts, [g.completions[: g.n_on] for g in groups], [g.verdicts[: g.n_on] for g in groups],
-                 tokenizer.eos_token_id, cfg.temperature, cfg.top_p, f"harvest:{cfg.method}")
+    pool.observe(step, [g.prompt for g in groups], [g.completions[: g.n_on] for g in groups],
+                 [g.verdicts[: g.n_on] for g in groups], tokenizer.eos_token_id, cfg.temperature, cfg.top_p,
+                 f"harvest:{cfg.method}")
     return StepRecord.of(step, groups, sum(len(g.completions) for g in trained), grad_norm, applied)
 
 
 def sample_groups(prompts: list[PrefixedPrompt], engine: Engine, learner: Learner, tokenizer, cfg: RLSettings,
                   step: int, ledger: Ledger) -> list[Group]:
     """n completions per prompt from the current policy, seeded by (seed, step); (offpolicy / luffy) the
-    problem's trace takes the group's last place."""
+    problem's trace takes the group's last place. With --prefixed-samples M < n, a prefixed prompt gets M
+    and its plain problem the other n − M, in a second request; both records share the prompt's baseline."""
     n_on = cfg.samples_per_prompt - (1 if learner.method.offpolicy else 0)
-    gens = engine.generate([p.ids for p in prompts], n_on, sampling_params(cfg), seed=derive(cfg.seed, step))
-    ledger.add("rl/prefill", gens.prefill_flops)
-    ledger.add("rl/decode", gens.decode_flops)
+    m = n_on if cfg.prefixed_samples is None else cfg.prefixed_samples
+    requests = [(i, p, m if p.prefixed else n_on) for i, p in enumerate(prompts)]
+    requests += [(i, PrefixedPrompt.of(tokenizer, p.problem), n_on - m) for i, p in enumerate(prompts)
+                 if p.prefixed and m < n_on]
     groups = []
-    for prompt, samples in zip(prompts, gens.samples):
-        group = Group(prompt, [s.tokens for s in samples], [s.logprobs for s in samples])
-        group.trace = (learner.traces or {}).get(prompt.problem.id)
-        if group.trace is not None:
-            group.completions.append(list(group.trace.token_ids) + [tokenizer.eos_token_id])
-        groups.append(group)
-    return groups
+    for k, n in enumerate(sorted({n for _, _, n in requests}, reverse=True)):  # one engine call per group size
+        batch = [(i, p) for i, p, size in requests if size == n]
+        seed = derive(cfg.seed, step) if k == 0 else derive(derive(cfg.seed, step), n)  # k = 0: the paper's call
+        gens = engine.generate([p.ids for _, p in batch], n, sampling_params(cfg), seed=seed)
+        ledger.add("rl/prefill", gens.prefill_flops)
+        ledger.add("rl/decode", gens.decode_flops)
+        for (i, prompt), samples in zip(batch, gens.samples):
+            group = Group(prompt, [s.tokens for s in samples], [s.logprobs for s in samples], baseline=i)
+            group.trace = (learner.traces or {}).get(prompt.problem.id)
+            if group.trace is not None:
+                group.completions.append(list(group.trace.token_ids) + [tokenizer.eos_token_id])
+            groups.append(group)
+    return sorted(groups, key=lambda g: (g.baseline, not g.prompt.prefixed))  # the drawn order, prefixed part first
 
 
 def score(groups: list[Group], task: Task, tokenizer) -> None:
     """Each member's verdict on its whole response, prefix + completion (one call, so the verifier pool
     works on the whole step at once), its reward, and the group's advantages: REINFORCE with a group-mean
-    baseline (§3.6)."""
+    baseline (§3.6), over every record that shares the baseline."""
     verdicts = iter(verify_all(task, [(g.prompt.problem, g.prompt.response(tokenizer, ids)) for g in groups
                                       for ids in g.completions]))
+    shared: dict[int, list[Group]] = {}
     for g in groups:
         g.verdicts = [next(verdicts) for _ in g.completions]
         g.rewards = [reward(v) for v in g.verdicts]
-        g.advantages = group_advantages(torch.tensor([g.rewards]))[0]
+        shared.setdefault(g.baseline, []).append(g)
+    for parts in shared.values():
+        advantages = group_advantages(torch.tensor([[r for g in parts for r in g.rewards]]))[0]
+        for g in parts:
+            g.advantages, advantages = advantages[: len(g.rewards)], advantages[len(g.rewards):]
 
 
 def update(learner: Learner, cfg: RLSettings, tokenizer, groups: list[Group]) -> tuple[float, bool]:
@@ -480,8 +501,10 @@ def _policy_flops(ledger: Ledger) -> float:
 def result_settings(cfg: RLSettings) -> dict:
     """The settings a run's result depends on. How often it checkpoints does not change what it learns, and
     neither does re-collection's cap while re-collection is off: a run with it off keeps the key it had
-    before re-collection existed, so the benches' cached runs stay valid across that addition."""
-    inert = {"checkpoint_every"} | ({"recollect_every", "recollect_cap"} if cfg.recollect_every == 0 else set())
+    before re-collection existed, so the benches' cached runs stay valid across that addition; the same
+    holds for the paper's whole-group prefixes (prefixed_samples unset)."""
+    inert = ({"checkpoint_every"} | ({"recollect_every", "recollect_cap"} if cfg.recollect_every == 0 else set())
+             | ({"prefixed_samples"} if cfg.prefixed_samples is None else set()))
     return {k: v for k, v in asdict(cfg).items() if k not in inert}
 
 

@@ -62,8 +62,10 @@ class Generations:
 
 
 class Engine(Protocol):
-    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int) -> Generations:
-        """`n` samples for each prompt, reproducible for a given `seed`."""
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int,
+                 seeds: list[int] | None = None) -> Generations:
+        """`n` samples for each prompt, reproducible for a given `seed` (prompt i draws from the stream
+        (seed, i)); with `seeds`, prompt i draws from seeds[i] instead, whatever its position."""
         ...
 
 
@@ -109,13 +111,15 @@ class Sampler:
         self._keep = {"logits_to_keep": 1} if "logits_to_keep" in forward else {}
 
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int) -> Generations:
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int,
+                 seeds: list[int] | None = None) -> Generations:
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if self.bucket else list(range(len(prompts)))
         per_chunk = max(1, self.max_batch // n)  # whole groups per forward batch
         by_prompt: dict[int, list[Sample]] = {}
         for c in range(0, len(order), per_chunk):
             chunk = order[c : c + per_chunk]
-            u = torch.cat([row_uniforms(seed, range(i * n, (i + 1) * n), params.max_new_tokens) for i in chunk])
+            u = torch.cat([row_uniforms(seed, range(i * n, (i + 1) * n), params.max_new_tokens) if seeds is None
+                           else row_uniforms(seeds[i], range(n), params.max_new_tokens) for i in chunk])
             samples = self._generate_groups([prompts[i] for i in chunk], n, params, u)
             for k, i in enumerate(chunk):
                 by_prompt[i] = samples[k * n : (k + 1) * n]

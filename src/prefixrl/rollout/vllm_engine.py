@@ -37,15 +37,16 @@ class VLLMEngine:
         self.llm = LLM(model=str(model_dir), enable_prefix_caching=True, seed=seed, **llm_kwargs)
         self.eos_id = self.llm.get_tokenizer().eos_token_id
 
-    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int) -> Generations:
+    def generate(self, prompts: list[list[int]], n: int, params: SamplingParams, seed: int,
+                 seeds: list[int] | None = None) -> Generations:
         from vllm import SamplingParams as VLLMSamplingParams
         from vllm.inputs import TokensPrompt
 
         requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
-        # one seed per request, derived from the call's seed: reproducible whatever the batch composition
+        # one seed per request (derived from the call's seed, or given): reproducible whatever the batch
+        seeds = seeds if seeds is not None else [derive(seed, i) for i in range(len(prompts))]
         sampling = [VLLMSamplingParams(n=n, temperature=params.temperature, top_p=params.top_p,
-                                       max_tokens=params.max_new_tokens, seed=derive(seed, i), logprobs=0)
-                    for i in range(len(prompts))]
+                                       max_tokens=params.max_new_tokens, seed=s, logprobs=0) for s in seeds]
         outputs = self.llm.generate(requests, sampling, use_tqdm=False)
         samples = []
         for out in outputs:

@@ -4,6 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+GPU_CHECK = [  # what no CPU run can say, and the script that will
+    "## The GPU check",
+    "",
+    "Every figure on this page is from a CPU. `scripts/gpu_check.py` runs, on a CUDA machine, each path that has "
+    "run only on CPU: `prefixrl demo --quick --device cuda`; SmolLM2-135M-Instruct through `collect --engine vllm`; "
+    "2 steps of examples/trl_grpo.py through `accelerate launch` with vLLM colocated; 2 steps of docs/verl.md's "
+    "recipe (`--verl-python`: the Python of verl's own environment). It writes one JSON of each step's command, "
+    "wall-clock, exit code and output tail. Its `--dry-run` parses every command with its own parser (prefixrl's "
+    "configs, TRL's parser, Hydra against verl's config) without running it, and runs in CI "
+    "(`tests/integrations/test_gpu_check.py`, in the main and in verl's environment). It has not run on a GPU: "
+    "no session of this project has had one yet.",
+    "",
+]
+
 FAST_PATHS = [  # the end of docs/performance.md: what each fast path is, and where it lives
     "## What the fast paths are, and where",
     "",
@@ -108,6 +122,7 @@ def write_performance_md(path: Path, r: dict) -> None:
         "|---|" + "---|" * len(steps),
         "| seconds per step | " + " | ".join(f"{v:.2f}" for v in steps.values()) + " |",
         "",
+        *GPU_CHECK,
         *FAST_PATHS,
     ]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,16 @@ class Problem:
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
 
+def require(module: str, task: str) -> None:
+    """A task's verifier library must be importable here and in its verifier workers: one line if not,
+    before any work (a worker that cannot load the task would otherwise fail later, in another process)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise BadInput(f"task {task} needs {module.replace('_', '-')}, which is not installed in this environment: "
+                       "pip install 'prefixrl[real]'")
+
+
 def problems_digest(problems: list[Problem]) -> str:
     """The identity of a problem set by content (ids, questions, answers, in order): what a resumable stage's
     key records, so a resume on another set (another --data-seed, an edited dataset) is refused."""

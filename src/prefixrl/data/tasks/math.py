@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from prefixrl.data.tasks.answers import ANSWER_FORMATS, final_answer, first_marker, gold_answer
-from prefixrl.data.tasks.base import Problem, Verdict
+from prefixrl.data.tasks.base import Problem, Verdict, require
 from prefixrl.data.tasks.files import SPLITS, dataset_system, file_problems, read_rows
 from prefixrl.io.errors import BadInput
 
@@ -56,6 +56,7 @@ class MathTask:
     answer_format: str = "boxed"  # boxed | answer-line | gsm8k (module docstring)
 
     def __post_init__(self) -> None:
+        require("math_verify", "math")
         if self.answer_format not in ANSWER_FORMATS:
             raise BadInput(f"unknown answer format {self.answer_format!r}; choose from {', '.join(ANSWER_FORMATS)}")
     max_response_tokens: ClassVar[int] = 1024  # the sampling bound for open-ended reasoning
