@@ -58,6 +58,11 @@ def test_prefixed_samples_m_gives_a_group_m_prefixed_and_n_minus_m_plain_samples
         prefix = row["prefix_ids"] if i % 4 < 1 else []
         assert real == render_prompt(tok, row["prompt"][0]["content"]) + prefix
     assert any(row["prefix_ids"] for row in batch)  # the batch holds a prefixed row, so the check bites
+    # a TRL that laid a group's copies out otherwise (interleaved) is refused, not read wrongly
+    two = [records[0], next(r for r in records if r["problem_id"] != records[0]["problem_id"])]
+    interleaved = [row for _ in range(4) for row in two]
+    with pytest.raises(BadInput, match="batches a group's copies otherwise than num_generations consecutive rows"):
+        trainer._generate_and_score_completions(interleaved)
     records[0]["prefixed_samples"] = 5
     with pytest.raises(BadInput, match="5 prefixed samples per group, more than TRL's num_generations 4"):
         trainer._generate_and_score_completions([records[0]] * 4)

@@ -105,6 +105,15 @@ class PrefixGRPOTrainer(GRPOTrainer):
             return inputs
         n = self.num_generations if self.model.training else self.num_generations_eval
         start = self.accelerator.process_index * len(inputs)
+        groups: dict[int, set] = {}
+        for i, row in enumerate(inputs):
+            groups.setdefault((start + i) // n, set()).add(row.get("problem_id"))
+        if any(len(ids) > 1 for ids in groups.values()):  # the layout read here is not TRL's: refuse, never guess
+            import trl
+
+            raise BadInput(f"TRL {trl.__version__} batches a group's copies otherwise than num_generations "
+                           "consecutive rows, so --prefixed-samples cannot tell which copies carry the prefix; "
+                           "export without it, or pip install 'trl>=1.10,<2'")
         out = []
         for i, row in enumerate(inputs):
             m = row.get("prefixed_samples")
