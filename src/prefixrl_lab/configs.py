@@ -72,7 +72,8 @@ FULL = {"train_problems": 64, "heldout_problems": 128, "base_samples": 64, "rl_s
 QUICK = {"train_problems": 16, "heldout_problems": 32, "base_samples": 16, "rl_steps": 60, "final_samples": 8}
 
 
-BENCHES = {"paper": "results.md", "cross-family": "cross_family.md", "perf": "performance.md", "regimes": "regimes.md"}
+BENCHES = {"paper": "results.md", "cross-family": "cross_family.md", "perf": "performance.md", "regimes": "regimes.md",
+           "last-word": "last_word_results.md"}
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,9 @@ class BenchConfig(TaskShape):
     """paper (all methods, equal FLOPs, seeds → results.md), cross-family (traces from a Qwen2 model with
     another tokenizer, moved through text, against same-model traces → cross_family.md) or perf (sampler,
     training and rejection-sampling speed, side by side → performance.md) or regimes (paper at each setting
-    of the regime knob --rare-steps and of --class-axis, with the regime gates → regimes.md)."""
+    of the regime knob --rare-steps and of --class-axis, with the regime gates → regimes.md) or last-word
+    (docs/last_word.md's equal tuning, SFT depths and ReGFT at K = --rare-steps and each --class-axis count
+    → last_word_results.md)."""
     json: Path | None = None
     """perf: also write the figures as JSON to this file."""
     out: Path = Path("runs/bench")
@@ -127,6 +130,8 @@ class BenchConfig(TaskShape):
 
     def resolved(self) -> BenchConfig:
         cfg = self
+        if self.which == "last-word":  # its methods and grids are docs/last_word.md's, fixed before the runs
+            return replace(self, seeds=2, train_problems=16, heldout_problems=32, flops_budget=1e12) if self.quick else self
         if self.quick and self.which == "regimes":  # the two ends of the knob, the three methods the map is about
             cfg = replace(self, seeds=1, train_problems=16, heldout_problems=32, flops_budget=1e12, passk_samples=16,
                           methods=self.methods or QUICK_MAP_METHODS, knob=(0, 4), class_axis=(self.classes,))

@@ -1,7 +1,9 @@
 """`prefixrl demo`: the whole method on the embedded task, end to end, in one folder.
 
-pretrain → base pass@k → collect (rejection sampling) → prefixes → RL with PrefixRL → standard RL given
-the same total FLOPs (rejection sampling included) → final pass@1 on hard-train and hard-heldout → report.
+pretrain → base pass@k → collect (rejection sampling) → prefixes → RL with PrefixRL → standard RL and
+SFT→RL (the paper's strongest baseline) given the same total FLOPs (rejection sampling included) → final
+pass@1 on hard-train and hard-heldout, and the mechanism's figures (groups with signal, correct samples
+seen per TFLOP) → report.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
 
     # 6. PrefixRL, then standard RL with the same total FLOPs
     rl = RLSettings(steps=cfg.rl_steps, seed=cfg.seed, max_new_tokens=params.max_new_tokens)
-    methods = _methods(cfg, rl, tok, task, splits, prefixes, rs_flops, params, clock)
+    methods = _methods(cfg, rl, tok, task, splits, prefixes, col.traces, rs_flops, params, clock)
 
     # 7. report
     checked = _run_gates(cfg, sampling, measured, col, prefix_success, rs_flops)
@@ -114,8 +116,8 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
     report["verdict"] = verdict(methods, {"hard_train": cfg.train_problems * cfg.final_samples,
                                           "hard_heldout": cfg.heldout_problems * cfg.final_samples})
     with clock.stage("report and plot"):
-        plot_curves(methods, out / "curve.png", "PrefixRL vs standard RL at equal FLOPs",
-                    charged={"prefixrl": rs_flops})
+        plot_curves(methods, out / "curve.png", "PrefixRL vs standard RL and SFT→RL at equal FLOPs",
+                    charged={"prefixrl": rs_flops, "sft-rl": rs_flops})
     # stage table: docs/performance.md's demo figures come from it
     report["seconds"], report["stage_seconds"] = clock.total(), dict(clock.seconds)
     save(out / "report.json", {"kind": "demo", **report})
@@ -159,26 +161,27 @@ def _prefix_success(cfg: DemoConfig, engine, tok, task, traces, params) -> dict:
     return out
 
 
-def _methods(cfg: DemoConfig, rl: RLSettings, tok, task, splits: dict, prefixes, rs_flops: float, params,
+def _methods(cfg: DemoConfig, rl: RLSettings, tok, task, splits: dict, prefixes, traces, rs_flops: float, params,
              clock: Stopwatch) -> dict:
-    """PrefixRL (charged the rejection sampling), then standard RL until it has spent the same total FLOPs."""
+    """PrefixRL (charged the rejection sampling), then standard RL and SFT→RL (charged it too: SFT trains on
+    the traces) until each has spent the same total FLOPs."""
     out, methods, runs = cfg.out, {}, {}
-    for name in ("prefixrl", "rl"):
+    for name in ("prefixrl", "rl", "sft-rl"):
+        charged = 0.0 if name == "rl" else rs_flops
         if name == "prefixrl":
-            settings, charged = replace(rl, method="prefixrl", lr=pipeline.embedded_lr("prefixrl", cfg.rl_lr)), rs_flops
+            settings = replace(rl, method="prefixrl", lr=pipeline.embedded_lr("prefixrl", cfg.rl_lr))
         else:
             budget = runs["prefixrl"]["curve"][-1]["flops"]
             # ~25 curve points whatever the number of steps the budget buys (sampling dominates a step)
             led = runs["prefixrl"]["ledger"]
             per_step = (led.get("rl/prefill", 0) + led.get("rl/decode", 0)) / max(1, runs["prefixrl"]["steps"])
             every = max(rl.eval_every, int(budget / max(per_step, 1.0) / 25))
-            settings = replace(rl, method="rl", steps=cfg.rl_steps * 50, flops_budget=budget, eval_every=every,
-                               lr=pipeline.embedded_lr("rl", cfg.rl_lr))
-            charged = 0.0
+            settings = replace(rl, method=name, steps=cfg.rl_steps * 50, flops_budget=budget, eval_every=every,
+                               lr=pipeline.embedded_lr(name, cfg.rl_lr))
         with clock.stage(f"train {name} (its evaluations during training included)"):
             policy, runs[name] = pipeline.run_method(out / "runs" / name, out / "base", tok, task, settings,
-                                                     splits["hard_train"], prefixes, charged, progress=cfg.progress,
-                                                     device=resolve(cfg.device))
+                                                     splits["hard_train"], prefixes, charged, traces=traces,
+                                                     progress=cfg.progress, device=resolve(cfg.device))
         eng = Sampler(policy, tok.eos_token_id, tok.pad_token_id)
         with clock.stage("final evaluations"):
             final = {f"{s}_pass@1": evaluate(eng, tok, task, splits[s], cfg.final_samples, params,
@@ -189,8 +192,12 @@ def _methods(cfg: DemoConfig, rl: RLSettings, tok, task, splits: dict, prefixes,
                 final["hard_heldout_exact_pass@1"] = exact.measure(policy, tok, task,
                                                                     splits["hard_heldout"])["exact_pass@1"]
                 final["rare_knowledge"] = exact.rare_knowledge(policy, tok, task, splits["hard_heldout"])
-        methods[name] = {"curve": runs[name]["curve"], "final": final, "flops_total": runs[name]["curve"][-1]["flops"],
-                         "steps": runs[name]["steps"]}
+        steps = [r for r in map(json.loads, (out / "runs" / name / "metrics.jsonl").read_text().splitlines())
+                 if r["kind"] == "step"]
+        flops = runs[name]["curve"][-1]["flops"]
+        methods[name] = {"curve": runs[name]["curve"], "final": final, "flops_total": flops,
+                         "steps": runs[name]["steps"], "charged": charged,
+                         "mechanism": pipeline.mechanism(steps, settings, flops - charged)}
     return methods
 
 
@@ -216,19 +223,24 @@ def compute_efficiency(methods: dict) -> dict:
         grid = np.linspace(0, max(p["flops_total"], m["flops_total"]), 401)
         reach = flops_to_reach([p["curve"]], "train_acc_unprefixed", target, grid)
         out[f"flops_ratio_vs_{name}"] = None if reach is None else reach / m["flops_total"]
-    rl_final = methods["rl"]["final"]["hard_train_pass@1"]
+    rl_final = methods["rl"]["final"]["hard_train_pass@1"]  # the paper's 3×: against standard RL
     out["final_acc_ratio_vs_rl"] = p["final"]["hard_train_pass@1"] / rl_final if rl_final > 0 else None
     return out
 
 
 def verdict(methods: dict, samples: dict[str, int]) -> str:
-    """Plain words for the final comparison. A gap under two standard errors (binomial, over all final
-    samples; it ignores that samples of one problem are correlated, so it is optimistic) is called a tie."""
-    p, r = methods["prefixrl"]["final"], methods["rl"]["final"]
-    parts = []
-    for split, label in (("hard_train", "hard-train"), ("hard_heldout", "hard-heldout")):
-        a, b, n = p[f"{split}_pass@1"], r[f"{split}_pass@1"], samples[split]
-        se = math.sqrt((a * (1 - a) + b * (1 - b)) / max(1, n))
-        word = "level with" if a == b else "within noise of" if abs(a - b) < 2 * se else ("above" if a > b else "BELOW")
-        parts.append(f"on {label}, PrefixRL ends {word} standard RL ({a:.4f} vs {b:.4f}, ±{2 * se:.4f} at 2 SE)")
-    return "At equal total FLOPs (rejection sampling charged to PrefixRL): " + "; ".join(parts) + "."
+    """Plain words for the final comparison with each baseline. A gap under two standard errors (binomial,
+    over all final samples; it ignores that samples of one problem are correlated, so it is optimistic) is
+    called a tie."""
+    p, sentences = methods["prefixrl"]["final"], []
+    for name, label in (("rl", "standard RL"), ("sft-rl", "SFT→RL")):
+        if name not in methods:
+            continue
+        r, parts = methods[name]["final"], []
+        for split, where in (("hard_train", "hard-train"), ("hard_heldout", "hard-heldout")):
+            a, b, n = p[f"{split}_pass@1"], r[f"{split}_pass@1"], samples[split]
+            se = math.sqrt((a * (1 - a) + b * (1 - b)) / max(1, n))
+            word = "level with" if a == b else "within noise of" if abs(a - b) < 2 * se else ("above" if a > b else "BELOW")
+            parts.append(f"on {where}, PrefixRL ends {word} {label} ({a:.4f} vs {b:.4f}, ±{2 * se:.4f} at 2 SE)")
+        sentences.append("; ".join(parts))
+    return "At equal total FLOPs (rejection sampling charged to PrefixRL and SFT→RL): " + ". ".join(sentences) + "."

@@ -35,7 +35,7 @@ BANDS = ((0.0, 0.4), (0.4, 0.8), (0.8, 1.0))
 DEFAULT_BAND = (0.4, 0.8)  # cut_prefixes' default: the prefixrl-only run already is this band
 
 
-def _run_key(cfg: BenchConfig) -> dict:
+def bench_key(cfg: BenchConfig) -> dict:
     """What a finished run's result depends on besides its own settings (for reuse across restarts)."""
     return {"version": version("prefixrl"), "record": 2, "train_problems": cfg.train_problems, "heldout_problems": cfg.heldout_problems,
             "passk_samples": cfg.passk_samples, "hard_steps": cfg.hard_steps, "collect_cap": cfg.collect_cap,
@@ -94,7 +94,7 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                         "strategy": strategy_change(task, train_set, final_train, col.traces), "sft": r.get("sft"),
                         "harvested": r.get("harvested"), "recollected": r.get("recollected")}
 
-            key = pipeline.record_key(settings, charged, bench=_run_key(cfg))
+            key = pipeline.record_key(settings, charged, bench=bench_key(cfg))
             record = pipeline.cached(cfg.work / f"seed{seed}" / label / "bench_record.json", key, one_run)
             if exact.supports_exact(task):  # read off the saved final policy: one teacher-forced pass
                 record = {**record, "exact_spread": heldout_spread(cfg.work / f"seed{seed}" / label / "final", task,
@@ -139,7 +139,7 @@ def run_bands(cfg: BenchConfig, rl: RLSettings, col: Collection, task, tok, trai
                                        eval_heldout=heldout[:64], progress=cfg.progress)
             return r["curve"]
 
-        key = pipeline.record_key(settings, col.ledger.total(), band=[lo, hi], bench=_run_key(cfg))
+        key = pipeline.record_key(settings, col.ledger.total(), band=[lo, hi], bench=bench_key(cfg))
         band_runs[name] = pipeline.cached(cfg.work / f"band{lo}-{hi}" / "bench_record.json", key, band_run)
         clock.save()
     return band_runs

@@ -136,3 +136,15 @@ def run_method(out: Path, base_dir: Path, tok, task, settings: RLSettings, train
 def record_key(settings: RLSettings, charged: float, **extra) -> dict:
     """The key of a method's cached record: what its result depends on."""
     return {"settings": result_settings(settings), "charged": charged, **extra}
+
+
+def mechanism(steps: list[dict], settings: RLSettings, on_policy_flops: float) -> dict:
+    """What the paper's mechanism moves, from a run's step log: the share of groups with signal (a group
+    whose rewards are all equal trains nothing, §3.6) and the correct on-policy samples seen per TFLOP of
+    the run's own compute (what the charged traces are not)."""
+    per_step = settings.prompts_per_step * settings.samples_per_prompt
+    correct = sum((s["reward_unprefixed"] or 0.0) * s["samples_unprefixed"]
+                  + (s["reward_prefixed"] or 0.0) * (per_step - s["samples_unprefixed"]) for s in steps)
+    share = sum(1.0 - s["zero_adv_groups"] for s in steps) / len(steps) if steps else None
+    return {"signal_share": share, "correct_samples": correct,
+            "correct_per_tflop": correct / (on_policy_flops / 1e12) if on_policy_flops > 0 else None}

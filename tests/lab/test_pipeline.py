@@ -88,8 +88,10 @@ def test_demo_cli_at_toy_size(tmp_path):
     assert set(rep["base"]["pass@1"]) == {"easy", "hard_train", "hard_heldout"}
     assert set(rep["base"]["pass@k"]["8"]) == {"easy", "hard_train", "hard_heldout"}
     assert {"problems", "solved", "samples", "flops"} <= set(rep["collection"]) and rep["collection"]["solved"] > 0
-    for name in ("prefixrl", "rl"):
+    assert list(rep["methods"]) == ["prefixrl", "rl", "sft-rl"]  # the strongest baseline on the first page
+    for name in ("prefixrl", "rl", "sft-rl"):
         m = rep["methods"][name]
+        assert 0 <= m["mechanism"]["signal_share"] <= 1 and m["mechanism"]["correct_per_tflop"] >= 0
         assert {"step", "flops", "train_acc_unprefixed", "train_acc_prefixed"} <= set(m["curve"][0])
         assert set(m["final"]) == {"hard_train_pass@1", "hard_heldout_pass@1", "hard_heldout_exact_pass@1",
                                    "rare_knowledge"} and m["flops_total"] > 0
@@ -97,8 +99,11 @@ def test_demo_cli_at_toy_size(tmp_path):
     # PrefixRL's curve starts at the rejection-sampling FLOPs; standard RL's at zero
     assert rep["methods"]["prefixrl"]["curve"][0]["flops"] == pytest.approx(rep["collection"]["flops"])
     assert rep["methods"]["rl"]["curve"][0]["flops"] == 0
-    # equal total FLOPs: standard RL stops within one step of PrefixRL's total
-    assert rep["methods"]["rl"]["flops_total"] >= rep["methods"]["prefixrl"]["flops_total"]
+    assert rep["methods"]["sft-rl"]["curve"][0]["flops"] >= rep["collection"]["flops"]  # charged, and its SFT too
+    # equal total FLOPs: each baseline stops within one step of PrefixRL's total
+    for name in ("rl", "sft-rl"):
+        assert rep["methods"][name]["flops_total"] >= rep["methods"]["prefixrl"]["flops_total"]
+    assert "SFT→RL (" in rep["verdict"] and "standard RL (" in rep["verdict"]
     assert (out / "curve.png").stat().st_size > 0 and rep["kind"] == "demo" and rep["verdict"]
     # the paper's-regime gates are measured on every run (docs/regimes.md), with the headline ratios
     assert {"knowledge", "rl_starved", "reachable"} <= set(rep["gates"])
@@ -106,6 +111,7 @@ def test_demo_cli_at_toy_size(tmp_path):
     assert rep["config"]["task_config"]["rare_steps"] == 2 and "flops_ratio_vs_rl" in rep["compute_efficiency"]
     # the page is what the one renderer makes of report.json alone
     page = (out / "report.md").read_text()
+    assert "| SFT→RL | " in page and "groups with signal" in page and "correct samples per TFLOP" in page
     (out / "report.md").unlink()
     render(out / "report.json")
     assert (out / "report.md").read_text() == page

@@ -13,7 +13,7 @@ from prefixrl.data.traces import Trace
 from prefixrl.embedded.tokenizer import build_tokenizer
 from prefixrl.rl.losses import sft_loss, token_logprobs
 from prefixrl.rl.mask import make_batch, micro_batches
-from prefixrl.rl.sft import accumulated_step, fit, micro_losses
+from prefixrl.rl.sft import Examples, accumulated_step, fit, micro_losses
 from prefixrl.rollout.flops import Ledger
 from prefixrl.rollout.model import ModelShape, build_model
 
@@ -104,7 +104,7 @@ def test_fit_chooses_epochs_and_lr_on_held_out_traces(tok):
               for i, (p, t) in enumerate(zip(probs, trained))]
     model, ledger = tiny(tok), Ledger()
     before = [p.detach().clone() for p in model.parameters()]
-    choice = fit(model, tok, traces, max_epochs=3, lr=1e-3, seed=0, ledger=ledger)
+    choice = fit(model, tok, Examples.of_traces(tok, traces), max_epochs=3, lr=1e-3, seed=0, ledger=ledger)
     assert set(choice.validation_nll) == {"0.0001", "0.0003", "0.001", "0.003", "0.01"}
     assert all(len(c) == 4 for c in choice.validation_nll.values())  # epoch 0 (the base) and 3 epochs
     best = min(v for c in choice.validation_nll.values() for v in c)
@@ -114,3 +114,36 @@ def test_fit_chooses_epochs_and_lr_on_held_out_traces(tok):
     moved = any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert moved == (choice.epochs > 0)
     assert choice.entropy_before > 0 and choice.entropy_after > 0
+
+
+def _traces(tok, n=20, seed=3):
+    context, trained = rows(tok, n=n, seed=seed)
+    probs = ChainTask(easy_max_steps=10, hard_steps=10).problems("easy", n, seed)
+    return [Trace(f"p{i}", p.question, p.answer, "", t, "char", "test", 1.0, 1.0, 1, 0.0)
+            for i, (p, t) in enumerate(zip(probs, trained))]
+
+
+def test_early_stop_keeps_the_lr_and_a_fixed_depth_runs_exactly_its_epochs(tok):
+    """The depth of SFT is studied at fixed epochs (docs/last_word.md); early-stop tunes epochs only."""
+    ex = Examples.of_traces(tok, _traces(tok))
+    early = fit(tiny(tok), tok, ex, max_epochs=3, lr=1e-3, seed=0, ledger=Ledger(), rule="early-stop")
+    assert early.lr == 1e-3 and list(early.validation_nll) == ["0.001"] and 0 <= early.epochs <= 3
+    ledger = Ledger()
+    fixed = fit(tiny(tok), tok, ex, max_epochs=2, lr=1e-3, seed=0, ledger=ledger, rule="epochs")
+    assert (fixed.lr, fixed.epochs, fixed.rule, fixed.validation_nll) == (1e-3, 2, "configured", {})
+    assert ledger.total("select/") == 0  # nothing held out, nothing searched
+    one = Ledger()
+    fit(tiny(tok), tok, ex, max_epochs=1, lr=1e-3, seed=0, ledger=one, rule="epochs")
+    assert ledger.total("sft/train") == pytest.approx(2 * one.total("sft/train"))  # two passes, charged
+
+
+def test_validation_holds_out_whole_problems(tok):
+    """Rows of one problem (ReGFT: several completions of its prefixes) never sit on both sides."""
+    traces = _traces(tok)
+    ex = Examples.of_traces(tok, traces)
+    many = Examples(ex.context * 3, ex.trained * 3, ex.problems * 3)
+    val, train = many.split(seed=0)
+    assert set(val.problems).isdisjoint(train.problems) and len(set(val.problems)) == 4
+    assert len(val) == 12 and len(train) == 48
+    once_val, once_train = ex.split(seed=0)  # one row per problem: the same problems held out
+    assert set(once_val.problems) == set(val.problems)

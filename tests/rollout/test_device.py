@@ -26,7 +26,7 @@ from prefixrl.rl.mask import make_batch
 from prefixrl.rl.methods import METHODS
 from prefixrl.rl.offpolicy import token_weights
 from prefixrl.rl.settings import RLSettings
-from prefixrl.rl.sft import micro_losses, nll_and_entropy
+from prefixrl.rl.sft import Examples, micro_losses, nll_and_entropy
 from prefixrl.rollout import device
 from prefixrl_lab.cli import main
 
@@ -89,7 +89,7 @@ def test_sft_and_exact_measurement_run_where_the_model_is(tiny_model, tok, task)
     from prefixrl.rollout.flops import Ledger
 
     traces = reference_traces(task, tok, n=3)
-    nll, ent = nll_and_entropy(tiny_model, tok, traces, Ledger(), "eval/x")
+    nll, ent = nll_and_entropy(tiny_model, tok, Examples.of_traces(tok, traces), Ledger(), "eval/x")
     assert nll > 0 and ent > 0
     m = exact.measure(tiny_model, tok, task, task.problems("hard_train", 3, 0))
     assert 0 <= m["exact_pass@1"] <= 1

@@ -50,9 +50,11 @@ def _train(cfg: TrainConfig) -> dict:
     uses_traces = cfg.rl.method != "rl"
     settings = replace(cfg.rl, max_new_tokens=cfg.rl.max_new_tokens or task.max_response_tokens)
     with deadlined(task, cfg.verifier_workers, cfg.verifier_timeout) as task:
-        prefixes = load_prefixes(cfg.prefixes, task, tok, cfg.allow_rerender) if method.mix != 0.0 and cfg.prefixes else []
+        wants_prefixes = method.mix != 0.0 or method.before_rl == "own-completions"
+        prefixes = load_prefixes(cfg.prefixes, task, tok, cfg.allow_rerender) if wants_prefixes and cfg.prefixes else []
         traces = []
-        if (method.offpolicy or method.sft_first or settings.prefix_schedule == "adaptive") and cfg.traces is not None:
+        wants_traces = method.offpolicy or method.before_rl == "traces" or settings.prefix_schedule == "adaptive"
+        if wants_traces and cfg.traces is not None:
             traces, rejected = load_traces(cfg.traces, task, tok, cfg.allow_rerender)
             for msg in rejected:
                 print(f"excluded: {msg}", file=sys.stderr)

@@ -18,6 +18,9 @@ from prefixrl.rollout import limits
 from prefixrl.rollout.precision import CHOICES as PRECISIONS
 
 SCHEDULES = ("fixed", "adaptive")  # --prefix-schedule (`prefixrl.rl.pool`)
+# --sft-rule (`prefixrl.rl.sft.fit`): search: the lr grid and the epochs by the least validation NLL;
+# early-stop: the given lr, epochs by that NLL; epochs: exactly the given epochs at the given lr
+SFT_RULES = ("search", "early-stop", "epochs")
 
 
 @dataclass(frozen=True)
@@ -26,8 +29,9 @@ class RLSettings:
 
     method: str = "prefixrl"
     """prefixrl, prefixrl-only (prefixed problems only), rl (standard RL), sft-rl (SFT on the traces,
-    then RL), offpolicy (traces in the group, clipped importance weights) or luffy (traces in the group,
-    policy shaping)."""
+    then RL), offpolicy (traces in the group, clipped importance weights), luffy (traces in the group,
+    policy shaping) or regft-rl (SFT on the policy's own verified completions of the prefixed problems,
+    then RL; beyond the paper)."""
     steps: int = 300
     """RL steps."""
     flops_budget: float = 0.0
@@ -80,10 +84,16 @@ class RLSettings:
     eval_samples: int = 4
     """Samples per problem in each of those evaluations."""
     sft_epochs: int = 32
-    """sft-rl: most passes over the traces before RL; the number used is chosen on held-out traces
-    (least validation NLL, `prefixrl.rl.sft.fit`)."""
+    """sft-rl, regft-rl: most passes over the examples before RL (--sft-rule epochs: exactly this many); the
+    number used is chosen on held-out problems (least validation NLL, `prefixrl.rl.sft.fit`)."""
     sft_lr: float = 3e-4
-    """sft-rl: centre of the SFT learning rates tried (0.1× to 10× it; chosen like the epochs)."""
+    """sft-rl, regft-rl: centre of the SFT learning rates tried (0.1× to 10× it; chosen like the epochs);
+    with --sft-rule early-stop or epochs, the SFT learning rate itself."""
+    sft_rule: str = "search"
+    """sft-rl, regft-rl: search (lr and epochs by the least validation NLL), early-stop (--sft-lr, epochs by
+    that NLL) or epochs (--sft-epochs passes at --sft-lr, nothing held out)."""
+    regft_samples: int = 8
+    """regft-rl: completions sampled per prefix from the policy before RL; the verified-correct ones are fitted."""
     is_clip: float = 1.0
     """offpolicy: upper clip of the token-level importance weights."""
     shaping_gamma: float = 0.1
@@ -138,10 +148,12 @@ class RLSettings:
         for name in ("grad_clip", "is_clip", "shaping_gamma"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise BadInput(f"{name} must be finite and > 0, got {getattr(self, name)}")
+        if self.sft_rule not in SFT_RULES:
+            raise BadInput(f"unknown SFT rule {self.sft_rule!r}; choose from: {', '.join(SFT_RULES)}")
         limits.check_temperature(self.temperature)
         limits.check_top_p(self.top_p)
         limits.check_seed(self.seed)
-        for name in ("samples_per_prompt", "eval_samples", "recollect_cap"):
+        for name in ("samples_per_prompt", "eval_samples", "recollect_cap", "regft_samples"):
             limits.check_samples(getattr(self, name), name)
         self._check_pool()
 

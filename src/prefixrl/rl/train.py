@@ -55,8 +55,9 @@ from prefixrl.rl.mask import make_batch, micro_batches
 from prefixrl.rl.methods import METHODS, Method
 from prefixrl.rl.offpolicy import base_logprobs, token_weights
 from prefixrl.rl.pool import Pool
+from prefixrl.rl.regft import own_completions
 from prefixrl.rl.settings import RLSettings
-from prefixrl.rl.sft import fit
+from prefixrl.rl.sft import Examples, fit
 from prefixrl.rollout import limits
 from prefixrl.rollout.device import of as device_of
 from prefixrl.rollout.engine import Engine, Sampler, SamplingParams
@@ -197,8 +198,8 @@ def train_rl(model, tokenizer, data: TrainingSet, cfg: RLSettings, out: Path, ru
         model.load_state_dict(load(out / "final")[0].state_dict())
         return finished
     torch.manual_seed(cfg.seed)
-    learner, engine, state, ledger = _start(model, tokenizer, cfg, method, traces, out, key, data.charged_flops,
-                                            run.resume, run.engine)
+    learner, engine, state, ledger = _start(model, tokenizer, cfg, method, data, traces, out, key, run.resume,
+                                            run.engine)
     if run.on_begin is not None:
         run.on_begin()
     pool = Pool(data.unprefixed, data.prefixed, traces, cfg.prefix_schedule, cfg.harvest, task, tokenizer,
@@ -437,12 +438,14 @@ def _checked(cfg: RLSettings, task: Task, prefixed: list[Prefix], traces: list[T
     if cfg.prefixed_share > 0 and not prefixed and not (cfg.harvest or cfg.recollect_every
                                                          or cfg.prefix_schedule == "adaptive"):
         raise ValueError(f"method {cfg.method} needs prefixes (run `prefixrl prefixes`) or mix = 0")
-    if (method.offpolicy or method.sft_first) and not traces:
+    if (method.offpolicy or method.before_rl == "traces") and not traces:
         raise ValueError(f"method {cfg.method} needs traces (run `prefixrl collect`)")
+    if method.before_rl == "own-completions" and not prefixed:
+        raise ValueError(f"method {cfg.method} completes the prefixed problems: it needs prefixes (run `prefixrl prefixes`)")
     return cfg, method, traces
 
 
-def _start(model, tokenizer, cfg: RLSettings, method, traces: list[Trace], out: Path, key: dict, charged: float,
+def _start(model, tokenizer, cfg: RLSettings, method, data: TrainingSet, traces: list[Trace], out: Path, key: dict,
            resume: bool, engine: Engine | None):
     """The learner, the engine, and the run state: restored from the newest checkpoint, or fresh (the
     offline cost charged, the method's pre-RL phase run, the log started)."""
@@ -454,17 +457,33 @@ def _start(model, tokenizer, cfg: RLSettings, method, traces: list[Trace], out: 
     state = run_state.restore(out, key, model, learner.opt) if resume else None
     if state is None:
         state, ledger = run_state.RunState(key), Ledger()
-        ledger.add("offline/charged", charged)
+        ledger.add("offline/charged", data.charged_flops)
         if method.offpolicy == "importance":
             state.logp_base = base_logprobs(model, tokenizer, traces, ledger)
-        if method.sft_first:  # epochs and lr chosen on held-out traces (`sft.fit`), never by a method's result
-            state.before_rl = asdict(fit(model, tokenizer, traces, cfg.sft_epochs, cfg.sft_lr, cfg.seed, ledger,
-                                         cfg.micro_batch_tokens))
+        if method.before_rl:  # epochs and lr chosen by the run's SFT rule (`sft.fit`), never by a method's result
+            state.before_rl = before_rl(model, tokenizer, data.task, cfg, method, traces, data.prefixed, engine, ledger)
         (out / "metrics.jsonl").write_text("")
     else:
         ledger = Ledger.from_dict(state.ledger)
     learner.logp_base = state.logp_base
     return learner, engine, state, ledger
+
+
+def before_rl(model, tokenizer, task: Task, cfg: RLSettings, method: Method, traces: list[Trace],
+              prefixed: list[Prefix], engine: Engine, ledger: Ledger) -> dict:
+    """The SFT phase of sft-rl (on the traces) and regft-rl (on the policy's own verified completions of
+    the prefixed problems, sampled here and charged): what it fitted, chose and measured."""
+    counts = None
+    if method.before_rl == "traces":
+        examples = Examples.of_traces(tokenizer, traces)
+    else:
+        examples, counts = own_completions(engine, tokenizer, task, prefixed, cfg.regft_samples,
+                                           sampling_params(cfg), cfg.seed, ledger)
+        if not len(examples):  # nothing to fit: RL starts from the base, and the result says why
+            return {"completions": counts, "lr": None, "epochs": 0, "rule": "no verified completion"}
+    choice = asdict(fit(model, tokenizer, examples, cfg.sft_epochs, cfg.sft_lr, cfg.seed, ledger,
+                        cfg.micro_batch_tokens, cfg.sft_rule))
+    return choice if counts is None else {**choice, "completions": counts}
 
 
 def evaluate_point(engine, tokenizer, task, cfg: RLSettings, unprefixed, prefixed, heldout, ledger: Ledger,
@@ -502,9 +521,12 @@ def result_settings(cfg: RLSettings) -> dict:
     """The settings a run's result depends on. How often it checkpoints does not change what it learns, and
     neither does re-collection's cap while re-collection is off: a run with it off keeps the key it had
     before re-collection existed, so the benches' cached runs stay valid across that addition; the same
-    holds for the paper's whole-group prefixes (prefixed_samples unset)."""
+    holds for the paper's whole-group prefixes (prefixed_samples unset), SFT's default rule and ReGFT's sample
+count in every other method."""
     inert = ({"checkpoint_every"} | ({"recollect_every", "recollect_cap"} if cfg.recollect_every == 0 else set())
-             | ({"prefixed_samples"} if cfg.prefixed_samples is None else set()))
+             | ({"prefixed_samples"} if cfg.prefixed_samples is None else set())
+             | ({"sft_rule"} if cfg.sft_rule == "search" else set())
+             | ({"regft_samples"} if cfg.method != "regft-rl" else set()))
     return {k: v for k, v in asdict(cfg).items() if k not in inert}
 
 

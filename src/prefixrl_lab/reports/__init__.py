@@ -8,6 +8,7 @@ again (the plots are drawn by the runs themselves: they need per-step logs the J
 | paper | results.json | results.md |
 | cross-family | cross_family.json | cross_family.md |
 | regimes | regimes.json | regimes.md (below its marker) |
+| last-word | last_word.json | last_word_results.md |
 | perf | performance.json | performance.md |
 | theory | results.json | results.md |
 """
@@ -19,10 +20,10 @@ from pathlib import Path
 
 
 def writers() -> dict:
-    from prefixrl_lab.reports import cross_family, demo, paper, perf, regime_map, theory
+    from prefixrl_lab.reports import cross_family, demo, last_word, paper, perf, regime_map, theory
 
     return {"demo": demo.write, "paper": paper.write, "cross-family": cross_family.write,
-            "regimes": regime_map.write, "perf": perf.write, "theory": theory.write}
+            "regimes": regime_map.write, "last-word": last_word.write, "perf": perf.write, "theory": theory.write}
 
 
 def save(path: Path, data: dict) -> None:

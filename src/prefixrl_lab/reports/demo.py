@@ -7,6 +7,8 @@ from pathlib import Path
 from prefixrl_lab.curves import fmt_flops
 from prefixrl_lab.stopwatch import stage_table
 
+LABELS = {"prefixrl": "PrefixRL", "rl": "standard RL", "sft-rl": "SFT→RL"}
+
 
 def write(out: Path, report: dict) -> None:
     b, col, ms = report["base"], report["collection"], report["methods"]
@@ -31,17 +33,22 @@ def write(out: Path, report: dict) -> None:
               f"(cap {report['config']['collect_cap']}), {fmt_flops(col['flops'])}.", ""]
     lines += ["## RL at equal total FLOPs", "",
               "| method | steps | total FLOPs | hard-train pass@1 | hard-heldout pass@1 | hard-heldout exact pass@1 "
-              "| rare-step knowledge |", "|---|---|---|---|---|---|---|"]
+              "| rare-step knowledge | groups with signal | correct samples per TFLOP |", "|---|---|---|---|---|---|---|---|---|"]
     for name, m in ms.items():
-        f = m["final"]
+        f, mech = m["final"], m.get("mechanism") or {}
         exact, rare = f.get("hard_heldout_exact_pass@1"), f.get("rare_knowledge")
-        lines.append(f"| {name} | {m['steps']} | {fmt_flops(m['flops_total'])} | {f['hard_train_pass@1']:.4f} "
+        share, per = mech.get("signal_share"), mech.get("correct_per_tflop")
+        lines.append(f"| {LABELS.get(name, name)} | {m['steps']} | {fmt_flops(m['flops_total'])} | {f['hard_train_pass@1']:.4f} "
                      f"| {f['hard_heldout_pass@1']:.4f} | {'–' if exact is None else f'{exact:.2e}'} "
-                     f"| {'–' if rare is None else f'{rare:.3f}'} |")
+                     f"| {'–' if rare is None else f'{rare:.3f}'} | {'–' if share is None else f'{share:.2f}'} "
+                     f"| {'–' if per is None else f'{per:.0f}'} |")
     base = report["base"]["exact"]["hard_heldout"]
     lines += ["", f"Exact pass@1 is teacher-forced over every correct response (no sampling noise); the base's is "
               f"{base['exact_pass@1']:.2e}. Rare-step knowledge is the probability put on an admissible value at a "
-              "rare step (0.2 is a guess, 1 is knowing the tables; docs/regimes.md)."]
+              "rare step (0.2 is a guess, 1 is knowing the tables; docs/regimes.md). Groups with signal: the share of "
+              "a run's groups whose rewards differ (the others train nothing); correct samples per TFLOP: correct "
+              "on-policy samples seen per TFLOP of the run's own compute (the charged traces left out). SFT→RL is "
+              "charged the rejection sampling, as PrefixRL is: its SFT trains on the traces."]
     eff = report.get("compute_efficiency", {})
     fr, ar = eff.get("flops_ratio_vs_rl"), eff.get("final_acc_ratio_vs_rl")
     lines += ["", f"PrefixRL's FLOPs to reach standard RL's final hard-train accuracy ÷ standard RL's FLOPs: "

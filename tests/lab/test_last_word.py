@@ -1,0 +1,85 @@
+"""`prefixrl bench last-word` (docs/last_word.md): the rules' pure parts exactly, and the bench end to end
+at toy size."""
+
+import json
+import math
+
+import pytest
+
+from prefixrl.data.tasks.chain import ChainTask
+from prefixrl_lab import last_word, pipeline
+from prefixrl_lab.cli import main
+
+
+def test_the_choice_is_the_best_validation_score_and_a_tie_goes_to_the_smaller_value():
+    assert last_word.choose({1e-5: 0.1, 3e-5: 0.3, 1e-4: 0.2}) == 3e-5
+    assert last_word.choose({1e-4: 0.3, 3e-5: 0.3, 1e-3: 0.1}) == 3e-5
+    assert last_word.grid(1e-4) == pytest.approx([1e-5, 3e-5, 1e-4, 3e-4, 1e-3])  # as wide as SFT's grid
+
+
+@pytest.mark.parametrize("p,o,words", [
+    ([2.0, 1.5, 1.3], [1.0, 1.0, 1.0], "PrefixRL is ahead"),        # all > 1, geometric mean 1.56
+    ([1.1, 1.1, 1.1], [1.0, 1.0, 1.0], "no clear order at 3 seeds"),  # all > 1 but geometric mean 1.1 < 1.25
+    ([0.5, 0.7, 0.9], [1.0, 1.0, 1.0], "PrefixRL is behind"),        # all < 1, geometric mean 0.68
+    ([0.9, 0.95, 0.85], [1.0, 1.0, 1.0], "no clear order at 3 seeds"),  # all < 1 but geometric mean 0.90 > 0.8
+    ([2.0, 0.5, 3.0], [1.0, 1.0, 1.0], "no clear order at 3 seeds"),   # mixed
+])
+def test_the_verdict_uses_the_committed_words(p, o, words):
+    v = last_word.verdict([{"exact": x} for x in p], [{"exact": x} for x in o])
+    assert v["words"] == words
+    assert v["geo_mean"] == pytest.approx(math.prod(a / b for a, b in zip(p, o)) ** (1 / 3))
+
+
+def test_validation_problems_are_of_another_data_seed_and_never_a_reported_or_training_problem():
+    task = ChainTask(hard_steps=6, rare_steps=2, classes=1)
+    train, held = task.problems("hard_train", 16, 0), task.problems("hard_heldout", 32, 0)
+    val = last_word.validation_problems(task, 32, train + held)
+    assert 0 < len(val) <= 32 and not {p.question for p in val} & {p.question for p in train + held}
+    assert all(p.id.startswith("validation-") for p in val)
+    # what was removed is exactly the overlap (a 6-step chain repeats across data seeds now and then)
+    drawn = task.problems("hard_heldout", 32, 1)
+    assert len(val) == sum(p.question not in {q.question for q in train + held} for p in drawn)
+
+
+def test_the_mechanism_figures_count_correct_samples_of_both_kinds():
+    steps = [{"reward_unprefixed": 0.5, "samples_unprefixed": 16, "reward_prefixed": 0.25, "zero_adv_groups": 0.5},
+             {"reward_unprefixed": None, "samples_unprefixed": 0, "reward_prefixed": 1.0, "zero_adv_groups": 1.0}]
+    from prefixrl.rl.settings import RLSettings
+
+    s = pipeline.mechanism(steps, RLSettings(prompts_per_step=8, samples_per_prompt=8), 2e12)
+    assert s["correct_samples"] == 0.5 * 16 + 0.25 * 48 + 64 and s["correct_per_tflop"] == s["correct_samples"] / 2
+    assert s["signal_share"] == 0.25
+
+
+@pytest.mark.slow
+def test_last_word_bench_tunes_every_method_alike_and_reports_the_verdict(tmp_path, monkeypatch):
+    """At toy size, with 2 candidates per grid and one depth (the committed grid has 5 and three depths):
+    each method tuned at seed 100 on the validation set, SFT→RL and ReGFT at standard RL's chosen lr, the
+    depths, the reported seed, the SFT probes, the verdict and the page."""
+    monkeypatch.setattr(last_word, "grid", lambda centre: [centre, 3 * centre])
+    monkeypatch.setattr(last_word, "DEPTHS", (1,))
+    out = tmp_path / "docs"
+    args = ["bench", "last-word", "--out", str(out), "--work", str(tmp_path / "w"), "--rare-steps", "2",
+            "--class-axis", "1", "--seeds", "1", "--hard-steps", "6", "--teacher-accuracy", "0.9",
+            "--pretrain-steps", "300", "--train-problems", "6", "--heldout-problems", "8", "--flops-budget", "1e10",
+            "--collect-cap", "64", "--no-progress"]
+    assert main(args) == 0
+    res = json.loads((out / "last_word.json").read_text())
+    s = res["settings"]["rare2-classes1"]
+    assert set(s["tuning"]) == {"rl", "prefixrl", "sft-rl", "regft-rl", "sft-rl depth"}
+    assert all(len(t["candidates"]) == 2 for k, t in s["tuning"].items() if k != "sft-rl depth")
+    rl_lr = s["chosen"]["lr"]["rl"]
+    assert rl_lr == last_word.choose({c["value"]: c["validation_exact"] for c in s["tuning"]["rl"]["candidates"]})
+    assert s["tuning"]["sft-rl"]["fixed"] == {"lr": rl_lr, "sft_rule": "early-stop"}  # RL at standard RL's choice
+    assert set(s["runs"]) == {"prefixrl", "rl", "sft-rl", "sft-rl-1ep", "regft-rl"}
+    assert s["runs"]["sft-rl-1ep"][0]["sft"]["epochs"] == 1 and s["runs"]["sft-rl-1ep"][0]["probe"]["epochs"] == 1
+    assert all(0 < r["exact"] <= 1 for rs in s["runs"].values() for r in rs)
+    assert s["runs"]["regft-rl"][0]["sft"]["completions"]["sampled"] > 0
+    assert set(s["verdict"]) == {"standard RL", f"SFT→RL ({s['chosen']['sft_depth']})", "ReGFT→RL"}
+    assert {"knowledge", "reachable", "rl_starved"} <= set(s["gates"])
+    page = (out / "last_word_results.md").read_text()
+    assert "### The verdict (§6)" in page and "charged to no method" in page and "| ReGFT→RL |" in page
+    # a rerun reuses every run: nothing is trained again
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "w").rglob("result.json")}
+    assert main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "w").rglob("result.json")} == before
