@@ -126,6 +126,8 @@ class BenchConfig(TaskShape):
     class_axis: tuple[int, ...] = (1, 4)
     """regimes: the --classes counts mapped at each K > 0 (1: one missing table shared by every problem;
     4: a table per quarter of them, a quarter of the examples per fact; docs/regimes.md, pilot 4)."""
+    reuse: bool = False
+    """last-word: also the reuse setting and its control (docs/last_word.md §4), at the values chosen at one class."""
     progress: bool = True
 
     def resolved(self) -> BenchConfig:

@@ -13,6 +13,14 @@ The paper's mechanism needs four conditions (§1, §4 of the paper; docs/regimes
    (bench regimes only: it needs a run of its own);
 4. **prefixes make the rest reachable**: rejection sampling solves a share of the problems at its cap
    (exact, `prefixrl.rl.exact`), and success after an 80 % prefix is at least PREFIX80_MIN.
+
+The reuse setting adds two (docs/last_word.md §4, fixed before any of its runs):
+
+5. **jump**: exact success after the 80 % prefix (past the first uses) is at least JUMP_MIN and
+   JUMP_FACTOR times the exact unprefixed pass@1;
+6. **reuse**: at a recurrence, the base's probability of the value its first use wrote minus that of the
+   other admissible value lies in REUSE_BAND (copying works, and still leaves gradient); in the control
+   its absolute value is at most CONTROL_MAX.
 """
 
 from __future__ import annotations
@@ -57,3 +65,20 @@ def reachability(expected_yield: float, min_yield: float, prefix80: float) -> di
     """Gate 4: rejection sampling buys traces, and an 80 % prefix makes the rest solvable."""
     return {"expected_yield": expected_yield, "min_yield": min_yield, "prefix80_success": prefix80,
             "prefix80_min": PREFIX80_MIN, "ok": expected_yield >= min_yield and prefix80 >= PREFIX80_MIN}
+
+
+JUMP_MIN, JUMP_FACTOR = 0.2, 50.0
+REUSE_BAND = (0.3, 0.9)
+CONTROL_MAX = 0.05
+
+
+def jump(after80: float, unprefixed: float) -> dict:
+    """Gate 5 from exact success after the 80 % prefix and exact unprefixed pass@1 (hard-train means)."""
+    return {"after80_exact": after80, "unprefixed_exact": unprefixed, "min": JUMP_MIN, "factor": JUMP_FACTOR,
+            "ok": after80 >= JUMP_MIN and after80 >= JUMP_FACTOR * unprefixed}
+
+
+def reuse(margin: float, control: bool) -> dict:
+    """Gate 6 from `exact.reuse_margin` of the base."""
+    ok = abs(margin) <= CONTROL_MAX if control else REUSE_BAND[0] <= margin <= REUSE_BAND[1]
+    return {"margin": margin, "control": control, "band": list(REUSE_BAND), "control_max": CONTROL_MAX, "ok": ok}

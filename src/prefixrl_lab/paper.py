@@ -20,6 +20,7 @@ import torch
 from prefixrl.data.collect import Collection
 from prefixrl.data.evaluate import evaluate
 from prefixrl.data.prefixes import cut_prefixes
+from prefixrl.embedded.pretrain import INERT
 from prefixrl.rl import exact
 from prefixrl.rl.settings import RLSettings
 from prefixrl.rollout.engine import Sampler, SamplingParams
@@ -40,7 +41,9 @@ def bench_key(cfg: BenchConfig) -> dict:
     return {"version": version("prefixrl"), "record": 2, "train_problems": cfg.train_problems, "heldout_problems": cfg.heldout_problems,
             "passk_samples": cfg.passk_samples, "hard_steps": cfg.hard_steps, "collect_cap": cfg.collect_cap,
             "teacher_accuracy": cfg.teacher_accuracy, "pretrain_steps": cfg.pretrain_steps, "rare_steps": cfg.rare_steps,
-            "classes": cfg.classes, "rl_lr": cfg.rl_lr}
+            "classes": cfg.classes, "rl_lr": cfg.rl_lr,
+            # the reuse switch's settings, only where set: runs cached before it existed keep their keys
+            **{k: getattr(cfg, k) for k, v in INERT.items() if getattr(cfg, k) != v}}
 
 
 def collection(cfg: BenchConfig, model_dir: Path, task, problems, params, seed: int, folder: Path,

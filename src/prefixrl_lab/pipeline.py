@@ -57,11 +57,12 @@ def embedded_lr(method: str, override: float | None = None) -> float:
 
 
 def base_config(folder: Path, cfg, **over) -> PretrainConfig:
-    """The base a demo- or bench-shaped config (`pretrain_steps`, `teacher_accuracy`, `hard_steps`,
-    `rare_steps`, `classes`) pretrains into `folder`: easy chains up to the hard length."""
+    """The base a demo- or bench-shaped config (`pretrain_steps` and the `TaskShape` fields) pretrains into
+    `folder`: easy chains up to the hard length."""
     return PretrainConfig(out=folder, steps=cfg.pretrain_steps, teacher_accuracy=cfg.teacher_accuracy,
                           easy_max_steps=cfg.hard_steps, hard_steps=cfg.hard_steps, rare_steps=cfg.rare_steps,
-                          classes=cfg.classes, **over)
+                          classes=cfg.classes, recurrences=cfg.recurrences, recur_operands=cfg.recur_operands,
+                          copy_rate=cfg.copy_rate, **over)
 
 
 def ensure_base(cfg: PretrainConfig, progress: bool = True, device="cpu"):

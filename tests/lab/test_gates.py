@@ -66,3 +66,16 @@ def test_transfer_is_reported_sampled_and_exact():
                          "1.50e-03 (share 0.25)")
     del g["transfer"]["exact"]
     assert "exact" not in [x for x in gate_lines(g) if x.startswith("- transfer")][0]
+
+
+def test_the_jump_gate_needs_both_the_floor_and_the_factor():
+    assert gates.jump(0.3, 1e-3)["ok"]
+    assert not gates.jump(0.19, 1e-4)["ok"]  # below the floor 0.2
+    assert not gates.jump(0.3, 0.01)["ok"]  # only 30× unprefixed, not 50×
+
+
+def test_the_reuse_gate_wants_copying_that_works_and_leaves_gradient_and_none_in_the_control():
+    assert gates.reuse(0.5, control=False)["ok"]
+    assert not gates.reuse(0.2, control=False)["ok"]  # copying barely works
+    assert not gates.reuse(0.95, control=False)["ok"]  # copying always works: nothing left to learn there
+    assert gates.reuse(-0.04, control=True)["ok"] and not gates.reuse(0.06, control=True)["ok"]

@@ -7,14 +7,14 @@ import math
 import pytest
 
 from prefixrl.data.tasks.chain import ChainTask
-from prefixrl_lab import last_word, pipeline
+from prefixrl_lab import comparison, pipeline
 from prefixrl_lab.cli import main
 
 
 def test_the_choice_is_the_best_validation_score_and_a_tie_goes_to_the_smaller_value():
-    assert last_word.choose({1e-5: 0.1, 3e-5: 0.3, 1e-4: 0.2}) == 3e-5
-    assert last_word.choose({1e-4: 0.3, 3e-5: 0.3, 1e-3: 0.1}) == 3e-5
-    assert last_word.grid(1e-4) == pytest.approx([1e-5, 3e-5, 1e-4, 3e-4, 1e-3])  # as wide as SFT's grid
+    assert comparison.choose({1e-5: 0.1, 3e-5: 0.3, 1e-4: 0.2}) == 3e-5
+    assert comparison.choose({1e-4: 0.3, 3e-5: 0.3, 1e-3: 0.1}) == 3e-5
+    assert comparison.grid(1e-4) == pytest.approx([1e-5, 3e-5, 1e-4, 3e-4, 1e-3])  # as wide as SFT's grid
 
 
 @pytest.mark.parametrize("p,o,words", [
@@ -25,7 +25,7 @@ def test_the_choice_is_the_best_validation_score_and_a_tie_goes_to_the_smaller_v
     ([2.0, 0.5, 3.0], [1.0, 1.0, 1.0], "no clear order at 3 seeds"),   # mixed
 ])
 def test_the_verdict_uses_the_committed_words(p, o, words):
-    v = last_word.verdict([{"exact": x} for x in p], [{"exact": x} for x in o])
+    v = comparison.verdict([{"exact": x} for x in p], [{"exact": x} for x in o])
     assert v["words"] == words
     assert v["geo_mean"] == pytest.approx(math.prod(a / b for a, b in zip(p, o)) ** (1 / 3))
 
@@ -33,7 +33,7 @@ def test_the_verdict_uses_the_committed_words(p, o, words):
 def test_validation_problems_are_of_another_data_seed_and_never_a_reported_or_training_problem():
     task = ChainTask(hard_steps=6, rare_steps=2, classes=1)
     train, held = task.problems("hard_train", 16, 0), task.problems("hard_heldout", 32, 0)
-    val = last_word.validation_problems(task, 32, train + held)
+    val = comparison.validation_problems(task, 32, train + held)
     assert 0 < len(val) <= 32 and not {p.question for p in val} & {p.question for p in train + held}
     assert all(p.id.startswith("validation-") for p in val)
     # what was removed is exactly the overlap (a 6-step chain repeats across data seeds now and then)
@@ -56,12 +56,12 @@ def test_last_word_bench_tunes_every_method_alike_and_reports_the_verdict(tmp_pa
     """At toy size, with 2 candidates per grid and one depth (the committed grid has 5 and three depths):
     each method tuned at seed 100 on the validation set, SFT→RL and ReGFT at standard RL's chosen lr, the
     depths, the reported seed, the SFT probes, the verdict and the page."""
-    monkeypatch.setattr(last_word, "grid", lambda centre: [centre, 3 * centre])
-    monkeypatch.setattr(last_word, "DEPTHS", (1,))
+    monkeypatch.setattr(comparison, "grid", lambda centre: [centre, 3 * centre])
+    monkeypatch.setattr(comparison, "DEPTHS", (1,))
     out = tmp_path / "docs"
     args = ["bench", "last-word", "--out", str(out), "--work", str(tmp_path / "w"), "--rare-steps", "2",
             "--class-axis", "1", "--seeds", "1", "--hard-steps", "6", "--teacher-accuracy", "0.9",
-            "--pretrain-steps", "300", "--train-problems", "6", "--heldout-problems", "8", "--flops-budget", "1e10",
+            "--pretrain-steps", "300", "--train-problems", "6", "--heldout-problems", "8", "--flops-budget", "5e9",
             "--collect-cap", "64", "--no-progress"]
     assert main(args) == 0
     res = json.loads((out / "last_word.json").read_text())
@@ -69,7 +69,7 @@ def test_last_word_bench_tunes_every_method_alike_and_reports_the_verdict(tmp_pa
     assert set(s["tuning"]) == {"rl", "prefixrl", "sft-rl", "regft-rl", "sft-rl depth"}
     assert all(len(t["candidates"]) == 2 for k, t in s["tuning"].items() if k != "sft-rl depth")
     rl_lr = s["chosen"]["lr"]["rl"]
-    assert rl_lr == last_word.choose({c["value"]: c["validation_exact"] for c in s["tuning"]["rl"]["candidates"]})
+    assert rl_lr == comparison.choose({c["value"]: c["validation_exact"] for c in s["tuning"]["rl"]["candidates"]})
     assert s["tuning"]["sft-rl"]["fixed"] == {"lr": rl_lr, "sft_rule": "early-stop"}  # RL at standard RL's choice
     assert set(s["runs"]) == {"prefixrl", "rl", "sft-rl", "sft-rl-1ep", "regft-rl"}
     assert s["runs"]["sft-rl-1ep"][0]["sft"]["epochs"] == 1 and s["runs"]["sft-rl-1ep"][0]["probe"]["epochs"] == 1
@@ -83,3 +83,52 @@ def test_last_word_bench_tunes_every_method_alike_and_reports_the_verdict(tmp_pa
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "w").rglob("result.json")}
     assert main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "w").rglob("result.json")} == before
+    # --reuse: the switch and its control at one class's chosen values. The gates are opened here (their
+    # rules are tested in tests/lab/test_gates.py): a 300-step toy base need not learn to copy
+    from prefixrl_lab import gates, reuse
+
+    monkeypatch.setattr(reuse, "COPY_RATES", (0.9,))
+    monkeypatch.setattr(reuse, "SHAPE", {"rare_steps": 1, "recurrences": 1, "classes": 1})  # a toy base can calibrate
+    monkeypatch.setattr(gates, "REUSE_BAND", (-1.0, 1.0))
+    monkeypatch.setattr(gates, "CONTROL_MAX", 1.0)
+    monkeypatch.setattr(gates, "JUMP_MIN", 0.0)
+    monkeypatch.setattr(gates, "JUMP_FACTOR", 0.0)
+    monkeypatch.setattr(gates, "knowledge", lambda m: {"greedy_pass@1": m["greedy_pass@1"], "exact_pass@1":
+                                                       m["exact_pass@1"], "factor": 10.0, "ratio": None, "ok": True})
+    monkeypatch.setattr(gates, "reachability", lambda y, lo, p80: {"expected_yield": y, "min_yield": lo,
+                                                                   "prefix80_success": p80, "prefix80_min": 0.2, "ok": True})
+    assert main(args + ["--reuse"]) == 0
+    r = json.loads((out / "last_word.json").read_text())["reuse"]
+    assert r["copy_rate"]["copy_rate"] == 0.9 and r["chosen"] == s["chosen"]
+    assert set(r["settings"]) == {"switch", "control"}
+    for name, got in r["settings"].items():
+        assert {"jump", "reuse", "knowledge", "rl_starved"} <= set(got["gates"])
+        assert got["gates"]["reuse"]["control"] == (name == "control")
+        assert got["rare_steps"] == 1 and set(got["runs"]) >= {"prefixrl", "rl", "regft-rl"}
+        assert all("strategy" in r for rs in got["runs"].values() for r in rs)
+        assert all(0 < r["exact"] <= 1 for rs in got["runs"].values() for r in rs)
+    page = (out / "last_word_results.md").read_text()
+    assert "## The reuse setting (§4)" in page and "### The control" in page and "- jump:" in page
+
+
+def test_the_copy_rate_is_the_first_whose_base_meets_the_reuse_gate(monkeypatch, tmp_path):
+    """docs/last_word.md §4: 0.5, 0.7, 0.9 in order, stopping at the first that passes (bases stubbed here:
+    the rule, not the pretraining, is under test; the bench test below pretrains real ones)."""
+    from prefixrl_lab import reuse
+    from prefixrl_lab.configs import BenchConfig
+
+    margins = {0.5: 0.1, 0.7: 0.45, 0.9: 0.95}
+    built = []
+
+    def config(cfg, operands, c):
+        built.append(c)
+        return BenchConfig("last-word", copy_rate=c, work=tmp_path, pretrain_steps=1)
+
+    monkeypatch.setattr(reuse, "setting_config", config)
+    monkeypatch.setattr(reuse, "reuse_margin", lambda sub, task: margins[sub.copy_rate])
+    monkeypatch.setattr(reuse, "deadlined", lambda task: __import__("contextlib").nullcontext(task))
+    choice = reuse.choose_copy_rate(BenchConfig("last-word"))
+    assert choice["copy_rate"] == 0.7 and built == [0.5, 0.7]  # 0.9 is never built
+    assert [t["ok"] for t in choice["tried"]] == [False, True]
+    margins[0.7] = 0.2
+    assert reuse.choose_copy_rate(BenchConfig("last-word"))["copy_rate"] is None  # 0.95 leaves no gradient

@@ -44,10 +44,12 @@ def test_every_command_that_builds_a_base_shares_the_shape_and_its_default():
         assert issubclass(cls, TaskShape)
         shape = {f.name: f.default for f in dataclasses.fields(cls) if f.name in {g.name for g in
                                                                                   dataclasses.fields(TaskShape)}}
-        assert shape == {"hard_steps": 16, "rare_steps": 4, "classes": 4, "teacher_accuracy": None}, cls
+        assert shape == {"hard_steps": 16, "rare_steps": 4, "classes": 4, "teacher_accuracy": None, "recurrences": 0,
+                         "recur_operands": "same", "copy_rate": 0.0}, cls  # the reuse switch off by default
 
 
-@pytest.mark.parametrize("bad", [{"rare_steps": 17}, {"teacher_accuracy": 1.5}, {"hard_steps": 0}])
+@pytest.mark.parametrize("bad", [{"rare_steps": 17}, {"teacher_accuracy": 1.5}, {"hard_steps": 0}, {"copy_rate": 1.5},
+                                 {"recurrences": 5}, {"recur_operands": "other", "recurrences": 1}])
 def test_a_bad_shape_is_one_bad_input_for_every_command(bad):
     for cls in (PretrainConfig, DemoConfig, BenchConfig):
         with pytest.raises(BadInput):

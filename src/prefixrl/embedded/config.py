@@ -37,6 +37,15 @@ class TaskShape:
     teacher_accuracy: float | None = None
     """Probability that the base's imperfect teacher writes a common step's value correctly (default: the
     value that puts hard pass@1 at the design rate 0.65 ** hard_steps at this --rare-steps; 0.65 with none)."""
+    recurrences: int = 0
+    """The reuse switch (docs/last_word.md §4): the last steps of a hard chain that look a rare operation up
+    again; a recurrence must agree with its operand's first use (0: none, the map's task)."""
+    recur_operands: str = "same"
+    """same: recurrences on operands of the first uses (the switch); fresh: on operands none of them has (its
+    control, where nothing before a recurrence determines it)."""
+    copy_rate: float = 0.0
+    """Probability that the teacher writes, at a lookup it made before in the same chain, what it wrote
+    there (a teacher consistent within a document, so the base can learn to reuse its context)."""
 
     def check(self) -> None:
         """The shape's values (BadInput: one line, exit 2): the chain task's own rules, and a teacher
@@ -47,6 +56,8 @@ class TaskShape:
             raise BadInput(str(e)) from None
         if not 0 < self.accuracy() <= 1:
             raise BadInput("teacher_accuracy must be in (0, 1]")
+        if not 0 <= self.copy_rate <= 1:
+            raise BadInput(f"copy_rate must be in [0, 1], got {self.copy_rate}")
 
     def accuracy(self) -> float:
         """The teacher's per-step accuracy on common steps: given, or the design value of this shape."""
@@ -56,7 +67,8 @@ class TaskShape:
         """The hard chains of this shape, with easy chains of 1 to hard_steps steps."""
         from prefixrl.data.tasks.chain import ChainTask
 
-        return ChainTask(1, self.hard_steps, self.hard_steps, rare_steps=self.rare_steps, classes=self.classes)
+        return ChainTask(1, self.hard_steps, self.hard_steps, rare_steps=self.rare_steps, classes=self.classes,
+                         recurrences=self.recurrences, recur_operands=self.recur_operands)
 
 
 @dataclass(frozen=True)
@@ -118,7 +130,7 @@ class PretrainConfig(TaskShape):
         from prefixrl.data.tasks.chain import ChainTask
 
         return ChainTask(self.easy_min_steps, self.easy_max_steps, self.hard_steps, rare_steps=self.rare_steps,
-                         classes=self.classes)
+                         classes=self.classes, recurrences=self.recurrences, recur_operands=self.recur_operands)
 
     def target(self) -> Target:
         from prefixrl.embedded.calibration import Target

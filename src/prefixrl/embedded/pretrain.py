@@ -59,7 +59,7 @@ def _pretrain(cfg: PretrainConfig, ledger: Ledger, progress: bool):
     for step in bar:
         problems = task.problems("easy", cfg.batch_size, seed=derive(cfg.seed, step))
         prompts = [render_prompt(tok, p.question) for p in problems]
-        responses = [encode_response(tok, task.noisy_solution(p, accuracy, rng)) for p in problems]
+        responses = [encode_response(tok, task.noisy_solution(p, accuracy, rng, cfg.copy_rate)) for p in problems]
         loss = sft_step(model, opt, make_batch(prompts, responses, tok.pad_token_id), ledger, "pretrain/train", n_params)
         sched.step()
         bar.set_postfix(loss=f"{loss:.3f}")
@@ -88,10 +88,15 @@ def _pretrain(cfg: PretrainConfig, ledger: Ledger, progress: bool):
     return model, tok
 
 
+# settings added after bases were made, left out of the record at these values so those bases stay reused
+INERT = {"recurrences": 0, "recur_operands": "same", "copy_rate": 0.0}
+
+
 def settings_record(cfg: PretrainConfig) -> dict:
     """What a base is a function of (recorded in prefixrl.json; `ensure_pretrained` compares it): every
     setting but where it is written and whether it may replace an older one."""
-    return {k: v for k, v in json.loads(json.dumps(asdict(cfg), default=str)).items() if k not in ("out", "overwrite")}
+    return {k: v for k, v in json.loads(json.dumps(asdict(cfg), default=str)).items()
+            if k not in ("out", "overwrite") and not (k in INERT and v == INERT[k])}
 
 
 def holds_base(cfg: PretrainConfig) -> bool:

@@ -71,14 +71,20 @@ class Forced:
 
 
 @torch.no_grad()
-def teacher_force(model, tokenizer, task, problems: list[Problem], batch_size: int = 256) -> Forced:
-    """One forward pass over every correct response (+ EOS) of every problem."""
+def teacher_force(model, tokenizer, task, problems: list[Problem], batch_size: int = 256,
+                  prefixes: list[str] | None = None) -> Forced:
+    """One forward pass over every correct response (+ EOS) of every problem. With `prefixes` (texts, one
+    per problem), each prompt is followed by its prefix and only the correct responses that begin with it
+    are forced, from there on: exact success after the prefix."""
     if not supports_exact(task):
         raise BadInput(f"task {task.name!r} cannot list its correct responses; exact regime measurement needs a "
                        "task that can")
     model.eval()
-    rows = [(i, encode_response(tokenizer, r)) for i, p in enumerate(problems) for r in task.correct_responses(p)]
-    prompts = [render_prompt(tokenizer, p.question) for p in problems]
+    prefixes = prefixes or [""] * len(problems)
+    rows = [(i, encode_response(tokenizer, r[len(prefixes[i]):])) for i, p in enumerate(problems)
+            for r in task.correct_responses(p) if r.startswith(prefixes[i])]
+    prompts = [render_prompt(tokenizer, p.question) + encode_response(tokenizer, pre, eos=False) if pre else
+               render_prompt(tokenizer, p.question) for p, pre in zip(problems, prefixes)]
     logits, targets, row_of_token = [], [], []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
@@ -160,3 +166,37 @@ def rare_knowledge(model, tokenizer, task, problems: list[Problem]) -> float | N
     mass = [float(probs[i, len(prompts[i]) + offset - 1, list(admissible)].sum())
             for i, p in enumerate(problems) for offset, admissible in targets[p.id]]
     return sum(mass) / len(mass)
+
+
+def after_prefix(model, tokenizer, task, problems: list[Problem], fraction: float) -> torch.Tensor:
+    """Exact success [P] of each problem after the first `fraction` of the characters of its reference
+    response (`task.solution`) as the start of the model's own response (one token per character)."""
+    texts = [task.solution(p) for p in problems]
+    prefixes = [t[: int(fraction * len(t))] for t in texts]
+    if any(len(encode_response(tokenizer, t, eos=False)) != len(t) for t in prefixes):
+        raise BadInput(f"after_prefix needs one token per character; {type(tokenizer).__name__} is not")
+    return teacher_force(model, tokenizer, task, problems, prefixes=prefixes).pass1()
+
+
+@torch.no_grad()
+def reuse_margin(model, tokenizer, task, problems: list[Problem]) -> float | None:
+    """Mean, over the recurrences of the reference responses, of the model's probability of the value the
+    reference writes there minus that of the other admissible value (teacher-forced). In the reuse switch
+    the first is a copy of the operand's first use: the margin says whether copying works (near 1: always,
+    leaving no gradient) and whether there is something to learn. In the control nothing before a
+    recurrence names either value, so it should be about 0. None for a task without recurrences."""
+    targets = {p.id: task.recurrence_targets(p) for p in problems} if hasattr(task, "recurrence_targets") else {}
+    if not any(targets.values()):
+        return None
+    model.eval()
+    texts = [task.solution(p) for p in problems]
+    responses = [encode_response(tokenizer, t, eos=False) for t in texts]
+    if any(len(r) != len(t) for r, t in zip(responses, texts)):
+        raise BadInput(f"reuse_margin needs one token per character; {type(tokenizer).__name__} is not")
+    digit = torch.tensor([tokenizer.convert_tokens_to_ids(str(d)) for d in range(10)])
+    prompts = [render_prompt(tokenizer, p.question) for p in problems]
+    batch = make_batch(prompts, responses, tokenizer.pad_token_id, device_of(model))
+    probs = torch.softmax(model(input_ids=batch.ids).logits.float(), dim=-1)[..., digit.to(batch.ids.device)].cpu()
+    margins = [float(probs[i, len(prompts[i]) + offset - 1, copied] - probs[i, len(prompts[i]) + offset - 1, other])
+               for i, p in enumerate(problems) for offset, copied, other in targets[p.id]]
+    return sum(margins) / len(margins)

@@ -39,20 +39,27 @@ def page(res: dict) -> list[str]:
              f"hard-heldout problems, {cfg['seeds']} reported seeds; {res.get('torch_threads', '?')} torch thread(s).",
              ""]
     for s in res["settings"].values():
-        lines += setting(s)
+        lines += setting(s, f"## K = {s['rare_steps']}, classes = {s['classes']}")
+    if "reuse" in res:
+        lines += reuse(res["reuse"])
     return lines
 
 
-def setting(s: dict) -> list[str]:
-    runs_tuned = sum(len(t["candidates"]) for t in s["tuning"].values())
-    lines = [f"## K = {s['rare_steps']}, classes = {s['classes']}", "",
-             f"Base pretrained {s['pretrain_steps']} steps. Wall-clock of this setting, every invocation summed: "
-             f"{s['seconds'] / 60:.0f} min.", "", "### The verdict (§6)", ""]
+def setting(s: dict, title: str) -> list[str]:
+    lines = [title, "", f"Base pretrained {s['pretrain_steps']} steps. Wall-clock of this setting, every invocation "
+             f"summed: {s['seconds'] / 60:.0f} min.", "", "### The verdict (§6)", ""]
     for name, v in s["verdict"].items():
         ratios = ", ".join(_f(r, "{:.2f}") for r in v["ratios"])
         lines.append(f"- Against {name}: PrefixRL ÷ it per seed {ratios}; geometric mean {_f(v['geo_mean'], '{:.2f}')}: "
                      f"**{v['words']}**.")
-    lines += ["", "### Equal tuning (§1)", "",
+    if "tuning" in s:
+        lines += tuning(s)
+    return lines + runs(s)
+
+
+def tuning(s: dict) -> list[str]:
+    runs_tuned = sum(len(t["candidates"]) for t in s["tuning"].values())
+    lines = ["", "### Equal tuning (§1)", "",
               f"Every method: {_candidates(s)} candidates, each a full-budget run at seed 100, chosen by exact pass@1 on "
               f"{s['validation_problems']} validation problems (hard-heldout problems of data seed 1, none of them "
               f"a reported or training problem); ties to the smaller value. The {runs_tuned} candidate runs are "
@@ -64,8 +71,12 @@ def setting(s: dict) -> list[str]:
         fixed = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in t["fixed"].items()) or "–"
         pick = s["chosen"]["sft_depth"] if label == "sft-rl depth" else _f(chosen.get(label), "{:g}")
         lines.append(f"| {label} | {t['field']} | {fixed} | {cands} | {pick} |")
+    return lines
+
+
+def runs(s: dict) -> list[str]:
     seeds = [r["seed"] for r in next(iter(s["runs"].values()))]
-    lines += ["", f"### Reported runs (seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))})", "",
+    lines = ["", f"### Reported runs (seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))})", "",
               "| method | exact heldout pass@1 (± std) | per seed | rare-step knowledge | groups with signal | "
               "correct samples per TFLOP | steps |", "|---|---|---|---|---|---|---|"]
     for label, t in s["table"].items():
@@ -93,7 +104,46 @@ def setting(s: dict) -> list[str]:
         lines += ["", "ReGFT's completions per seed (kept of sampled): " + "; ".join(
             f"{k['kept']} of {k['sampled']} ({k['problems']} problems)" for k in kept if k) + "."]
     lines += ["", f"The SFT→RL depth compared against PrefixRL: **{s['chosen']['sft_depth']}** (validation exact "
-              "pass@1: " + ", ".join(f"{d} {_f(v)}" for d, v in s["chosen"]["depth_scores"].items()) + ").", "",
-              "### Gates at this setting (docs/regimes.md)", ""]
-    lines += gate_lines(s["gates"])[2:] + [""]  # its own heading dropped: this one names the setting
+              "pass@1: " + ", ".join(f"{d} {_f(v)}" for d, v in s["chosen"]["depth_scores"].items()) + ").", ""]
+    follow = [(label, r["seed"], r["strategy"]) for label, rs in s["runs"].items() for r in rs if r.get("strategy")]
+    if follow:
+        lines += ["Solves off their trace's path (hard-train, 16 samples per problem, final policies; the share of "
+                  "solves whose rare-step choices differ from the trace's): " + "; ".join(
+                      f"{_name(label)} seed {seed}: {_f(st['differ_share'], '{:.2f}')} of {st['solves']}"
+                      for label, seed, st in follow) + ".", ""]
+    lines += ["### Gates at this setting (docs/regimes.md)", ""]
+    lines += gate_lines(s["gates"])[2:] + reuse_gate_lines(s["gates"]) + [""]  # gate_lines' heading dropped
+    return lines
+
+
+def reuse_gate_lines(g: dict) -> list[str]:
+    out = []
+    if "jump" in g:
+        j = g["jump"]
+        out.append(f"- jump: exact success after the 80 % prefix {j['after80_exact']:.3f} ≥ {j['min']} and ≥ "
+                   f"{j['factor']:g} × unprefixed {j['unprefixed_exact']:.2e}: {'**pass**' if j['ok'] else '**FAIL**'}")
+    if "reuse" in g:
+        r = g["reuse"]
+        want = (f"|margin| ≤ {r['control_max']}" if r["control"] else f"margin in [{r['band'][0]}, {r['band'][1]}]")
+        out.append(f"- reuse: P(the first use's value) − P(the other admissible value) at the recurrence "
+                   f"{r['margin']:.3f}, {want}: {'**pass**' if r['ok'] else '**FAIL**'}")
+    return out
+
+
+def reuse(r: dict) -> list[str]:
+    lines = ["## The reuse setting (§4)", "",
+             "3 first uses and 1 recurrence at one class (docs/last_word.md §4). The teacher's copy rate, the first "
+             "whose calibrated switch base meets the reuse gate:", "",
+             "| copy rate | base steps | reuse margin | gate |", "|---|---|---|---|"]
+    for t in r["copy_rate"]["tried"]:
+        margin = _f(t.get("margin"), "{:.3f}") if "margin" in t else t.get("error", "–")
+        lines.append(f"| {t['copy_rate']:g} | {t.get('pretrain_steps', '–')} | {margin} | "
+                     f"{'pass' if t['ok'] else 'fail'} |")
+    lines += ["", f"Chosen: {_f(r['copy_rate']['copy_rate'], '{:g}')}.", ""]
+    for name, g in (r.get("gates") or {}).items():
+        if name not in r["settings"]:
+            lines += [f"### {name}: gates, measured before any method (no method ran)", ""]
+            lines += gate_lines(g)[2:] + reuse_gate_lines(g) + [""]
+    for name, s in r["settings"].items():
+        lines += setting(s, f"### The {name}" + (" (recurrence on a fresh operand)" if name == "control" else ""))
     return lines

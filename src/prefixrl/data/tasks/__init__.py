@@ -23,7 +23,9 @@ def task_spec(task) -> dict:
     import dataclasses
 
     task = getattr(task, "inner", task)
-    fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.name not in ("name", "splits")}
+    inert = getattr(task, "inert", {})  # settings added later, left out at their defaults: old specs stay equal
+    fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.name not in ("name", "splits")
+              and not (f.name in inert and getattr(task, f.name) == inert[f.name])}
     return {"name": task.name, **fields}
 
 

@@ -26,6 +26,15 @@ a lookup ``v ∈ {A_c[y], B_c[y]}`` from two fixed tables of the problem's class
 `classes` in all. The teacher never knew them (it writes a uniformly random digit there), so the base
 does not know them at any temperature, only within-class successes can teach them, and each rare step
 admits two values, so a problem has 2^K correct responses and a trace is one witness among them.
+
+The reuse switch, `recurrences` R (docs/last_word.md §4). In the paper the prefix reveals something the
+model's own completion then uses again; with R = 0 nothing revealed before the cut is needed after it.
+With R > 0 the last R steps of a hard chain look up the class's rare operation again: with
+`recur_operands="same"` on operands of the K first uses (distinct), and a recurrence must agree with the
+table its operand's first use chose, so a prefix past the first uses makes it copyable; with "fresh" (the
+control) on operands no first use has, which nothing before them determines. The teacher copies its own
+first-use value at a recurring operand with probability `copy_rate` (`noisy_solution`), so a base can
+learn to reuse what its context says.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import itertools
 import random
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 from prefixrl.data.tasks.base import Problem, Verdict
 
@@ -75,24 +85,40 @@ class Chain:
         """The reference witness: table A at every rare step."""
         return self.path((0,) * sum(op in RARE for op, _ in self.steps))
 
-    def path(self, choices: tuple[int, ...]) -> list[int]:
-        """The running values when rare step k uses table choices[k] (0 = A, 1 = B)."""
-        out, x, k = [], self.start, 0
+    def choices(self, agree: bool = False) -> int:
+        """Rare steps that choose a table: all of them, or with `agree` only each lookup's first use."""
+        rare = [(op, y) for op, y in self.steps if op in RARE]
+        return len(set(rare)) if agree else len(rare)
+
+    def path(self, choices: tuple[int, ...], agree: bool = False) -> list[int]:
+        """The running values when the k-th choosing rare step uses table choices[k] (0 = A, 1 = B); with
+        `agree`, a repeated lookup writes what its first use wrote."""
+        out, x, k, first = [], self.start, 0, {}
         for op, y in self.steps:
-            if op in RARE:
+            if op in RARE and agree and (op, y) in first:
+                x = first[(op, y)]
+            elif op in RARE:
                 x, k = rare_tables(op)[choices[k]][y], k + 1
+                first[(op, y)] = x
             else:
                 x = _apply(op, x, y)
             out.append(x)
         return out
 
-    def consistent(self, values: list[int]) -> bool:
-        """True iff `values` are the running values of some correct response (any table at any rare step)."""
+    def consistent(self, values: list[int], agree: bool = False) -> bool:
+        """True iff `values` are the running values of some correct response (any table at any rare step;
+        with `agree`, a repeated lookup must write what its first use wrote)."""
         if len(values) != len(self.steps):
             return False
-        x = self.start
+        x, first = self.start, {}
         for (op, y), v in zip(self.steps, values):
-            allowed = (rare_tables(op)[0][y], rare_tables(op)[1][y]) if op in RARE else (_apply(op, x, y),)
+            if op in RARE and agree and (op, y) in first:
+                allowed = (first[(op, y)],)
+            elif op in RARE:
+                allowed = (rare_tables(op)[0][y], rare_tables(op)[1][y])
+                first[(op, y)] = v
+            else:
+                allowed = (_apply(op, x, y),)
             if v not in allowed:
                 return False
             x = v
@@ -126,8 +152,12 @@ class ChainTask:
     ops: str = "+-"
     rare_steps: int = 0
     classes: int = 4
+    recurrences: int = 0
+    recur_operands: str = "same"
     name: str = "chain"
     splits: tuple[str, ...] = ("easy", "hard_train", "hard_heldout")
+    # settings left out of the task's spec at these values, so tasks made before they existed keep theirs
+    inert: ClassVar[dict] = {"recurrences": 0, "recur_operands": "same"}
 
     def __post_init__(self) -> None:
         if not 1 <= self.easy_min_steps <= self.easy_max_steps:
@@ -140,6 +170,15 @@ class ChainTask:
             raise ValueError("chain: rare_steps must be in [0, hard_steps)")
         if not 1 <= self.classes <= len(RARE):
             raise ValueError(f"chain: classes must be in [1, {len(RARE)}]")
+        if self.recur_operands not in ("same", "fresh"):
+            raise ValueError(f"chain: recur_operands must be same or fresh, got {self.recur_operands!r}")
+        if self.recurrences:
+            room = self.rare_steps if self.recur_operands == "same" else MOD - self.rare_steps
+            if not (self.rare_steps >= 1 and 1 <= self.recurrences <= room
+                    and self.rare_steps + self.recurrences < self.hard_steps):
+                raise ValueError(f"chain: {self.recurrences} recurrence(s) need rare_steps >= 1, at most "
+                                 f"{room} recurrences with {self.recur_operands} operands, and rare_steps + "
+                                 "recurrences < hard_steps")
 
     @property
     def slots(self) -> int:
@@ -152,23 +191,41 @@ class ChainTask:
 
     @property
     def rare_block(self) -> range:
-        """Steps of a hard chain that are rare. The block is centred on 60 % of the chain, the middle of the
-        paper's cut band [40 %, 80 %] (§3.3), so a cut in the band can reveal part of the hard part."""
-        start = min(self.hard_steps - self.rare_steps, max(0, round(0.6 * self.hard_steps - self.rare_steps / 2)))
+        """Steps of a hard chain that are rare (the first uses, with recurrences). The block is centred on
+        60 % of the chain, the middle of the paper's cut band [40 %, 80 %] (§3.3), so a cut in the band can
+        reveal part of the hard part; it ends before the recurrences, the chain's last steps."""
+        last = self.hard_steps - self.rare_steps - self.recurrences
+        start = min(last, max(0, round(0.6 * self.hard_steps - self.rare_steps / 2)))
         return range(start, start + self.rare_steps)
+
+    @property
+    def recur_block(self) -> range:
+        """Steps of a hard chain that look a rare operation up again: its last `recurrences` steps."""
+        return range(self.hard_steps - self.recurrences, self.hard_steps)
+
+    @property
+    def agree(self) -> bool:
+        """Whether a repeated lookup must write what its first use wrote (the reuse switch)."""
+        return self.recurrences > 0 and self.recur_operands == "same"
+
+    @property
+    def lookups(self) -> int:
+        """Rare lookups of a hard chain the design counts as guesses (a recurrence counted as one, so that
+        the switch and its control share one teacher and one design pass rate)."""
+        return self.rare_steps + self.recurrences
 
     def teacher_pass1(self, accuracy: float) -> float:
         """Hard pass@1 of a base that learned its teacher exactly: common steps right with probability
         `accuracy`, rare steps guessed uniformly (ADMISSIBLE of MOD digits are right)."""
-        return accuracy ** (self.hard_steps - self.rare_steps) * (ADMISSIBLE / MOD) ** self.rare_steps
+        return accuracy ** (self.hard_steps - self.lookups) * (ADMISSIBLE / MOD) ** self.lookups
 
     def design_accuracy(self) -> float:
         """The teacher accuracy on common steps that puts hard pass@1 at the design value
         DESIGN_PASS1_STEP ** hard_steps at this knob setting (0.65 with no rare steps)."""
         target = DESIGN_PASS1_STEP ** self.hard_steps
-        acc = (target / (ADMISSIBLE / MOD) ** self.rare_steps) ** (1.0 / (self.hard_steps - self.rare_steps))
+        acc = (target / (ADMISSIBLE / MOD) ** self.lookups) ** (1.0 / (self.hard_steps - self.lookups))
         if acc > 1:
-            raise ValueError(f"chain: {self.rare_steps} rare steps alone are rarer than the design pass rate "
+            raise ValueError(f"chain: {self.lookups} rare lookups alone are rarer than the design pass rate "
                              f"{target:.1e}; use fewer rare steps")
         return acc
 
@@ -177,12 +234,34 @@ class ChainTask:
         if not self.rare_steps:  # the shared-skill end draws exactly what the task always drew
             return chain, None
         cls = rng.randrange(self.classes)
+        if self.recurrences:
+            return self._recurring(rng, chain, cls, hard), cls
         # Hard chains: the rare block. Easy (pretraining) chains: each step rare with the block's share,
         # so the base sees every rare operation, at every position, with a teacher that does not know it.
         rare = set(self.rare_block) if hard else {i for i in range(n_steps)
                                                   if rng.random() < self.rare_steps / self.hard_steps}
         steps = tuple((RARE[cls], y) if i in rare else (op, y) for i, (op, y) in enumerate(chain.steps))
         return Chain(chain.start, steps), cls
+
+    def _recurring(self, rng: random.Random, chain: Chain, cls: int, hard: bool) -> Chain:
+        """The reuse switch's chains. Hard: the first uses on distinct operands, then the recurrences on
+        some of them ("same") or on operands none of them has ("fresh"). Easy (pretraining, the same for
+        switch and control): each step rare with the lookups' share, and a rare step repeats an earlier
+        rare operand with probability 1/2, so the base sees lookups recur and its teacher be consistent."""
+        steps = list(chain.steps)
+        if hard:
+            first = rng.sample(range(MOD), self.rare_steps)
+            pool = first if self.recur_operands == "same" else [d for d in range(MOD) if d not in first]
+            for i, y in zip(list(self.rare_block) + list(self.recur_block), first + rng.sample(pool, self.recurrences)):
+                steps[i] = (RARE[cls], y)
+            return Chain(chain.start, tuple(steps))
+        seen: list[int] = []
+        for i, (_, y) in enumerate(steps):
+            if rng.random() < self.lookups / self.hard_steps:
+                y = rng.choice(seen) if seen and rng.random() < 0.5 else y
+                steps[i] = (RARE[cls], y)
+                seen.append(y)
+        return Chain(chain.start, tuple(steps))
 
     def problems(self, split: str, n: int, seed: int) -> list[Problem]:
         if split not in self.splits:
@@ -212,8 +291,8 @@ class ChainTask:
         rare step (2^K; exactly one with no rare steps). This is what makes the regime exactly measurable
         (`prefixrl.rl.exact`)."""
         chain = Chain.parse(problem.question)
-        k = sum(op in RARE for op, _ in chain.steps)
-        return sorted({render_response(chain.path(c)) for c in itertools.product((0, 1), repeat=k)})
+        return sorted({render_response(chain.path(c, self.agree))
+                       for c in itertools.product((0, 1), repeat=chain.choices(self.agree))})
 
     def steps(self, problem: Problem) -> int:
         """Reasoning steps in a problem (the per-step probability is pass@1 to the power 1/steps)."""
@@ -223,27 +302,45 @@ class ChainTask:
         """Per rare step of the reference response (`solution`): the character offset of its value and
         the two values it admits. What `regime.rare_knowledge` scores: the missing knowledge itself."""
         chain = Chain.parse(problem.question)
+        later = set(self.recur_block) if self.recurrences else set()  # recurrences: `recurrence_targets`
         return [(2 * i, (rare_tables(op)[0][y], rare_tables(op)[1][y]))
-                for i, (op, y) in enumerate(chain.steps) if op in RARE]
+                for i, (op, y) in enumerate(chain.steps) if op in RARE and i not in later]
+
+    def recurrence_targets(self, problem: Problem) -> list[tuple[int, int, int]]:
+        """Per recurrence of the reference response (`solution`, table A at every first use): the character
+        offset of its value, the value the reference writes there and the other admissible one. In the
+        switch the first is a copy of the first use; in the control nothing before it names either."""
+        chain = Chain.parse(problem.question)
+        return [(2 * i, rare_tables(op)[0][y], rare_tables(op)[1][y])
+                for i, (op, y) in enumerate(chain.steps) if op in RARE and i in set(self.recur_block)]
 
     def witness(self, problem: Problem, response: str) -> tuple[int, ...] | None:
         """The table chosen at each rare step of a correct `response` (0 = A, 1 = B), or None: what a
         "strategy" is here, so that a solve can be compared with the trace it was conditioned on."""
         chain = Chain.parse(problem.question)
         values = _values(response)
-        if values is None or not chain.consistent(values):
+        if values is None or not chain.consistent(values, self.agree):
             return None
-        return tuple(int(v != rare_tables(op)[0][y]) for (op, y), v in zip(chain.steps, values) if op in RARE)
+        chosen, seen = [], set()
+        for (op, y), v in zip(chain.steps, values):
+            if op in RARE and not (self.agree and (op, y) in seen):
+                chosen.append(int(v != rare_tables(op)[0][y]))
+                seen.add((op, y))
+        return tuple(chosen)
 
-    def noisy_solution(self, problem: Problem, accuracy: float, rng: random.Random) -> str:
+    def noisy_solution(self, problem: Problem, accuracy: float, rng: random.Random, copy_rate: float = 0.0) -> str:
         """An imperfect teacher: each common step value is right with probability `accuracy`, else a
         random wrong digit; a rare step is a uniformly random digit (the teacher does not know the rare
-        operations). Later steps continue from the value actually written (errors compound)."""
+        operations), except that at a lookup it made before in the same chain it writes what it wrote
+        there with probability `copy_rate` (consistent within a document: the reuse switch's teacher).
+        Later steps continue from the value actually written (errors compound)."""
         chain = Chain.parse(problem.question)
-        values, x = [], chain.start
+        values, x, first = [], chain.start, {}
         for op, y in chain.steps:
             if op in RARE:
-                x = rng.randrange(MOD)
+                # copy_rate 0 draws nothing extra: the teacher of every earlier base is unchanged
+                x = first[(op, y)] if (op, y) in first and copy_rate and rng.random() < copy_rate else rng.randrange(MOD)
+                first.setdefault((op, y), x)
             else:
                 x = _apply(op, x, y)
                 if rng.random() >= accuracy:
@@ -270,7 +367,7 @@ class ChainTask:
             return Verdict.NO_ANSWER
         # Every step must be present and consistent: no credit for a lucky final digit.
         values = _values(response)
-        return Verdict.CORRECT if values is not None and chain.consistent(values) else Verdict.INCORRECT
+        return Verdict.CORRECT if values is not None and chain.consistent(values, self.agree) else Verdict.INCORRECT
 
 
 def _values(response: str) -> list[int] | None:
