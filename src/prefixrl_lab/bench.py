@@ -1,5 +1,5 @@
 """`prefixrl bench WHICH`: claims the work and report folders, then runs one bench (paper, cross-family,
-regimes, last-word, perf); each lives in a module of its own."""
+regimes, last-word, in-context, perf); each lives in a module of its own."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from prefixrl.io.outputs import Output, claim
 from prefixrl_lab import pipeline
 from prefixrl_lab.configs import BENCHES, BenchConfig
 from prefixrl_lab.cross_family import run_cross_family
+from prefixrl_lab.in_context import run_in_context
 from prefixrl_lab.last_word import run_last_word
 from prefixrl_lab.paper import run_paper
 from prefixrl_lab.perf import run_perf
@@ -31,6 +32,8 @@ def _bench(cfg: BenchConfig) -> dict:
         return run_regimes(cfg.resolved())
     if cfg.which == "last-word":  # likewise, per class count
         return run_last_word(cfg.resolved())
+    if cfg.which == "in-context":
+        return run_in_context(cfg.resolved())
     with deadlined(pipeline.base_config(cfg.work / "base", cfg).task()) as task:
         if cfg.which == "perf":
             return run_perf(cfg, task)  # --quick there means fewer prompts, not the paper bench's settings

@@ -73,7 +73,7 @@ QUICK = {"train_problems": 16, "heldout_problems": 32, "base_samples": 16, "rl_s
 
 
 BENCHES = {"paper": "results.md", "cross-family": "cross_family.md", "perf": "performance.md", "regimes": "regimes.md",
-           "last-word": "last_word_results.md"}
+           "last-word": "last_word_results.md", "in-context": "in_context.md"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,8 @@ class BenchConfig(TaskShape):
     training and rejection-sampling speed, side by side → performance.md) or regimes (paper at each setting
     of the regime knob --rare-steps and of --class-axis, with the regime gates → regimes.md) or last-word
     (docs/last_word.md's equal tuning, SFT depths and ReGFT at K = --rare-steps and each --class-axis count
-    → last_word_results.md)."""
+    → last_word_results.md) or in-context (the paper's in-context experiment in the reuse switch's task,
+    docs/last_word.md §5 → in_context.md; shares --work with last-word)."""
     json: Path | None = None
     """perf: also write the figures as JSON to this file."""
     out: Path = Path("runs/bench")
@@ -132,7 +133,7 @@ class BenchConfig(TaskShape):
 
     def resolved(self) -> BenchConfig:
         cfg = self
-        if self.which == "last-word":  # its methods and grids are docs/last_word.md's, fixed before the runs
+        if self.which in ("last-word", "in-context"):  # docs/last_word.md's methods and grids, fixed before the runs
             return replace(self, seeds=2, train_problems=16, heldout_problems=32, flops_budget=1e12) if self.quick else self
         if self.quick and self.which == "regimes":  # the two ends of the knob, the three methods the map is about
             cfg = replace(self, seeds=1, train_problems=16, heldout_problems=32, flops_budget=1e12, passk_samples=16,

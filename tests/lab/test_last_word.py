@@ -109,6 +109,20 @@ def test_last_word_bench_tunes_every_method_alike_and_reports_the_verdict(tmp_pa
         assert all(0 < r["exact"] <= 1 for rs in got["runs"].values() for r in rs)
     page = (out / "last_word_results.md").read_text()
     assert "## The reuse setting (§4)" in page and "### The control" in page and "- jump:" in page
+    # bench in-context in the same work folder: the same copy-rate choice and base, one class's lrs, the pair
+    # gates opened as the reuse gates were (their rule: test_the_pair_is_the_first_that_meets_the_gates)
+    from prefixrl_lab import in_context
+
+    monkeypatch.setattr(in_context, "P_ALONE_MAX", 1.0)
+    monkeypatch.setattr(in_context, "WITH_PREFIX_MIN", 0.0)
+    monkeypatch.setattr(in_context, "STEPS", 3)
+    assert main(["bench", "in-context"] + args[2:]) == 0
+    ic = json.loads((out / "in_context.json").read_text())
+    assert ic["pair"]["gates"]["scanned"] == 1 and ic["lr"] == s["chosen"]["lr"]
+    pre, plain = ic["runs"]["prefixrl"][0], ic["runs"]["rl"][0]
+    assert pre["steps"] == 3 and plain["flops"] >= pre["flops"]  # standard RL spends at least PrefixRL's FLOPs
+    assert all(0 < r[k] <= 1 for r in (pre, plain, ic["base"]) for k in ("p2", "p3", "p2_after_p3", "heldout"))
+    assert "| PrefixRL, seed 0 |" in (out / "in_context.md").read_text()
 
 
 def test_the_copy_rate_is_the_first_whose_base_meets_the_reuse_gate(monkeypatch, tmp_path):
@@ -132,3 +146,44 @@ def test_the_copy_rate_is_the_first_whose_base_meets_the_reuse_gate(monkeypatch,
     assert [t["ok"] for t in choice["tried"]] == [False, True]
     margins[0.7] = 0.2
     assert reuse.choose_copy_rate(BenchConfig("last-word"))["copy_rate"] is None  # 0.95 leaves no gradient
+
+
+def test_p3_is_the_start_of_p2_and_its_worked_steps_the_start_of_p2s_response():
+    from prefixrl_lab.in_context import pair_of
+
+    task = ChainTask(hard_steps=16, rare_steps=3, classes=1, recurrences=1)
+    for p2 in task.problems("hard_train", 8, 0):
+        p3, steps = pair_of(task, p2)
+        assert p2.question.startswith(p3.question.rstrip(".")) and len(p3.question) == len(p2.question)
+        assert task.solution(p2).startswith(steps) and steps.count(" ") == 11  # through the last first use
+        assert task.solution(p3).startswith(steps.rstrip()) and task.verify(p3, task.solution(p3)).value == "correct"
+        assert len(task.correct_responses(p3)) == 2 ** 3
+
+
+def test_the_pair_is_the_first_that_meets_the_gates(monkeypatch):
+    """docs/last_word.md §5: scanned in order; P2 and P3 alone at most 1e-3 and P2 after P3's steps at least
+    0.2 (exact figures stubbed here: the rule is under test)."""
+    import torch
+
+    from prefixrl_lab import in_context
+
+    task = ChainTask(hard_steps=16, rare_steps=3, classes=1, recurrences=1)
+    cands = task.problems("hard_train", 4, 0)
+    p3s = [in_context.pair_of(task, p)[0] for p in cands]
+    alone = {p.question: x for p, x in zip(cands, [2e-3, 5e-4, 5e-4, 1e-4])}  # P2 alone: candidate 0 too likely
+    alone.update({p.question: x for p, x in zip(p3s, [5e-4, 2e-3, 5e-4, 1e-4])})  # P3 alone: candidate 1 too likely
+    after = [0.5, 0.5, 0.1, 0.3]  # candidate 2: the prefix does not lift P2 to 0.2
+
+    class Forced:
+        def pass1(self):
+            return torch.tensor(after, dtype=torch.float64)
+
+    monkeypatch.setattr(in_context.exact, "problem_pass1",
+                        lambda m, t, task, ps: torch.tensor([alone[p.question] for p in ps], dtype=torch.float64))
+    monkeypatch.setattr(in_context.exact, "teacher_force", lambda m, t, task, ps, prefixes: Forced())
+    pair = in_context.find_pair(None, None, task, cands)
+    assert pair["index"] == 3 and pair["gates"]["scanned"] == 4 and pair["p3"] == p3s[3]
+    alone[p3s[1].question] = 1e-3  # at the threshold: it passes, and comes first
+    assert in_context.find_pair(None, None, task, cands)["index"] == 1
+    after[:] = [0.1] * 4
+    assert in_context.find_pair(None, None, task, cands) is None

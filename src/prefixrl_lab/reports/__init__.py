@@ -9,6 +9,7 @@ again (the plots are drawn by the runs themselves: they need per-step logs the J
 | cross-family | cross_family.json | cross_family.md |
 | regimes | regimes.json | regimes.md (below its marker) |
 | last-word | last_word.json | last_word_results.md |
+| in-context | in_context.json | in_context.md |
 | perf | performance.json | performance.md |
 | theory | results.json | results.md |
 """
@@ -20,10 +21,11 @@ from pathlib import Path
 
 
 def writers() -> dict:
-    from prefixrl_lab.reports import cross_family, demo, last_word, paper, perf, regime_map, theory
+    from prefixrl_lab.reports import cross_family, demo, in_context, last_word, paper, perf, regime_map, theory
 
     return {"demo": demo.write, "paper": paper.write, "cross-family": cross_family.write,
-            "regimes": regime_map.write, "last-word": last_word.write, "perf": perf.write, "theory": theory.write}
+            "regimes": regime_map.write, "last-word": last_word.write,
+            "in-context": in_context.write, "perf": perf.write, "theory": theory.write}
 
 
 def save(path: Path, data: dict) -> None:
