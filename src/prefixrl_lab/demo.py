@@ -243,4 +243,5 @@ def verdict(methods: dict, samples: dict[str, int]) -> str:
             word = "level with" if a == b else "within noise of" if abs(a - b) < 2 * se else ("above" if a > b else "BELOW")
             parts.append(f"on {where}, PrefixRL ends {word} {label} ({a:.4f} vs {b:.4f}, ±{2 * se:.4f} at 2 SE)")
         sentences.append("; ".join(parts))
-    return "At equal total FLOPs (rejection sampling charged to PrefixRL and SFT→RL): " + ". ".join(sentences) + "."
+    sentences = [x[0].upper() + x[1:] for x in sentences]
+    return "At equal total FLOPs (rejection sampling charged to PrefixRL and SFT→RL). " + ". ".join(sentences) + "."

@@ -16,6 +16,7 @@ last step looks up an operand nothing before it names.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import replace
 
 from prefixrl.data.verifier import deadlined
@@ -74,16 +75,16 @@ def run_reuse(cfg, chosen: dict) -> dict:
     out = {"copy_rate": copy, "chosen": chosen, "settings": {}}
     if copy["copy_rate"] is None:
         return out
-    subs = {name: setting_config(cfg, operands, copy["copy_rate"])
-            for name, operands in (("switch", "same"), ("control", "fresh"))}
-    measured = {}
-    for name, sub in subs.items():
-        with deadlined(pipeline.base_config(sub.work / "base", sub).task()) as task:
-            measured[name] = setting_gates(Setting(sub, task), control=name == "control")
-    out["gates"] = measured
-    if not all(g["ok"] for m in measured.values() for g in m.values()):
-        return out  # a setting outside its gates is reported, and no method runs on it
-    for name, sub in subs.items():
-        with deadlined(pipeline.base_config(sub.work / "base", sub).task()) as task:
-            out["settings"][name] = Setting(sub, task).report(chosen, strategy=True, gates=measured[name])
+    with ExitStack() as pools:  # both settings' verifier pools open until both have run
+        settings = {}
+        for name, operands in (("switch", "same"), ("control", "fresh")):
+            sub = setting_config(cfg, operands, copy["copy_rate"])
+            settings[name] = Setting(sub, pools.enter_context(deadlined(pipeline.base_config(sub.work / "base",
+                                                                                              sub).task())))
+        measured = {name: setting_gates(s, control=name == "control") for name, s in settings.items()}
+        out["gates"] = measured
+        if not all(g["ok"] for m in measured.values() for g in m.values()):
+            return out  # a setting outside its gates is reported, and no method runs on it
+        for name, s in settings.items():
+            out["settings"][name] = s.report(chosen, strategy=True, gates=measured[name])
     return out

@@ -26,6 +26,10 @@ def test_the_recurrence_is_the_last_step_on_a_first_use_operand_or_on_a_fresh_on
             first = [steps[i][1] for i in (8, 9, 10)]
             assert len(set(first)) == 3  # distinct first uses: a recurrence names one of them unambiguously
             assert (steps[15][1] in first) == (operands == "same")
+            assert (steps[15] == steps[15 - task.recur_distance]) == (operands == "same")  # at a fixed distance
+    # switch and control draw the same chains but for the recurrence's operand
+    pairs = zip(switch("same").problems("hard_train", 32, 0), switch("fresh").problems("hard_train", 32, 0))
+    assert all(a.question[:-1] == b.question[:-1] and a.question[-1] != b.question[-1] for a, b in pairs)
 
 
 def test_a_recurrence_must_agree_with_its_first_use_in_the_switch_only():
@@ -96,3 +100,19 @@ def test_rare_targets_are_the_first_uses_and_recurrence_targets_the_last_step():
     [(offset, copied, other)] = task.recurrence_targets(p)
     values = Chain.parse(p.question).values
     assert offset == 30 and copied == values[15] and other != copied
+
+
+def test_a_base_pretrained_on_the_switch_names_it_to_every_later_stage(tmp_path):
+    """prefixrl.json's task is what eval, collect and train read: a switch base must carry the switch (it
+    did not, at first: the task was written field by field), and a base without it stays as it was."""
+    from conftest import pretrain_tiny
+
+    from prefixrl.cli.policy import load_policy
+
+    pretrain_tiny(tmp_path / "switch", 2, 6, "--rare-steps", "2", "--recurrences", "1", "--classes", "1",
+                  "--recur-operands", "fresh", "--copy-rate", "0.9", "--teacher-accuracy", "0.9")
+    _, _, task = load_policy(tmp_path / "switch", None)
+    assert (task.recurrences, task.recur_operands) == (1, "fresh")
+    pretrain_tiny(tmp_path / "plain", 2, 6)
+    meta = __import__("json").loads((tmp_path / "plain" / "prefixrl.json").read_text())
+    assert "recurrences" not in meta["task"] and "copy_rate" not in meta["pretrain"]

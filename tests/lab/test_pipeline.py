@@ -36,7 +36,7 @@ def test_stages_end_to_end(base, capsys):
                  "--import-file", str(d / "ext.jsonl")]) == 0
     assert main(["prefixes", "--model", model, "--traces", str(d / "traces.parquet"), "--out", str(d / "prefixes.parquet")]) == 0
     assert "12 prefixes from 4 traces" in capsys.readouterr().out
-    for method in ("prefixrl", "rl", "prefixrl-only", "sft-rl", "offpolicy", "luffy"):
+    for method in ("prefixrl", "rl", "prefixrl-only", "sft-rl", "offpolicy", "luffy", "regft-rl"):
         out = d / method
         assert main(["train", "--model", model, "--method", method, "--prefixes", str(d / "prefixes.parquet"),
                      "--traces", str(d / "traces.parquet"), "--problems", "4", "--steps", "3", "--prompts-per-step", "4",
@@ -51,7 +51,8 @@ def test_stages_end_to_end(base, capsys):
             assert all(s["reward_unprefixed"] is None for s in rows)
         ledger = json.loads((out / "ledger.json").read_text())
         assert ledger["rl/decode"] > 0 and ledger["rl/prefill"] > 0
-        assert (ledger.get("sft/train", 0) > 0) == (method == "sft-rl")
+        assert (ledger.get("sft/train", 0) > 0) == (method == "sft-rl") or method == "regft-rl"
+        assert (ledger.get("regft/decode", 0) > 0) == (method == "regft-rl")  # its completions, sampled and charged
         assert ("offpolicy/base_logprobs" in ledger) == (method == "offpolicy")
         if method in ("offpolicy", "luffy"):  # every group of a traced problem holds its trace: never all-zero
             assert all(s["zero_adv_groups"] < 1 for s in rows)

@@ -69,7 +69,9 @@ def _pretrain(cfg: PretrainConfig, ledger: Ledger, progress: bool):
         calibration = calibrate(model, tok, task, calib_problems, cfg.target())
     meta = {"pretrain": settings_record(cfg),
             "task": {"name": "chain", "easy_min_steps": cfg.easy_min_steps, "easy_max_steps": cfg.easy_max_steps,
-                     "hard_steps": cfg.hard_steps, "rare_steps": cfg.rare_steps, "classes": cfg.classes},
+                     "hard_steps": cfg.hard_steps, "rare_steps": cfg.rare_steps, "classes": cfg.classes,
+                     # the reuse switch, where it is on (the stages after pretraining read the task from here)
+                     **{k: getattr(task, k) for k, v in task.inert.items() if getattr(task, k) != v}},
             "teacher_accuracy": accuracy,
             "calibration": calibration,
             "n_params": n_params, "flops": ledger.total("pretrain"), "seconds": round(time.time() - t0, 1)}

@@ -522,7 +522,7 @@ def result_settings(cfg: RLSettings) -> dict:
     neither does re-collection's cap while re-collection is off: a run with it off keeps the key it had
     before re-collection existed, so the benches' cached runs stay valid across that addition; the same
     holds for the paper's whole-group prefixes (prefixed_samples unset), SFT's default rule and ReGFT's sample
-count in every other method."""
+    count in every other method."""
     inert = ({"checkpoint_every"} | ({"recollect_every", "recollect_cap"} if cfg.recollect_every == 0 else set())
              | ({"prefixed_samples"} if cfg.prefixed_samples is None else set())
              | ({"sft_rule"} if cfg.sft_rule == "search" else set())

@@ -29,12 +29,13 @@ admits two values, so a problem has 2^K correct responses and a trace is one wit
 
 The reuse switch, `recurrences` R (docs/last_word.md §4). In the paper the prefix reveals something the
 model's own completion then uses again; with R = 0 nothing revealed before the cut is needed after it.
-With R > 0 the last R steps of a hard chain look up the class's rare operation again: with
-`recur_operands="same"` on operands of the K first uses (distinct), and a recurrence must agree with the
-table its operand's first use chose, so a prefix past the first uses makes it copyable; with "fresh" (the
-control) on operands no first use has, which nothing before them determines. The teacher copies its own
-first-use value at a recurring operand with probability `copy_rate` (`noisy_solution`), so a base can
-learn to reuse what its context says.
+With R > 0 the last R steps of a hard chain look up the class's rare operation again, each at a fixed
+distance after a first use (`recur_distance`): with `recur_operands="same"` on that first use's operand
+(the K first uses are distinct), and a recurrence must agree with the table its first use chose, so a
+prefix past the first uses makes it copyable; with "fresh" (the control) on an operand no first use has,
+which nothing before it determines. The teacher copies its own first-use value at a recurring lookup with
+probability `copy_rate` (`noisy_solution`), and half of the easy chains it teaches on hold a planted pair
+at that distance, so a base can learn to reuse what its context says.
 """
 
 from __future__ import annotations
@@ -204,6 +205,14 @@ class ChainTask:
         return range(self.hard_steps - self.recurrences, self.hard_steps)
 
     @property
+    def recur_distance(self) -> int:
+        """Steps from a first use to its recurrence: the last R first uses recur, in order, in the last R
+        steps, all at this one distance. A fixed distance, like every other dependency of the task (module
+        docstring): a recurrence found by matching its operand anywhere earlier was not learned by the
+        embedded base (docs/last_word.md §4)."""
+        return self.hard_steps - self.rare_block.stop
+
+    @property
     def agree(self) -> bool:
         """Whether a repeated lookup must write what its first use wrote (the reuse switch)."""
         return self.recurrences > 0 and self.recur_operands == "same"
@@ -244,23 +253,26 @@ class ChainTask:
         return Chain(chain.start, steps), cls
 
     def _recurring(self, rng: random.Random, chain: Chain, cls: int, hard: bool) -> Chain:
-        """The reuse switch's chains. Hard: the first uses on distinct operands, then the recurrences on
-        some of them ("same") or on operands none of them has ("fresh"). Easy (pretraining, the same for
-        switch and control): each step rare with the lookups' share, and a rare step repeats an earlier
-        rare operand with probability 1/2, so the base sees lookups recur and its teacher be consistent."""
-        steps = list(chain.steps)
+        """The reuse switch's chains. Hard: the first uses on distinct operands, then the recurrences, each
+        `recur_distance` after one of the last first uses, on its operand ("same") or on one no first use has
+        ("fresh"). Easy (pretraining, the same for switch and control): each step rare with the lookups'
+        share, and in half the chains a planted pair, a lookup and its recurrence `recur_distance` later, so
+        the base sees lookups recur at that distance (and, elsewhere, rare steps there that do not)."""
+        steps, d = list(chain.steps), self.recur_distance
         if hard:
             first = rng.sample(range(MOD), self.rare_steps)
-            pool = first if self.recur_operands == "same" else [d for d in range(MOD) if d not in first]
-            for i, y in zip(list(self.rare_block) + list(self.recur_block), first + rng.sample(pool, self.recurrences)):
+            fresh = rng.sample([y for y in range(MOD) if y not in first], self.recurrences)
+            again = first[-self.recurrences:] if self.recur_operands == "same" else fresh
+            for i, y in zip(list(self.rare_block) + list(self.recur_block), first + again):
                 steps[i] = (RARE[cls], y)
             return Chain(chain.start, tuple(steps))
-        seen: list[int] = []
         for i, (_, y) in enumerate(steps):
             if rng.random() < self.lookups / self.hard_steps:
-                y = rng.choice(seen) if seen and rng.random() < 0.5 else y
                 steps[i] = (RARE[cls], y)
-                seen.append(y)
+        if len(steps) > d and rng.random() < 0.5:  # a planted pair: a lookup, and its recurrence d steps on
+            i = rng.randrange(d, len(steps))
+            steps[i - d] = (RARE[cls], steps[i - d][1])
+            steps[i] = steps[i - d]
         return Chain(chain.start, tuple(steps))
 
     def problems(self, split: str, n: int, seed: int) -> list[Problem]:
