@@ -88,7 +88,7 @@ def test_last_word_bench_tunes_every_method_alike_and_reports_the_verdict(tmp_pa
     from prefixrl_lab import gates, reuse
 
     monkeypatch.setattr(reuse, "COPY_RATES", (0.9,))
-    monkeypatch.setattr(reuse, "SHAPE", {"rare_steps": 1, "recurrences": 1, "classes": 1})  # a toy base can calibrate
+    monkeypatch.setattr(reuse, "SHAPE", {"rare_steps": 1, "recurrences": 1, "classes": 1, "pretrain_steps": 300})
     monkeypatch.setattr(gates, "REUSE_BAND", (-1.0, 1.0))
     monkeypatch.setattr(gates, "CONTROL_MAX", 1.0)
     monkeypatch.setattr(gates, "JUMP_MIN", 0.0)
