@@ -80,7 +80,11 @@ def run_reuse(cfg, chosen: dict) -> dict:
     with ExitStack() as pools:  # both settings' verifier pools open until both have run
         settings = {}
         for name, operands in (("switch", "same"), ("control", "fresh")):
-            sub = setting_config(cfg, operands, copy["copy_rate"])
+            try:
+                sub = setting_config(cfg, operands, copy["copy_rate"])
+            except calibration.BaseTooWeak as e:  # the control's base outside the regime: nothing runs
+                out["gates"] = {name: {"calibration": {"ok": False, "error": str(e)}}}
+                return out
             settings[name] = Setting(sub, pools.enter_context(deadlined(pipeline.base_config(sub.work / "base",
                                                                                               sub).task())))
         measured = {name: setting_gates(s, control=name == "control") for name, s in settings.items()}

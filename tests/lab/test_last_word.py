@@ -187,3 +187,26 @@ def test_the_pair_is_the_first_that_meets_the_gates(monkeypatch):
     assert in_context.find_pair(None, None, task, cands)["index"] == 1
     after[:] = [0.1] * 4
     assert in_context.find_pair(None, None, task, cands) is None
+
+
+def test_the_pages_say_why_nothing_ran():
+    """A copy rate no base meets, a control base out of the regime, no pair: each is said on the page."""
+    from prefixrl_lab.reports import in_context as ic_page
+    from prefixrl_lab.reports import last_word as lw_page
+
+    cfg = {"flops_budget": 1e13, "train_problems": 64, "heldout_problems": 128, "seeds": 3}
+    tried = [{"copy_rate": 0.5, "error": "calibration: peaks at 7.5e-04", "ok": False},
+             {"copy_rate": 0.7, "pretrain_steps": 2000, "margin": 0.12, "ok": False}]
+    none = {"settings": {}, "config": cfg, "torch_threads": 1,
+            "reuse": {"copy_rate": {"tried": tried, "copy_rate": None}, "chosen": {}, "settings": {}}}
+    page = "\n".join(lw_page.page(none))
+    assert "| 0.5 | – | calibration: peaks at 7.5e-04 | fail |" in page and "| 0.7 | 2000 | 0.120 | fail |" in page
+    assert "Chosen: –." in page
+    control = {**none, "reuse": {"copy_rate": {"tried": tried[1:], "copy_rate": 0.9}, "chosen": {}, "settings": {},
+                                 "gates": {"control": {"calibration": {"ok": False, "error": "too weak"}}}}}
+    assert "- its base could not be calibrated: too weak" in "\n".join(lw_page.page(control))
+    base = {"rules": {"scan": 256, "steps": 100, "alone_max": 1e-3, "with_prefix_min": 0.2}, "torch_threads": 1,
+            "seconds": 60.0}
+    assert "Nothing ran." in ic_page.page({**base, "copy_rate": {"tried": tried, "copy_rate": None}})[-1]
+    assert "No pair among the first 256" in ic_page.page({**base, "copy_rate": {"tried": [], "copy_rate": 0.5},
+                                                          "pair": None})[-1]

@@ -143,6 +143,8 @@ def reuse(r: dict) -> list[str]:
     for name, g in (r.get("gates") or {}).items():
         if name not in r["settings"]:
             lines += [f"### {name}: gates, measured before any method (no method ran)", ""]
+            if "calibration" in g:
+                lines += [f"- its base could not be calibrated: {g['calibration']['error']}"]
             lines += gate_lines(g)[2:] + reuse_gate_lines(g) + [""]
     for name, s in r["settings"].items():
         lines += setting(s, f"### The {name}" + (" (recurrence on a fresh operand)" if name == "control" else ""))
