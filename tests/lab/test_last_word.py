@@ -161,7 +161,7 @@ def test_p3_is_the_start_of_p2_and_its_worked_steps_the_start_of_p2s_response():
 
 
 def test_the_pair_is_the_first_that_meets_the_gates(monkeypatch):
-    """docs/last_word.md §5: scanned in order; P2 and P3 alone at most 1e-3 and P2 after P3's steps at least
+    """docs/last_word.md §5: scanned in order; P2 and P3 alone at most 1e-2 and P2 after P3's steps at least
     0.2 (exact figures stubbed here: the rule is under test)."""
     import torch
 
@@ -170,8 +170,8 @@ def test_the_pair_is_the_first_that_meets_the_gates(monkeypatch):
     task = ChainTask(hard_steps=16, rare_steps=3, classes=1, recurrences=1)
     cands = task.problems("hard_train", 4, 0)
     p3s = [in_context.pair_of(task, p)[0] for p in cands]
-    alone = {p.question: x for p, x in zip(cands, [2e-3, 5e-4, 5e-4, 1e-4])}  # P2 alone: candidate 0 too likely
-    alone.update({p.question: x for p, x in zip(p3s, [5e-4, 2e-3, 5e-4, 1e-4])})  # P3 alone: candidate 1 too likely
+    alone = {p.question: x for p, x in zip(cands, [2e-2, 5e-3, 5e-3, 1e-3])}  # P2 alone: candidate 0 too likely
+    alone.update({p.question: x for p, x in zip(p3s, [5e-3, 2e-2, 5e-3, 1e-3])})  # P3 alone: candidate 1 too likely
     after = [0.5, 0.5, 0.1, 0.3]  # candidate 2: the prefix does not lift P2 to 0.2
 
     class Forced:
@@ -183,7 +183,7 @@ def test_the_pair_is_the_first_that_meets_the_gates(monkeypatch):
     monkeypatch.setattr(in_context.exact, "teacher_force", lambda m, t, task, ps, prefixes: Forced())
     pair = in_context.find_pair(None, None, task, cands)
     assert pair["index"] == 3 and pair["gates"]["scanned"] == 4 and pair["p3"] == p3s[3]
-    alone[p3s[1].question] = 1e-3  # at the threshold: it passes, and comes first
+    alone[p3s[1].question] = 1e-2  # at the threshold: it passes, and comes first
     assert in_context.find_pair(None, None, task, cands)["index"] == 1
     after[:] = [0.1] * 4
     assert in_context.find_pair(None, None, task, cands) is None
@@ -205,7 +205,7 @@ def test_the_pages_say_why_nothing_ran():
     control = {**none, "reuse": {"copy_rate": {"tried": tried[1:], "copy_rate": 0.9}, "chosen": {}, "settings": {},
                                  "gates": {"control": {"calibration": {"ok": False, "error": "too weak"}}}}}
     assert "- its base could not be calibrated: too weak" in "\n".join(lw_page.page(control))
-    base = {"rules": {"scan": 256, "steps": 100, "alone_max": 1e-3, "with_prefix_min": 0.2}, "torch_threads": 1,
+    base = {"rules": {"scan": 256, "steps": 100, "alone_max": 1e-2, "with_prefix_min": 0.2}, "torch_threads": 1,
             "seconds": 60.0}
     assert "Nothing ran." in ic_page.page({**base, "copy_rate": {"tried": tried, "copy_rate": None}})[-1]
     assert "No pair among the first 256" in ic_page.page({**base, "copy_rate": {"tried": [], "copy_rate": 0.5},
