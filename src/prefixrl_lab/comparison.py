@@ -39,6 +39,7 @@ from prefixrl.rollout.flops import Ledger
 from prefixrl.rollout.model import load
 from prefixrl_lab import pipeline
 from prefixrl_lab.paper import bench_key, collection, strategy_change
+from prefixrl_lab.perf import machine
 from prefixrl_lab.stopwatch import WallClock
 
 RL_CENTRE, SFT_CENTRE = 1e-4, 3e-4  # docs/last_word.md §1: the RL grid 1e-5 … 1e-3, SFT's 3e-5 … 3e-3
@@ -174,6 +175,7 @@ class Setting:
                     "steps": len(steps), "charged": charged, "sft": r.get("sft"),
                     "flops": r["curve"][-1]["flops"], "curve": r["curve"] if curve_heldout else None,
                     **pipeline.mechanism(steps, settings, r["curve"][-1]["flops"] - charged),
+                    "machine": machine(),  # a bench spread over sessions may run on several CPUs
                     **({"strategy": self.strategy(policy, seed, col.traces)} if strategy else {})}
 
         key = pipeline.record_key(settings, charged, bench=bench_key(self.cfg),
@@ -227,8 +229,13 @@ class Setting:
         from prefixrl_lab import gates
 
         col = self.seed_data(0)[0]
-        return {**self.base_gates(),
-                "rl_starved": gates.rl_starvation(self.cfg.work / "seed0" / "rl", col.ledger.total(), len(col.traces))}
+        run = self.cfg.work / "seed0" / "rl"
+        # cached beside the run's record, so a work folder kept without its runs' logs still words the gate
+        key = {"run": json.loads((run / "bench_record.json").read_text())["key"], "charged": col.ledger.total(),
+               "traces": len(col.traces)}
+        starved = pipeline.cached(run / "rl_starved.json", key,
+                                  lambda: gates.rl_starvation(run, col.ledger.total(), len(col.traces)))
+        return {**self.base_gates(), "rl_starved": starved}
 
 
 def reference_trace(task, tok, problem: Problem):

@@ -24,6 +24,7 @@ from prefixrl.embedded import calibration
 from prefixrl.rl import exact
 from prefixrl_lab import gates, pipeline
 from prefixrl_lab.comparison import Setting
+from prefixrl_lab.paper import bench_key
 from prefixrl_lab.regime_map import base_steps
 
 # pinned in docs/last_word.md §4 before any method ran; 2,000 pretraining steps because a base learns to
@@ -73,7 +74,9 @@ def setting_gates(setting: Setting, control: bool) -> dict:
 
 def run_reuse(cfg, chosen: dict) -> dict:
     """cfg: a resolved BenchConfig; chosen: §1's values at one class (`comparison.Setting.tune_all`)."""
-    copy = choose_copy_rate(cfg)
+    # decided once, before any method runs: the bases of the rates that failed need not be kept
+    key = {"bench": bench_key(cfg), "shape": SHAPE, "rates": COPY_RATES, "band": gates.REUSE_BAND}
+    copy = pipeline.cached(cfg.work / "reuse_copy_rate.json", key, lambda: choose_copy_rate(cfg))
     out = {"copy_rate": copy, "chosen": chosen, "settings": {}}
     if copy["copy_rate"] is None:
         return out

@@ -83,6 +83,15 @@ def test_last_word_bench_tunes_every_method_alike_and_reports_the_verdict(tmp_pa
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "w").rglob("result.json")}
     assert main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "w").rglob("result.json")} == before
+    # what bench/.gitignore keeps of a work folder is enough: a clone of it renders the same results, and
+    # nothing is trained or rejection-sampled again
+    kept = kept_by_bench_gitignore(tmp_path / "w", tmp_path / "clone")
+    assert not list(kept.rglob("result.json")) and not list(kept.rglob("metrics.jsonl"))
+    assert main([*args[:5], str(kept), *args[6:]]) == 0
+    assert not list(kept.rglob("result.json"))  # no run was made again
+    again = json.loads((out / "last_word.json").read_text())["settings"]["rare2-classes1"]
+    assert {k: again[k] for k in ("chosen", "runs", "verdict", "gates", "tuning")} == \
+        {k: s[k] for k in ("chosen", "runs", "verdict", "gates", "tuning")}
     # --reuse: the switch and its control at one class's chosen values. The gates are opened here (their
     # rules are tested in tests/lab/test_gates.py): a 300-step toy base need not learn to copy
     from prefixrl_lab import gates, reuse
@@ -210,3 +219,22 @@ def test_the_pages_say_why_nothing_ran():
     assert "Nothing ran." in ic_page.page({**base, "copy_rate": {"tried": tried, "copy_rate": None}})[-1]
     assert "No pair among the first 256" in ic_page.page({**base, "copy_rate": {"tried": [], "copy_rate": 0.5},
                                                           "pair": None})[-1]
+
+
+def kept_by_bench_gitignore(work, clone):
+    """The files of `work` that git would keep under bench/.gitignore, copied to `clone`."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    repo = clone.parent / "kept-repo"
+    shutil.copytree(work, repo / "w")
+    shutil.copy(Path(__file__).parents[2] / "bench" / ".gitignore", repo / ".gitignore")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    listed = subprocess.run(["git", "-C", str(repo), "ls-files", "--others", "--exclude-standard", "w"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    for f in listed:
+        (clone / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(repo / f, clone / f)
+    return clone / "w"
+

@@ -92,7 +92,12 @@ def test_demo_cli_at_toy_size(tmp_path):
     assert list(rep["methods"]) == ["prefixrl", "rl", "sft-rl"]  # the strongest baseline on the first page
     for name in ("prefixrl", "rl", "sft-rl"):
         m = rep["methods"][name]
-        assert 0 <= m["mechanism"]["signal_share"] <= 1 and m["mechanism"]["correct_per_tflop"] >= 0
+        # a baseline whose charged traces and SFT already cost PrefixRL's whole budget makes no RL step (how
+        # many epochs SFT early-stops at, and so what it costs, moves with the CPU's rounding at this size)
+        if m["steps"]:
+            assert 0 <= m["mechanism"]["signal_share"] <= 1 and m["mechanism"]["correct_per_tflop"] >= 0
+        else:
+            assert m["mechanism"]["signal_share"] is None and m["mechanism"]["correct_samples"] == 0
         assert {"step", "flops", "train_acc_unprefixed", "train_acc_prefixed"} <= set(m["curve"][0])
         assert set(m["final"]) == {"hard_train_pass@1", "hard_heldout_pass@1", "hard_heldout_exact_pass@1",
                                    "rare_knowledge"} and m["flops_total"] > 0
