@@ -29,6 +29,7 @@ import numpy as np
 
 from prefixrl.data.prefixes import cut_prefixes
 from prefixrl.data.tasks.base import Problem
+from prefixrl.io.errors import BadInput
 from prefixrl.rl import exact
 from prefixrl.rl.methods import METHODS
 from prefixrl.rl.settings import RLSettings
@@ -73,6 +74,9 @@ class Setting:
         self.clock = WallClock(cfg.work, "last_word")
         pcfg = pipeline.base_config(cfg.work / "base", cfg, calibration=cfg.calibration)
         self.base, self.tok = pipeline.ensure_base(pcfg, progress=cfg.progress)
+        # in every record's key: a base pretrained again (another CPU, another pretraining setting) is another
+        # base, and standard RL's records (nothing charged) would otherwise not know it
+        self.base_digest = pipeline.weights_digest(cfg.work / "base")
         self.params = SamplingParams(max_new_tokens=task.max_response_tokens)
         self.rl = RLSettings(max_new_tokens=self.params.max_new_tokens, eval_every=25)
         self.train_set = task.problems("hard_train", cfg.train_problems, 0)
@@ -153,6 +157,8 @@ class Setting:
         settings = self.settings(method, over, seed)
         folder = self.cfg.work / f"seed{seed}" / label
         rec = self.one(folder, settings, seed, self.heldout, self.heldout[:64], strategy)
+        if label == "rl" and seed == 0:
+            self.starved()  # read off the run's log now: git keeps the record, not the log (bench/.gitignore)
         if METHODS[method].before_rl:
             rec = {**rec, "probe": self.sft_probe(folder, settings, seed)}
         return {"seed": seed, **rec}
@@ -178,7 +184,7 @@ class Setting:
                     "machine": machine(),  # a bench spread over sessions may run on several CPUs
                     **({"strategy": self.strategy(policy, seed, col.traces)} if strategy else {})}
 
-        key = pipeline.record_key(settings, charged, bench=bench_key(self.cfg),
+        key = pipeline.record_key(settings, charged, bench=bench_key(self.cfg), base=self.base_digest,
                                   scored=[[p.question, p.answer] for p in scored], **({"strategy": 1} if strategy else {}))
         record = pipeline.cached(folder / "bench_record.json", key, compute)
         self.clock.save()
@@ -209,7 +215,7 @@ class Setting:
             return {"epochs": choice.get("epochs"), "lr": choice.get("lr"), "heldout_trace_entropy": entropy,
                     "hard_train_exact_before_rl": exact.measure(model, self.tok, self.task, self.train_set)["exact_pass@1"]}
 
-        key = pipeline.record_key(settings, 0.0, bench=bench_key(self.cfg), probe=1)
+        key = pipeline.record_key(settings, 0.0, bench=bench_key(self.cfg), base=self.base_digest, probe=1)
         return pipeline.cached(folder / "sft_probe.json", key, compute)
 
     def base_gates(self) -> dict:
@@ -226,16 +232,24 @@ class Setting:
 
     def gates(self, runs: dict) -> dict:
         """The map's gates 1, 2 and 4 at this setting, gate 2 from seed 0's standard RL."""
+        return {**self.base_gates(), "rl_starved": self.starved()}
+
+    def starved(self) -> dict:
+        """Gate 2 from seed 0's standard RL, cached beside its record (a work folder kept without its runs'
+        logs still words the gate)."""
         from prefixrl_lab import gates
 
-        col = self.seed_data(0)[0]
-        run = self.cfg.work / "seed0" / "rl"
-        # cached beside the run's record, so a work folder kept without its runs' logs still words the gate
+        col, run = self.seed_data(0)[0], self.cfg.work / "seed0" / "rl"
         key = {"run": json.loads((run / "bench_record.json").read_text())["key"], "charged": col.ledger.total(),
                "traces": len(col.traces)}
-        starved = pipeline.cached(run / "rl_starved.json", key,
-                                  lambda: gates.rl_starvation(run, col.ledger.total(), len(col.traces)))
-        return {**self.base_gates(), "rl_starved": starved}
+
+        def compute():
+            if not (run / "metrics.jsonl").is_file():
+                raise BadInput(f"{run}: gate 2 reads this run's metrics.jsonl, which is gone; delete "
+                               f"{run / 'bench_record.json'} to run it again")
+            return gates.rl_starvation(run, col.ledger.total(), len(col.traces))
+
+        return pipeline.cached(run / "rl_starved.json", key, compute)
 
 
 def reference_trace(task, tok, problem: Problem):
@@ -275,9 +289,13 @@ def verdict(prefixrl: list[dict], other: list[dict]) -> dict:
     """§6: per seed PrefixRL's exact hard-heldout pass@1 ÷ the other method's (same seed). Ahead: every
     ratio above 1 and their geometric mean at least 1.25; behind: every ratio below 1 and the geometric mean
     at most 0.8; otherwise no clear order."""
-    ratios = [p["exact"] / o["exact"] if o["exact"] > 0 else math.inf for p, o in zip(prefixrl, other)]
-    finite = [r for r in ratios if math.isfinite(r) and r > 0]
-    geo = math.exp(sum(math.log(r) for r in finite) / len(finite)) if len(finite) == len(ratios) else None
+    ratios = [_ratio(p["exact"], o["exact"]) for p, o in zip(prefixrl, other)]
+    if any(math.isinf(r) for r in ratios):
+        geo = None  # PrefixRL above a method at exactly 0: every such seed is above 1, no mean to take
+    elif any(r == 0 for r in ratios):
+        geo = 0.0  # PrefixRL at exactly 0 where the other is not
+    else:
+        geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
     if all(r > 1 for r in ratios) and (geo is None or geo >= 1.25):
         words = "PrefixRL is ahead"
     elif all(r < 1 for r in ratios) and geo is not None and geo <= 0.8:
@@ -285,3 +303,11 @@ def verdict(prefixrl: list[dict], other: list[dict]) -> dict:
     else:
         words = f"no clear order at {len(ratios)} seeds"
     return {"ratios": [r if math.isfinite(r) else None for r in ratios], "geo_mean": geo, "words": words}
+
+
+def _ratio(p: float, o: float) -> float:
+    """PrefixRL ÷ the other method at one seed; both at exactly 0 is no order (1), not a win."""
+    if o > 0:
+        return p / o
+    return 1.0 if p == 0 else math.inf
+

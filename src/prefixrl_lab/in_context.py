@@ -30,7 +30,7 @@ from prefixrl_lab import pipeline
 from prefixrl_lab.last_word import one_class_choice
 from prefixrl_lab.paper import bench_key
 from prefixrl_lab.reports import save
-from prefixrl_lab.reuse import choose_copy_rate, setting_config
+from prefixrl_lab.reuse import copy_rate, setting_config
 from prefixrl_lab.stopwatch import WallClock
 
 SCAN = 256  # hard-train problems searched, in order, for the first pair that meets the gates
@@ -77,7 +77,7 @@ def find_pair(model, tok, task, candidates: list[Problem]) -> dict | None:
 def run_in_context(cfg) -> dict:
     """cfg: a resolved BenchConfig (which = in-context); shares --work with `bench last-word`."""
     clock = WallClock(cfg.work, "in_context")
-    copy = choose_copy_rate(cfg)
+    copy = copy_rate(cfg)
     out = {"kind": "in-context", "copy_rate": copy, "config": json.loads(json.dumps(asdict(cfg), default=str)),
            "rules": {"scan": SCAN, "steps": STEPS, "alone_max": P_ALONE_MAX, "with_prefix_min": WITH_PREFIX_MIN},
            "torch_threads": torch.get_num_threads()}
@@ -125,6 +125,7 @@ def _one(cfg, sub, task, tok, settings: RLSettings, p2, p3, steps, prefix, heldo
         return {"seed": seed, "steps": r["steps"], "flops": r["curve"][-1]["flops"],
                 **measure(policy, tok, task, p2, p3, steps, heldout)}
 
-    key = pipeline.record_key(settings, 0.0, bench=bench_key(sub), pair=[p2.question, steps],
+    key = pipeline.record_key(settings, 0.0, bench=bench_key(sub), base=pipeline.weights_digest(sub.work / "base"),
+                              pair=[p2.question, steps],
                               heldout=[p.question for p in heldout])
     return pipeline.cached(folder / "bench_record.json", key, compute)

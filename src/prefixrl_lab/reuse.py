@@ -63,6 +63,14 @@ def choose_copy_rate(cfg) -> dict:
     return {"tried": tried, "copy_rate": None}
 
 
+def copy_rate(cfg) -> dict:
+    """Step 1, decided once in the work folder and read back by every later bench (§4 and §5 alike), so that
+    the bases of the rates that failed need not be kept and a base pretrained again on another CPU cannot
+    move the choice."""
+    key = {"bench": bench_key(cfg), "shape": SHAPE, "rates": COPY_RATES, "band": gates.REUSE_BAND}
+    return pipeline.cached(cfg.work / "reuse_copy_rate.json", key, lambda: choose_copy_rate(cfg))
+
+
 def setting_gates(setting: Setting, control: bool) -> dict:
     """Step 3 at one setting: the map's gates from the base, jump and reuse, all before any method runs."""
     base, tok, task = setting.base, setting.tok, setting.task
@@ -74,9 +82,7 @@ def setting_gates(setting: Setting, control: bool) -> dict:
 
 def run_reuse(cfg, chosen: dict) -> dict:
     """cfg: a resolved BenchConfig; chosen: §1's values at one class (`comparison.Setting.tune_all`)."""
-    # decided once, before any method runs: the bases of the rates that failed need not be kept
-    key = {"bench": bench_key(cfg), "shape": SHAPE, "rates": COPY_RATES, "band": gates.REUSE_BAND}
-    copy = pipeline.cached(cfg.work / "reuse_copy_rate.json", key, lambda: choose_copy_rate(cfg))
+    copy = copy_rate(cfg)
     out = {"copy_rate": copy, "chosen": chosen, "settings": {}}
     if copy["copy_rate"] is None:
         return out

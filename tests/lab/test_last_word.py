@@ -30,6 +30,17 @@ def test_the_verdict_uses_the_committed_words(p, o, words):
     assert v["geo_mean"] == pytest.approx(math.prod(a / b for a, b in zip(p, o)) ** (1 / 3))
 
 
+def test_a_seed_where_a_method_scores_exactly_zero_never_favours_prefixrl():
+    def words(p, o):
+        return comparison.verdict([{"exact": x} for x in p], [{"exact": x} for x in o])
+
+    assert words([0.0] * 3, [0.0] * 3)["words"] == "no clear order at 3 seeds"  # 0 ÷ 0 is no order, not a win
+    assert words([0.0, 0.0, 0.0], [1e-3] * 3) == {"ratios": [0.0] * 3, "geo_mean": 0.0, "words": "PrefixRL is behind"}
+    assert words([1e-3] * 3, [0.0, 2e-3, 2e-3])["words"] == "no clear order at 3 seeds"
+    assert words([1e-3] * 3, [0.0, 5e-4, 5e-4]) == {"ratios": [None, 2.0, 2.0], "geo_mean": None,
+                                                    "words": "PrefixRL is ahead"}
+
+
 def test_validation_problems_are_of_another_data_seed_and_never_a_reported_or_training_problem():
     task = ChainTask(hard_steps=6, rare_steps=2, classes=1)
     train, held = task.problems("hard_train", 16, 0), task.problems("hard_heldout", 32, 0)
@@ -132,6 +143,8 @@ def test_last_word_bench_tunes_every_method_alike_and_reports_the_verdict(tmp_pa
     assert pre["steps"] == 3 and plain["flops"] >= pre["flops"]  # standard RL spends at least PrefixRL's FLOPs
     assert all(0 < r[k] <= 1 for r in (pre, plain, ic["base"]) for k in ("p2", "p3", "p2_after_p3", "heldout"))
     assert "| PrefixRL, seed 0 |" in (out / "in_context.md").read_text()
+    # §4's copy-rate decision, read back, not taken again: with it, the failed rates' bases need not be kept
+    assert ic["copy_rate"] == r["copy_rate"] == json.loads((tmp_path / "w" / "reuse_copy_rate.json").read_text())["record"]
 
 
 def test_the_copy_rate_is_the_first_whose_base_meets_the_reuse_gate(monkeypatch, tmp_path):

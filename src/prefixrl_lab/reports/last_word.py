@@ -60,7 +60,7 @@ def setting(s: dict, title: str) -> list[str]:
 def tuning(s: dict) -> list[str]:
     runs_tuned = sum(len(t["candidates"]) for t in s["tuning"].values())
     lines = ["", "### Equal tuning (§1)", "",
-              f"Every method: {_candidates(s)} candidates, each a full-budget run at seed 100, chosen by exact pass@1 on "
+              f"Every method: {_candidates(s)} candidates (SFT→RL's depths, §2, besides), each a full-budget run at seed 100, chosen by exact pass@1 on "
               f"{s['validation_problems']} validation problems (hard-heldout problems of data seed 1, none of them "
               f"a reported or training problem); ties to the smaller value. The {runs_tuned} candidate runs are "
               "charged to no method, for all alike.", "",
@@ -142,7 +142,8 @@ def reuse(r: dict) -> list[str]:
     lines += ["", f"Chosen: {_f(r['copy_rate']['copy_rate'], '{:g}')}.", ""]
     for name, g in (r.get("gates") or {}).items():
         if name not in r["settings"]:
-            lines += [f"### {name}: gates, measured before any method (no method ran)", ""]
+            lines += [f"### {name}: gates, measured before any method (no method ran on the switch or its "
+                      "control: neither means anything without the other)", ""]
             if "calibration" in g:
                 lines += [f"- its base could not be calibrated: {g['calibration']['error']}"]
             lines += gate_lines(g)[2:] + reuse_gate_lines(g) + [""]
