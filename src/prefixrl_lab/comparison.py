@@ -310,4 +310,3 @@ def _ratio(p: float, o: float) -> float:
     if o > 0:
         return p / o
     return 1.0 if p == 0 else math.inf
-

@@ -250,4 +250,3 @@ def kept_by_bench_gitignore(work, clone):
         (clone / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo / f, clone / f)
     return clone / "w"
-
