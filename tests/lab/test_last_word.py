@@ -3,6 +3,8 @@ at toy size."""
 
 import json
 import math
+import runpy
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +96,10 @@ def test_last_word_bench_tunes_every_method_alike_and_reports_the_verdict(tmp_pa
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "w").rglob("result.json")}
     assert main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "w").rglob("result.json")} == before
+    # scripts/bench_status.py: one row per finished run, read off the records alone
+    status = runpy.run_path(str(Path(__file__).parents[2] / "scripts" / "bench_status.py"))["rows"](tmp_path / "w")
+    assert len(status) == len(list((tmp_path / "w").rglob("bench_record.json"))) == 9 + 5
+    assert sum("(validation)" in r for r in status) == 9 and all(r.count("|") == 6 for r in status)
     # what bench/.gitignore keeps of a work folder is enough: a clone of it renders the same results, and
     # nothing is trained or rejection-sampled again
     kept = kept_by_bench_gitignore(tmp_path / "w", tmp_path / "clone")
@@ -238,7 +244,6 @@ def kept_by_bench_gitignore(work, clone):
     """The files of `work` that git would keep under bench/.gitignore, copied to `clone`."""
     import shutil
     import subprocess
-    from pathlib import Path
 
     repo = clone.parent / "kept-repo"
     shutil.copytree(work, repo / "w")
