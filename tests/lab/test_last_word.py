@@ -142,6 +142,8 @@ def test_last_word_bench_tunes_every_method_alike_and_reports_the_verdict(tmp_pa
     monkeypatch.setattr(in_context, "P_ALONE_MAX", 1.0)
     monkeypatch.setattr(in_context, "WITH_PREFIX_MIN", 0.0)
     monkeypatch.setattr(in_context, "STEPS", 3)
+    # §4's copy-rate decision is read back, never taken again (the failed rates' bases need not be kept)
+    monkeypatch.setattr(reuse, "choose_copy_rate", lambda cfg: pytest.fail("the copy rate was chosen again"))
     assert main(["bench", "in-context"] + args[2:]) == 0
     ic = json.loads((out / "in_context.json").read_text())
     assert ic["pair"]["gates"]["scanned"] == 1 and ic["lr"] == s["chosen"]["lr"]
@@ -149,7 +151,6 @@ def test_last_word_bench_tunes_every_method_alike_and_reports_the_verdict(tmp_pa
     assert pre["steps"] == 3 and plain["flops"] >= pre["flops"]  # standard RL spends at least PrefixRL's FLOPs
     assert all(0 < r[k] <= 1 for r in (pre, plain, ic["base"]) for k in ("p2", "p3", "p2_after_p3", "heldout"))
     assert "| PrefixRL, seed 0 |" in (out / "in_context.md").read_text()
-    # §4's copy-rate decision, read back, not taken again: with it, the failed rates' bases need not be kept
     assert ic["copy_rate"] == r["copy_rate"] == json.loads((tmp_path / "w" / "reuse_copy_rate.json").read_text())["record"]
 
 
