@@ -27,8 +27,11 @@ from dataclasses import replace
 
 import numpy as np
 
+from prefixrl.data.evaluate import evaluate
 from prefixrl.data.prefixes import cut_prefixes
+from prefixrl.data.prompt import encode_response
 from prefixrl.data.tasks.base import Problem
+from prefixrl.data.traces import Trace
 from prefixrl.io.errors import BadInput
 from prefixrl.rl import exact
 from prefixrl.rl.methods import METHODS
@@ -38,9 +41,10 @@ from prefixrl.rl.train import before_rl
 from prefixrl.rollout.engine import Sampler, SamplingParams
 from prefixrl.rollout.flops import Ledger
 from prefixrl.rollout.model import load
-from prefixrl_lab import pipeline
+from prefixrl_lab import gates, pipeline
 from prefixrl_lab.paper import bench_key, collection, strategy_change
 from prefixrl_lab.perf import machine
+from prefixrl_lab.regime_map import base_gates
 from prefixrl_lab.stopwatch import WallClock
 
 RL_CENTRE, SFT_CENTRE = 1e-4, 3e-4  # docs/last_word.md §1: the RL grid 1e-5 … 1e-3, SFT's 3e-5 … 3e-3
@@ -193,8 +197,6 @@ class Setting:
     def strategy(self, policy, seed: int, traces) -> dict | None:
         """Of the final policy's solves of hard-train problems that have a trace (16 samples each), the share
         whose rare-step choices differ from the trace's (`paper.strategy_change`)."""
-        from prefixrl.data.evaluate import evaluate
-
         eng = Sampler(policy, self.tok.eos_token_id, self.tok.pad_token_id)
         solved = evaluate(eng, self.tok, self.task, self.train_set, 16, self.params, seed=seed + 3)
         return strategy_change(self.task, self.train_set, solved, traces)
@@ -220,15 +222,8 @@ class Setting:
 
     def base_gates(self) -> dict:
         """The map's gates 1 and 4 at this setting (docs/regimes.md), from the base and seed 0's traces."""
-        from prefixrl.data.evaluate import evaluate
-        from prefixrl_lab import gates
-
-        traces = self.seed_data(0)[0].traces
-        measured = exact.measure(self.base, self.tok, self.task, self.train_set, cap=self.cfg.collect_cap)
-        eng = Sampler(self.base, self.tok.eos_token_id, self.tok.pad_token_id)
-        p80 = evaluate(eng, self.tok, self.task, [t.problem for t in traces], 8, self.params, seed=2,
-                       prefixes=[t.token_ids[: int(0.8 * len(t.token_ids))] for t in traces]).pass_at(1) if traces else 0.0
-        return {"knowledge": gates.knowledge(measured), "reachable": gates.reachability(measured["expected_yield"], 0.25, p80)}
+        return base_gates(self.base, self.tok, self.task, self.train_set, self.seed_data(0)[0].traces,
+                          self.cfg.collect_cap)
 
     def gates(self, runs: dict) -> dict:
         """The map's gates 1, 2 and 4 at this setting, gate 2 from seed 0's standard RL."""
@@ -237,8 +232,6 @@ class Setting:
     def starved(self) -> dict:
         """Gate 2 from seed 0's standard RL, cached beside its record (a work folder kept without its runs'
         logs still words the gate)."""
-        from prefixrl_lab import gates
-
         col, run = self.seed_data(0)[0], self.cfg.work / "seed0" / "rl"
         key = {"run": json.loads((run / "bench_record.json").read_text())["key"], "charged": col.ledger.total(),
                "traces": len(col.traces)}
@@ -254,9 +247,6 @@ class Setting:
 
 def reference_trace(task, tok, problem: Problem):
     """The task's reference solution of `problem` as a trace (for entropy on held-out traces)."""
-    from prefixrl.data.prompt import encode_response
-    from prefixrl.data.traces import Trace
-
     return Trace(problem.id, problem.question, problem.answer, "", encode_response(tok, task.solution(problem)),
                  "reference", "task", 1.0, 1.0, 1, 0.0)
 

@@ -95,19 +95,25 @@ def setting_gates(cfg, task, results: dict) -> dict:
     run of its own."""
     model, tok = load(cfg.work / "base")
     train_set = task.problems("hard_train", cfg.train_problems, 0)
-    measured = exact.measure(model, tok, task, train_set, cap=cfg.collect_cap)
     params = SamplingParams(max_new_tokens=task.max_response_tokens)
     traces = pipeline.read_collection(cfg.work / "seed0" / "traces.parquet", task, tok).traces
-    eng = Sampler(model, tok.eos_token_id, tok.pad_token_id)
-    p80 = evaluate(eng, tok, task, [t.problem for t in traces], 8, params, seed=2,
-                   prefixes=[t.token_ids[: int(0.8 * len(t.token_ids))] for t in traces]).pass_at(1) if traces else 0.0
-    out = {"knowledge": gates.knowledge(measured),
-           "reachable": gates.reachability(measured["expected_yield"], 0.25, p80)}
+    out = base_gates(model, tok, task, train_set, traces, cfg.collect_cap)
     if (cfg.work / "seed0" / "rl" / "metrics.jsonl").is_file():
         out["rl_starved"] = gates.rl_starvation(cfg.work / "seed0" / "rl", results["collections"][0]["flops"],
                                                       len(traces))
     out["transfer"] = transfer(cfg, task, tok, train_set, params)
     return out
+
+
+def base_gates(model, tok, task, train_set, traces, cap: int) -> dict:
+    """Gates 1 (knowledge) and 4 (reachability) from a base: exactly on the hard-train problems, and pass@1
+    after 80 % of each of seed 0's traces (sampled, 8 per trace)."""
+    measured = exact.measure(model, tok, task, train_set, cap=cap)
+    params = SamplingParams(max_new_tokens=task.max_response_tokens)
+    eng = Sampler(model, tok.eos_token_id, tok.pad_token_id)
+    p80 = evaluate(eng, tok, task, [t.problem for t in traces], 8, params, seed=2,
+                   prefixes=[t.token_ids[: int(0.8 * len(t.token_ids))] for t in traces]).pass_at(1) if traces else 0.0
+    return {"knowledge": gates.knowledge(measured), "reachable": gates.reachability(measured["expected_yield"], 0.25, p80)}
 
 
 def transfer(cfg, task, tok, train_set, params) -> dict:
