@@ -52,3 +52,41 @@ def pretrain_tiny(folder, steps=2, hard_steps=6, *extra):
                  "--heads", "2", "--ffn", "64", "--easy-max-steps", str(hard_steps), "--hard-steps", str(hard_steps), "--rare-steps", "0",
                  "--calibration", "none", *extra]) == 0
     return folder
+
+
+@pytest.fixture(scope="session")
+def _bases_made(tmp_path_factory):
+    return tmp_path_factory.mktemp("bases")
+
+
+@pytest.fixture
+def shared_bases(monkeypatch, _bases_made):
+    """Pretrain each base configuration once per test session: the bench smokes share bases (a 300-step base
+    is most of a smoke's time), so a base another test already pretrained with exactly this configuration
+    is copied in, as a user's copied base is reused (`holds_base`). The first test to need it runs the real
+    pretraining and calibration; the copy is byte for byte that base, and a base too weak to calibrate
+    still fails as it would."""
+    import hashlib
+    import json
+    import shutil
+    from dataclasses import replace
+
+    from prefixrl.embedded import pretrain
+    from prefixrl_lab import perf, pipeline
+
+    real = pretrain.ensure_pretrained
+
+    def ensure_pretrained(cfg, progress=True):
+        if pretrain.holds_base(cfg):
+            return
+        key = hashlib.sha256(json.dumps(pretrain.settings_record(cfg), sort_keys=True).encode()).hexdigest()[:16]
+        made = _bases_made / key
+        if not made.is_dir():
+            real(replace(cfg, out=made), progress=progress)
+        if cfg.out.exists():  # a stale base, replaced as ensure_pretrained replaces it
+            shutil.rmtree(cfg.out)
+        shutil.copytree(made, cfg.out)
+        assert pretrain.holds_base(cfg)
+
+    for module in (pipeline, perf):
+        monkeypatch.setattr(module, "ensure_pretrained", ensure_pretrained)

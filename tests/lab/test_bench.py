@@ -137,7 +137,7 @@ def test_the_map_says_what_each_mean_rests_on_and_how_the_variants_compare():
 
 
 @pytest.mark.slow
-def test_bench_smoke(tmp_path):
+def test_bench_smoke(tmp_path, shared_bases):
     out = tmp_path / "docs"
     args = ["bench", "paper", "--out", str(out), "--work", str(tmp_path / "w"), "--seeds", "2", "--hard-steps", "4",
             "--rare-steps", "0", "--teacher-accuracy", "0.9", "--pretrain-steps", "300", "--train-problems", "6",
@@ -183,7 +183,7 @@ def test_bench_smoke(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_variants_beyond_the_paper_run_next_to_prefixrl(tmp_path):
+def test_the_variants_beyond_the_paper_run_next_to_prefixrl(tmp_path, shared_bases):
     """--methods names the adaptive and harvest variants; each is compared with PrefixRL's fixed cuts and with
     the strongest baseline (never with another variant), and the cut distribution is plotted."""
     out = tmp_path / "docs"
@@ -206,7 +206,7 @@ def test_the_variants_beyond_the_paper_run_next_to_prefixrl(tmp_path):
 
 
 @pytest.mark.slow
-def test_cross_family_smoke(tmp_path):
+def test_cross_family_smoke(tmp_path, shared_bases):
     out = tmp_path / "docs"
     args = ["bench", "cross-family", "--out", str(out), "--work", str(tmp_path / "w"), "--hard-steps", "4",
             "--rare-steps", "0", "--teacher-accuracy", "0.9", "--pretrain-steps", "300", "--train-problems", "6",
@@ -246,7 +246,7 @@ def test_perf_bench_writes_every_figure(tmp_path):
 
 
 @pytest.mark.slow
-def test_regimes_bench_maps_the_knob(tmp_path):
+def test_regimes_bench_maps_the_knob(tmp_path, shared_bases):
     """`prefixrl bench regimes` at toy size: both ends of the knob, two class counts where K > 0 (K = 0 has
     no classes and runs once), the gates at each, the theory beside it, and docs/regimes.md rewritten below
     its marker only."""

@@ -65,7 +65,7 @@ def test_the_mechanism_figures_count_correct_samples_of_both_kinds():
 
 
 @pytest.mark.slow
-def test_last_word_bench_tunes_every_method_alike_and_reports_the_verdict(tmp_path, monkeypatch):
+def test_last_word_bench_tunes_every_method_alike_and_reports_the_verdict(tmp_path, shared_bases, monkeypatch):
     """At toy size, with 2 candidates per grid and one depth (the committed grid has 5 and three depths):
     each method tuned at seed 100 on the validation set, SFT→RL and ReGFT at standard RL's chosen lr, the
     depths, the reported seed, the SFT probes, the verdict and the page."""
