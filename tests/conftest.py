@@ -72,7 +72,7 @@ def shared_bases(monkeypatch, _bases_made):
     from dataclasses import replace
 
     from prefixrl.embedded import pretrain
-    from prefixrl_lab import perf, pipeline
+    from prefixrl_lab import pipeline
 
     real = pretrain.ensure_pretrained
 
@@ -88,5 +88,4 @@ def shared_bases(monkeypatch, _bases_made):
         shutil.copytree(made, cfg.out)
         assert pretrain.holds_base(cfg)
 
-    for module in (pipeline, perf):
-        monkeypatch.setattr(module, "ensure_pretrained", ensure_pretrained)
+    monkeypatch.setattr(pipeline, "ensure_pretrained", ensure_pretrained)  # every bench but perf pretrains through it
