@@ -1,6 +1,6 @@
 """Where a long bench stands, from what its work folder holds: every finished run's record, one row each.
 
-    python scripts/bench_status.py bench/last-word bench/last-word-c4
+    python scripts/bench_status.py bench/last-word
 
 A bench renders its pages only once every run of a setting has finished (docs/last_word.md); until then
 this table is how its progress is read, and the numbers docs/last_word.md's Status section gives come from

@@ -256,3 +256,19 @@ def kept_by_bench_gitignore(work, clone):
         (clone / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo / f, clone / f)
     return clone / "w"
+
+
+def test_the_control_runs_though_its_jump_cannot_pass():
+    """docs/last_word.md §4: at the control (a recurrence nothing before it determines) the jump and the 80 %
+    prefix's success are reported, not required; its other gates, and every gate at the switch, still are.
+    The figures are the bench's control base's (bench/last-word, copy rate 0.9)."""
+    from prefixrl_lab.reuse import meets
+
+    g = {"knowledge": {"ok": True},
+         "reachable": {"expected_yield": 0.645, "min_yield": 0.25, "prefix80_success": 0.160, "ok": False},
+         "jump": {"after80_exact": 0.188, "ok": False}, "reuse": {"margin": 0.0002, "ok": True}}
+    assert meets(g, control=True) and not meets(g, control=False)
+    assert not meets({**g, "reachable": {**g["reachable"], "expected_yield": 0.2}}, control=True)
+    assert not meets({**g, "reuse": {"margin": 0.2, "ok": False}}, control=True)
+    assert not meets({**g, "knowledge": {"ok": False}}, control=True)
+    assert meets({k: {**v, "ok": True} for k, v in g.items()}, control=False)
