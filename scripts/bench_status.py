@@ -22,8 +22,11 @@ def rows(work: Path) -> list[str]:
         run = f.parent.relative_to(work)
         scored = "validation" if "tune" in run.parts else "heldout"
         cpu = (rec.get("machine") or {}).get("cpu", "–")
-        out.append(f"| {run} | {rec.get('steps', '–')} | {rec['exact']:.3g} ({scored}) | "
-                   f"{rec.get('rare_knowledge', float('nan')):.3f} | {cpu} |")
+        # an in-context run (prefixrl_lab.in_context) names its figures after the problems they score
+        exact = rec.get("exact", rec.get("heldout"))
+        knowledge = rec.get("rare_knowledge", rec.get("first_use_knowledge"))
+        out.append(f"| {run} | {rec.get('steps', '–')} | {exact:.3g} ({scored}) | "
+                   f"{float('nan') if knowledge is None else knowledge:.3f} | {cpu} |")
     return out
 
 

@@ -272,3 +272,14 @@ def test_the_control_runs_though_its_jump_cannot_pass():
     assert not meets({**g, "reuse": {"margin": 0.2, "ok": False}}, control=True)
     assert not meets({**g, "knowledge": {"ok": False}}, control=True)
     assert meets({k: {**v, "ok": True} for k, v in g.items()}, control=False)
+
+
+def test_bench_status_reads_an_in_context_record(tmp_path):
+    """scripts/bench_status.py over a work folder that holds `bench in-context`'s runs beside last-word's:
+    an in-context record names its figures after the problems they score (heldout, first_use_knowledge)."""
+    rec = {"seed": 0, "steps": 100, "p2": 2.3e-3, "p3": 3.7e-3, "heldout": 1.4e-3, "first_use_knowledge": 0.2}
+    f = tmp_path / "in-context" / "seed0" / "prefixrl" / "bench_record.json"
+    f.parent.mkdir(parents=True)
+    f.write_text(json.dumps({"key": {}, "record": rec}))
+    status = runpy.run_path(str(Path(__file__).parents[2] / "scripts" / "bench_status.py"))["rows"](tmp_path)
+    assert status == ["| in-context/seed0/prefixrl | 100 | 0.0014 (heldout) | 0.200 | – |"]
