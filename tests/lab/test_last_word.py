@@ -135,6 +135,7 @@ def test_last_word_bench_tunes_every_method_alike_and_reports_the_verdict(tmp_pa
         assert all(0 < r["exact"] <= 1 for rs in got["runs"].values() for r in rs)
     page = (out / "last_word_results.md").read_text()
     assert "## The reuse setting (§4)" in page and "### The control" in page and "- jump:" in page
+    assert page.count("chosen at one class: §4 reuses") == 2  # the switch's and control's depth is one class's
     # bench in-context in the same work folder: the same copy-rate choice and base, one class's lrs, the pair
     # gates opened as the reuse gates were (their rule: test_the_pair_is_the_first_that_meets_the_gates)
     from prefixrl_lab import in_context

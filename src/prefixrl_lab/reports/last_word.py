@@ -103,8 +103,9 @@ def runs(s: dict) -> list[str]:
     if any(kept):
         lines += ["", "ReGFT's completions per seed (kept of sampled): " + "; ".join(
             f"{k['kept']} of {k['sampled']} ({k['problems']} problems)" for k in kept if k) + "."]
+    where = "" if "tuning" in s else ", chosen at one class: §4 reuses §1's and §2's choices"
     lines += ["", f"The SFT→RL depth compared against PrefixRL: **{s['chosen']['sft_depth']}** (validation exact "
-              "pass@1: " + ", ".join(f"{d} {_f(v)}" for d, v in s["chosen"]["depth_scores"].items()) + ").", ""]
+              f"pass@1{where}: " + ", ".join(f"{d} {_f(v)}" for d, v in s["chosen"]["depth_scores"].items()) + ").", ""]
     follow = [(label, r["seed"], r["strategy"]) for label, rs in s["runs"].items() for r in rs if r.get("strategy")]
     if follow:
         lines += ["Solves off their trace's path (hard-train, 16 samples per problem, final policies; the share of "
