@@ -33,6 +33,7 @@ from prefixrl.data.prompt import encode_response
 from prefixrl.data.tasks.base import Problem
 from prefixrl.data.traces import Trace
 from prefixrl.io.errors import BadInput
+from prefixrl.io.run_state import read_log
 from prefixrl.rl import exact
 from prefixrl.rl.methods import METHODS
 from prefixrl.rl.settings import RLSettings
@@ -178,8 +179,7 @@ class Setting:
             policy, r = pipeline.run_method(folder, self.cfg.work / "base", self.tok, self.task, settings,
                                             self.train_set, prefixes, charged, traces=col.traces,
                                             eval_heldout=curve_heldout, progress=self.cfg.progress)
-            steps = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-            steps = [s for s in steps if s["kind"] == "step"]
+            steps = [s for s in read_log(folder) if s["kind"] == "step"]
             return {"exact": exact.measure(policy, self.tok, self.task, scored)["exact_pass@1"],
                     "rare_knowledge": exact.rare_knowledge(policy, self.tok, self.task, scored),
                     "steps": len(steps), "charged": charged, "sft": r.get("sft"),

@@ -21,6 +21,7 @@ from prefixrl.embedded import calibration
 from prefixrl.embedded.config import PretrainConfig
 from prefixrl.io.errors import BadInput
 from prefixrl.io.outputs import Output, claim
+from prefixrl.io.run_state import read_log
 from prefixrl.rl import exact
 from prefixrl.rl.settings import RLSettings
 from prefixrl.rollout.device import resolve
@@ -127,8 +128,7 @@ def _run_demo(cfg: DemoConfig, task) -> dict:
 def _run_gates(cfg: DemoConfig, sampling: dict, measured: dict, col, prefix_success: dict, rs_flops: float) -> dict:
     """The regime checks read after the runs (docs/regimes.md), from standard RL's log and the collection."""
     out = cfg.out
-    rl_steps = [r for r in map(json.loads, (out / "runs" / "rl" / "metrics.jsonl").read_text().splitlines())
-                if r["kind"] == "step"][:100]
+    rl_steps = [r for r in read_log(out / "runs" / "rl") if r["kind"] == "step"][:100]
     return {"regime": sampling, "rl_steps_checked": len(rl_steps),
             "rl_steps_with_signal": sum(r["zero_adv_groups"] < 1.0 for r in rl_steps),
             "collect_solved_share": col.summary()["solved"] / max(1, col.summary()["problems"]),
@@ -192,8 +192,7 @@ def _methods(cfg: DemoConfig, rl: RLSettings, tok, task, splits: dict, prefixes,
                 final["hard_heldout_exact_pass@1"] = exact.measure(policy, tok, task,
                                                                     splits["hard_heldout"])["exact_pass@1"]
                 final["rare_knowledge"] = exact.rare_knowledge(policy, tok, task, splits["hard_heldout"])
-        steps = [r for r in map(json.loads, (out / "runs" / name / "metrics.jsonl").read_text().splitlines())
-                 if r["kind"] == "step"]
+        steps = [r for r in read_log(out / "runs" / name) if r["kind"] == "step"]
         flops = runs[name]["curve"][-1]["flops"]
         methods[name] = {"curve": runs[name]["curve"], "final": final, "flops_total": flops,
                          "steps": runs[name]["steps"], "charged": charged,

@@ -25,8 +25,9 @@ The reuse setting adds two (docs/last_word.md §4, fixed before any of its runs)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from prefixrl.io.run_state import read_log
 
 KNOWLEDGE_FACTOR = 10.0
 ESCAPE_ACC = 0.1
@@ -46,7 +47,7 @@ def knowledge(exact_hard: dict) -> dict:
 def rl_starvation(run_dir: Path, rs_flops: float, traces_bought: int) -> dict:
     """Gate 2 from standard RL's own log: the correct unprefixed samples it saw before its hard-train
     accuracy first reached ESCAPE_ACC, and its accuracy once it had spent `rs_flops`."""
-    records = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line]
+    records = read_log(Path(run_dir))
     steps = [r for r in records if r["kind"] == "step"]
     evals = [r for r in records if r["kind"] == "eval"]
     escaped = next((e for e in evals if e["train_acc_unprefixed"] >= ESCAPE_ACC), None)

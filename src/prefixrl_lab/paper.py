@@ -21,6 +21,7 @@ from prefixrl.data.collect import Collection
 from prefixrl.data.evaluate import evaluate
 from prefixrl.data.prefixes import cut_prefixes
 from prefixrl.embedded.pretrain import INERT
+from prefixrl.io.run_state import read_log
 from prefixrl.rl import exact
 from prefixrl.rl.settings import RLSettings
 from prefixrl.rollout.engine import Sampler, SamplingParams
@@ -86,7 +87,7 @@ def run_paper(cfg: BenchConfig, task) -> dict:
                 final_held = evaluate(eng, tok, task, heldout, cfg.passk_samples, params, seed=seed + 4,
                                       progress=cfg.progress, desc=f"pass@k {label}")
                 ks = [2**i for i in range(int(math.log2(cfg.passk_samples)) + 1)]
-                steps = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+                steps = read_log(out)
                 final = {"hard_train": final_train.pass_at(1), "hard_heldout": final_held.pass_at(1)}
                 if exact.supports_exact(task):  # noise-free where sampled pass@1 is a handful of samples
                     final["hard_heldout_exact"] = exact.measure(policy, tok, task, heldout)["exact_pass@1"]

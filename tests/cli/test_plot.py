@@ -30,3 +30,19 @@ def test_two_runs_in_one_png_and_bad_logs_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "p2.png").exists()
     assert main(["plot", str(tmp_path / "none"), "--out", str(tmp_path / "p3.png")]) == 2
     assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_a_finished_runs_log_edited_afterwards_is_refused_in_one_line(tmp_path, capsys):
+    """A finished run's result.json seals its log (`run_state.finish`): the figures read off it later (the
+    curves here, the regime gates and the benches' mechanism figures elsewhere) never rest on an edited one."""
+    from prefixrl.io import run_state
+
+    run = write_run(tmp_path / "a", 1.0)
+    run_state.finish(run, {"settings": {}}, {"ledger": {}})
+    assert main(["plot", str(run), "--out", str(tmp_path / "ok.png")]) == 0
+    log = run / "metrics.jsonl"
+    log.write_text(log.read_text().replace('"reward_unprefixed": 0.1', '"reward_unprefixed": 0.9', 1))
+    assert main(["plot", str(run), "--out", str(tmp_path / "edited.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "metrics.jsonl: differs from the log its run sealed" in err
+    assert not (tmp_path / "edited.png").exists()

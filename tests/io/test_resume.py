@@ -127,7 +127,8 @@ def collect_args(preset: Path, out: Path, *extra: str) -> list[str]:
 
 def test_a_killed_run_is_resumed_only_on_its_own_data_and_from_a_checkpoint_that_verifies(preset, tmp_path):
     """Killed mid-run: a resume on other problems (chain ids are positions, so --data-seed 1 reuses every id)
-    is refused, and so is one whose checkpoints all fail verification; neither touches the folder."""
+    is refused, and so are one whose log was edited before the checkpoint and one whose checkpoints all
+    fail verification; none touches the folder."""
     out = tmp_path / "killed"
     args = ["train", "--model", str(preset / "base"), "--method", "rl", "--problems", str(PROBLEMS), "--steps", "12",
             "--seed", "3", "--checkpoint-every", "4", "--eval-every", "5", "--out", str(out)]
@@ -142,6 +143,14 @@ def test_a_killed_run_is_resumed_only_on_its_own_data_and_from_a_checkpoint_that
     r = run(*args, "--resume", "--data-seed", "1")
     assert r.returncode == 2 and "different settings (data)" in r.stderr.strip().splitlines()[-1], r.stderr[-2000:]
     assert files() == before  # config.json included: nothing is written before the key is checked
+    # the log's records up to the checkpoint are what later figures read: edited, the resume is refused
+    log = out / "metrics.jsonl"
+    first = log.read_text().splitlines()[1]  # step 1, before the step-4 checkpoint
+    log.write_text(log.read_text().replace(first, first.replace('"step": 1', '"step": 1, "edited": 1'), 1))
+    before = files()
+    r = run(*args, "--resume")
+    assert r.returncode == 2 and "differ from those its checkpoint saw" in r.stderr.strip().splitlines()[-1], r.stderr
+    assert files() == before
     for ckpt in checkpoints(out):
         weights = ckpt / "policy" / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[:-1] + b"x")

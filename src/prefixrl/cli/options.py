@@ -232,7 +232,8 @@ class ModelOptions(StageOptions):
 
 @dataclass(frozen=True)
 class EngineOptions(ModelOptions):
-    """The options of a stage that samples with an engine of its choice (collect, select, eval)."""
+    """The options of a stage that samples with an engine of its choice (collect, select, eval): the engine,
+    and how it samples."""
 
     engine: str = "builtin"
     """builtin (KV-cache sampler on the HF model) or vllm (token-id prompts, prefix caching; docs/vllm.md)."""
@@ -248,6 +249,13 @@ class EngineOptions(ModelOptions):
     """--engine vllm: no torch.compile or CUDA graphs: starts in seconds instead of about a minute on a CPU
     (measured on SmolLM2-135M), for short runs and debugging; long collections want the compiled default."""
 
+    temperature: float = 1.0
+    """Sampling temperature (> 0; 1 samples the policy as it is, the paper's setting)."""
+    top_p: float = 1.0
+    """Nucleus sampling: sample only from the smallest set of tokens holding this much probability (1 = off)."""
+    max_new_tokens: int | None = None
+    """Longest response sampled (default: the task's bound; chain: 2 per step + 4, others 1024)."""
+
     def check(self) -> None:
         super().check()
         check_engine(self.engine)
@@ -259,6 +267,7 @@ class EngineOptions(ModelOptions):
             raise BadInput(f"max_model_len must be >= 1, got {self.max_model_len}")
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
             raise BadInput(f"unknown dtype {self.dtype!r}; choose from auto, bfloat16, float16, float32")
+        check_sampling(self)
 
     def engine_options(self) -> dict:
         """vLLM's own settings (passed to vllm.LLM as they are; the built-in engine takes none)."""
@@ -293,16 +302,10 @@ class CollectConfig(EngineOptions):
     shard: str | None = None
     """I/N: collect only shard I (0 .. N-1) of the problems, every N-th from the I-th, to merge later with
     the other shards' stores (`prefixrl merge`); the merge equals the unsharded collection."""
-    temperature: float = 1.0
-    """Sampling temperature (> 0; 1 samples the policy as it is, the paper's setting)."""
-    top_p: float = 1.0
-    """Nucleus sampling: sample only from the smallest set of tokens holding this much probability (1 = off)."""
     seed: int = 0
     """Sampling seed."""
     import_file: Path | None = None
     """Instead of sampling, import traces made elsewhere: JSONL of {"problem_id", "trace"}."""
-    max_new_tokens: int | None = None
-    """Longest response sampled (default: the task's bound; chain: 2 per step + 4, others 1024)."""
     min_yield: float = 0.25
     """Refuse to sample when the share of problems rejection sampling is expected to solve at --cap,
     measured exactly before any sampling (built-in tasks), is below this; 0 turns the gate off."""
@@ -315,7 +318,6 @@ class CollectConfig(EngineOptions):
         for name in ("cap", "per_round", "chunk_size"):
             if getattr(self, name) < 1:
                 raise BadInput(f"{name} must be >= 1, got {getattr(self, name)}")
-        check_sampling(self)
         if self.shard is not None:
             parse_shard(self.shard)
         if self.shard is not None and self.import_file is not None:
@@ -373,12 +375,6 @@ class EvalConfig(EngineOptions):
     """Samples per problem (n); every k must be <= n."""
     k: tuple[int, ...] = (1, 8, 64)
     """pass@k values to report."""
-    temperature: float = 1.0
-    """Sampling temperature (> 0; 1 samples the policy as it is, the paper's setting)."""
-    top_p: float = 1.0
-    """Nucleus sampling: sample only from the smallest set of tokens holding this much probability (1 = off)."""
-    max_new_tokens: int | None = None
-    """Longest response sampled (default: the task's bound; chain: 2 per step + 4, others 1024)."""
     seed: int = 0
     out: Path | None = None
     """Optional JSON file for the results."""
@@ -409,7 +405,6 @@ class EvalConfig(EngineOptions):
             raise BadInput(f"fractions must be in [0, 1), got {list(self.fractions)}")
         if any(k > self.samples or k < 1 for k in self.k):
             raise BadInput(f"pass@k needs 1 <= k <= samples; got k={list(self.k)} with samples={self.samples}")
-        check_sampling(self)
 
 
 @dataclass(frozen=True)
@@ -566,12 +561,6 @@ class SelectConfig(EngineOptions):
     """Samples per open problem per round (a solved problem stops at the end of its round)."""
     chunk_size: int = 64
     """Problems per engine request; the state is saved after each, so a kill loses at most one request."""
-    temperature: float = 1.0
-    """Sampling temperature (> 0; 1 samples the policy as it is, the paper's setting)."""
-    top_p: float = 1.0
-    """Nucleus sampling: sample only from the smallest set of tokens holding this much probability (1 = off)."""
-    max_new_tokens: int | None = None
-    """Longest response sampled (default: the task's bound)."""
     seed: int = 0
 
     def check(self) -> None:
@@ -582,4 +571,3 @@ class SelectConfig(EngineOptions):
         check_samples(self.budget, "budget")  # (per_round: by check_numbers, as in collect)
         if self.chunk_size < 1:
             raise BadInput(f"chunk_size must be >= 1, got {self.chunk_size}")
-        check_sampling(self)

@@ -5,10 +5,10 @@ accuracy panel, because methods are compared at equal FLOPs (the paper's axis)."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from prefixrl.io.errors import BadInput
+from prefixrl.io.run_state import read_log
 from prefixrl.io.store import atomic_write
 
 PANELS = (("train_acc_unprefixed", "hard-train"), ("heldout_acc_unprefixed", "hard-heldout"))
@@ -16,23 +16,10 @@ PANELS = (("train_acc_unprefixed", "hard-train"), ("heldout_acc_unprefixed", "ha
 
 def read_metrics(run: Path) -> tuple[list[dict], list[dict]]:
     """(eval points, steps) of a run folder, checked: the file and the row in every error."""
-    path = Path(run) / "metrics.jsonl"
-    if not path.is_file():
-        raise BadInput(f"{run}: no metrics.jsonl (a run folder of `prefixrl train`)")
-    evals, steps = [], []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInput(f"{path}: line {i}: not JSON ({e.msg})") from None
-        if not isinstance(rec, dict) or rec.get("kind") not in ("eval", "step"):
-            raise BadInput(f"{path}: line {i}: field kind: expected eval or step")
-        (evals if rec["kind"] == "eval" else steps).append(rec)
-    if not evals and not steps:
-        raise BadInput(f"{path}: no records")
-    return evals, steps
+    records = read_log(run)
+    if not records:
+        raise BadInput(f"{Path(run) / 'metrics.jsonl'}: no records")
+    return [r for r in records if r["kind"] == "eval"], [r for r in records if r["kind"] == "step"]
 
 
 def plot_fractions(rows: list[dict], out: Path) -> None:

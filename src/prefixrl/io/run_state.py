@@ -4,6 +4,10 @@ A run is a pure function of its key (settings, charged offline FLOPs, a hash of 
 sampling seeds are functions of (seed, step), so resuming needs the parameters, the optimizer, the
 ledger, the eval curve, the non-finite skip count, the pool's state (adaptive ladders, harvested traces)
 and torch's RNG state, and nothing else.
+
+Its log, metrics.jsonl, is read again by later results (the regime gates, the benches' mechanism figures,
+`prefixrl plot`), so it is sealed like the rest: each checkpoint stores the log's SHA-256 as of that step,
+and result.json the finished log's; `read_log` checks a finished run's log against it.
 """
 
 from __future__ import annotations
@@ -77,8 +81,8 @@ def restore(out: Path, key: dict, model, opt) -> RunState | None:
         return None
     saved = load_checkpoint(ckpt, model, opt)
     check_key(out, saved["key"], key)
+    truncate_log(out / "metrics.jsonl", saved["step"], saved.get("log_sha256"))
     torch.set_rng_state(torch.tensor(saved["torch_rng"], dtype=torch.uint8))
-    truncate_log(out / "metrics.jsonl", saved["step"])
     return RunState(saved["key"], saved["step"], saved["skips"], saved["curve"], saved["ledger"], saved["logp_base"],
                     saved.get("before_rl", {}), saved.get("pool", {}))
 
@@ -87,7 +91,7 @@ def save(out: Path, state: RunState, model, tokenizer, opt) -> None:
     save_checkpoint(out, state.step, model, tokenizer, opt, {
         "key": state.key, "skips": state.skips, "curve": state.curve, "ledger": state.ledger,
         "logp_base": state.logp_base, "before_rl": state.before_rl, "pool": state.pool,
-        "torch_rng": torch.get_rng_state().tolist()})
+        "torch_rng": torch.get_rng_state().tolist(), "log_sha256": log_digest(out / "metrics.jsonl")})
 
 
 def saved_key(out: Path) -> dict | None:
@@ -107,8 +111,14 @@ def check_key(out: Path, saved: dict, key: dict) -> None:
                    "command, or choose another --out")
 
 
-def truncate_log(path: Path, step: int) -> None:
-    """Drop log records written after the checkpoint being resumed (they will be written again)."""
+def log_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes() if path.is_file() else b"").hexdigest()
+
+
+def truncate_log(path: Path, step: int, digest: str | None = None) -> None:
+    """Drop log records written after the checkpoint being resumed (they will be written again). What is
+    kept must be the log the checkpoint saw (`digest`, None from a checkpoint that stored none); a log
+    changed since is refused before anything is written, so the run's later figures never rest on it."""
     keep = []
     for line in path.read_text().splitlines() if path.is_file() else []:
         try:
@@ -117,12 +127,41 @@ def truncate_log(path: Path, step: int) -> None:
             continue
         if rec["step"] <= step:
             keep.append(line + "\n")
-    atomic_write(path, lambda f: f.write("".join(keep).encode()))
+    text = "".join(keep).encode()
+    if digest is not None and hashlib.sha256(text).hexdigest() != digest:
+        raise BadInput(f"{path}: its records up to step {step} differ from those its checkpoint saw (edited or "
+                       "corrupt); restore the log or move the folder aside to start again")
+    atomic_write(path, lambda f: f.write(text))
 
 
 def finish(out: Path, key: dict, result: dict) -> None:
-    """Written last: once result.json exists the run is complete, and its checkpoints can go."""
+    """Written last: once result.json exists the run is complete, and its checkpoints can go. It seals the
+    finished log too (`read_log`)."""
     write_json_atomic(out / "ledger.json", result["ledger"])
-    write_sealed_json(out / "result.json", {"key": key, "result": result})
+    write_sealed_json(out / "result.json", {"key": key, "result": result, "log_sha256": log_digest(out / "metrics.jsonl")})
     for c in checkpoints(out):
         discard(c)
+
+
+def read_log(run: Path) -> list[dict]:
+    """The records of a run's metrics.jsonl, each checked (file and line in the error). A finished run's log
+    must be the one its result.json sealed; a run still going (or killed) has nothing to check it against."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        raise BadInput(f"{run}: no metrics.jsonl (a run folder of `prefixrl train`)")
+    if (Path(run) / "result.json").is_file():
+        sealed = read_sealed_json(Path(run) / "result.json").get("log_sha256")
+        if sealed is not None and sealed != log_digest(path):
+            raise BadInput(f"{path}: differs from the log its run sealed in result.json (edited or corrupt)")
+    records = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BadInput(f"{path}: line {i}: not JSON ({e.msg})") from None
+        if not isinstance(rec, dict) or rec.get("kind") not in ("eval", "step"):
+            raise BadInput(f"{path}: line {i}: field kind: expected eval or step")
+        records.append(rec)
+    return records
