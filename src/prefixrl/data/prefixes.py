@@ -10,7 +10,7 @@ the final answer: a cut that would reach it is moved back to just before it.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,7 +20,7 @@ from prefixrl.data.tasks import check_same_task, task_identity
 from prefixrl.data.tasks.base import Problem, Task
 from prefixrl.data.traces import Trace
 from prefixrl.io.errors import BadInput
-from prefixrl.io.store import read_store, write_records
+from prefixrl.io.store import read_store, rows_of, write_records
 
 PREFIX_SCHEMA = pa.schema([
     ("problem_id", pa.string()),
@@ -134,7 +134,7 @@ def save_prefixes(path: str | Path, prefixes: list[Prefix], tokenizer, task=None
     meta = {"tokenizer": tokenizer_fingerprint(tokenizer), "rendering": rendering_record(tokenizer)}
     if task is not None and task_identity(task) is not None:
         meta["task"] = task_identity(task)
-    write_records(path, [asdict(p) for p in prefixes], PREFIX_SCHEMA, meta)
+    write_records(path, rows_of(prefixes), PREFIX_SCHEMA, meta)
 
 
 def load_prefixes(path: str | Path, task: Task, tokenizer, allow_rerender: bool = False) -> list[Prefix]:

@@ -7,7 +7,7 @@ prefixes are cut from the very tokens that were sampled and the cost of finding 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,7 +16,7 @@ from prefixrl.data.prompt import check_rendering, decode_response, rendering_rec
 from prefixrl.data.tasks import check_same_task, task_identity
 from prefixrl.data.tasks.base import Problem, Task, Verdict
 from prefixrl.io.errors import BadInput
-from prefixrl.io.store import read_meta, read_records, read_store, write_records
+from prefixrl.io.store import read_meta, read_records, read_store, rows_of, write_records
 from prefixrl.rollout.flops import Ledger
 
 TRACE_SCHEMA = pa.schema([
@@ -61,7 +61,7 @@ def save_traces(path: str | Path, traces: list[Trace], meta: dict | None = None,
         meta = {**(meta or {}), "rendering": rendering_record(tokenizer)}
     if task is not None and task_identity(task) is not None:
         meta = {**(meta or {}), "task": task_identity(task)}
-    write_records(path, [asdict(t) for t in traces], TRACE_SCHEMA, meta)
+    write_records(path, rows_of(traces), TRACE_SCHEMA, meta)
 
 
 def _check_row(path: Path, i: int, row: dict) -> None:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import fields
 from pathlib import Path
 
 import pyarrow as pa
@@ -73,6 +74,13 @@ def _digest(records: list[dict], meta: str) -> str:
     h = hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode())
     h.update(b"\0prefixrl.meta\0" + meta.encode())
     return h.hexdigest()
+
+
+def rows_of(items) -> list[dict]:
+    """Flat dataclasses (traces, prefixes) as the rows `write_records` takes. Shallow on purpose:
+    `dataclasses.asdict` deep-copies every token id, and was 90 % of saving a store of long traces, which a
+    collection does after every request."""
+    return [{f.name: getattr(x, f.name) for f in fields(x)} for x in items]
 
 
 def write_records(path: str | Path, records: list[dict], schema: pa.Schema, meta: dict | None = None) -> None:
