@@ -189,3 +189,16 @@ def test_a_prefix_store_names_its_tokenizer_and_another_tokenizer_is_refused(tas
     with pytest.raises(BadInput, match=r"bare.parquet: prefix ids are from tokenizer \(none recorded\)"):
         load_prefixes(tmp_path / "bare.parquet", task, tok)
 
+
+
+def test_a_store_is_the_same_bytes_with_shallow_rows(task, tok, tmp_path):
+    """`io.store.rows_of` replaced `dataclasses.asdict` (which deep-copied every token id) when saving: the
+    file written is byte for byte the one the deep copies made."""
+    from dataclasses import asdict
+
+    from prefixrl.data.traces import TRACE_SCHEMA
+
+    traces = _traces(task, tok)
+    save_traces(tmp_path / "shallow.parquet", traces, {"collection": {"finished": True}})
+    write_records(tmp_path / "deep.parquet", [asdict(t) for t in traces], TRACE_SCHEMA, {"collection": {"finished": True}})
+    assert (tmp_path / "shallow.parquet").read_bytes() == (tmp_path / "deep.parquet").read_bytes()
