@@ -31,3 +31,15 @@ def test_a_log_edited_before_its_checkpoint_is_refused_and_left_as_it_is(tmp_pat
     assert log.read_text() == edited  # nothing written: the user decides what to do with it
     run_state.truncate_log(log, 2, None)  # a checkpoint of an older prefixrl stored no digest: kept as before
     assert log.read_text().count("\n") == 3
+
+
+def test_a_log_is_read_as_it_was_sealed_and_bad_bytes_are_one_line(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(lines(0, 1))
+    run_state.finish(tmp_path, {"settings": {}}, {"ledger": {}})
+    assert [r["step"] for r in run_state.read_log(tmp_path)] == [0, 1]
+    (tmp_path / "metrics.jsonl").write_bytes(lines(0, 1).encode() + b"\xff")
+    with pytest.raises(BadInput, match="differs from the log its run sealed"):
+        run_state.read_log(tmp_path)
+    (tmp_path / "result.json").unlink()  # a run still going: nothing to check it against, but bytes are checked
+    with pytest.raises(BadInput, match="not UTF-8"):
+        run_state.read_log(tmp_path)

@@ -138,7 +138,8 @@ def finish(out: Path, key: dict, result: dict) -> None:
     """Written last: once result.json exists the run is complete, and its checkpoints can go. It seals the
     finished log too (`read_log`)."""
     write_json_atomic(out / "ledger.json", result["ledger"])
-    write_sealed_json(out / "result.json", {"key": key, "result": result, "log_sha256": log_digest(out / "metrics.jsonl")})
+    write_sealed_json(out / "result.json",
+                      {"key": key, "result": result, "log_sha256": log_digest(out / "metrics.jsonl")})
     for c in checkpoints(out):
         discard(c)
 
@@ -149,12 +150,17 @@ def read_log(run: Path) -> list[dict]:
     path = Path(run) / "metrics.jsonl"
     if not path.is_file():
         raise BadInput(f"{run}: no metrics.jsonl (a run folder of `prefixrl train`)")
+    data = path.read_bytes()  # read once: the bytes checked are the bytes parsed
     if (Path(run) / "result.json").is_file():
         sealed = read_sealed_json(Path(run) / "result.json").get("log_sha256")
-        if sealed is not None and sealed != log_digest(path):
+        if sealed is not None and sealed != hashlib.sha256(data).hexdigest():
             raise BadInput(f"{path}: differs from the log its run sealed in result.json (edited or corrupt)")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as e:
+        raise BadInput(f"{path}: byte {e.start}: not UTF-8 (corrupt)") from None
     records = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
